@@ -1,0 +1,134 @@
+import type { BufferBackend, OutputBuffer } from './buffer/buffer.ts';
+import { MemoryBackend } from './buffer/memory/memory-buffer.ts';
+import type { EstuaryConfig } from './config/load.ts';
+import type { Input } from './inputs/input.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { Metrics } from './metrics/registry.ts';
+import type { Output } from './outputs/output.ts';
+import { Pipeline } from './pipeline.ts';
+import type { ComponentDeps, ComponentRegistry } from './registry.ts';
+
+export interface OutputStatusReport {
+  id: string;
+  type: string;
+  buffer: ReturnType<OutputBuffer['stats']>;
+}
+
+export interface StatusReport {
+  ready: boolean;
+  buffer: string;
+  inputs: { id: string; type: string; ready: boolean }[];
+  outputs: OutputStatusReport[];
+}
+
+interface Options {
+  registry: ComponentRegistry;
+  logger?: Logger;
+  metrics?: Metrics;
+  /** Tests pass their own; otherwise chosen from service.buffer.type. */
+  backend?: BufferBackend;
+}
+
+/**
+ * The whole aggregator for one config. Start order: outputs, buffers, inputs (nothing is
+ * accepted before it can be buffered); stop order is the reverse, with the buffers drained
+ * before the outputs close.
+ */
+export class Estuary {
+  readonly config: EstuaryConfig;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly inputs: readonly Input[];
+  readonly outputs: readonly { output: Output; buffer: OutputBuffer }[];
+  readonly pipeline: Pipeline;
+  private readonly backend: BufferBackend;
+  private stopped: Promise<void> | undefined;
+
+  constructor(config: EstuaryConfig, options: Options) {
+    this.config = config;
+    this.logger = options.logger ?? createLogger(config.service.log_level);
+    this.metrics = options.metrics ?? new Metrics();
+    this.backend = options.backend ?? createBackend(config, this.logger);
+    const deps = (id: string): ComponentDeps => ({
+      id,
+      logger: this.logger.child({ plugin_id: id }),
+      metrics: this.metrics,
+      configDir: config.dir,
+    });
+    const { registry } = options;
+    this.inputs = config.inputs.map((c) => registry.get('input', c.type)!.create(c.options, deps(c.id)));
+    const filters = config.filters.map((c) => ({
+      match: c.match,
+      filter: registry.get('filter', c.type)!.create(c.options, deps(c.id)),
+    }));
+    this.outputs = config.outputs.map((c) => {
+      const output = registry.get('output', c.type)!.create(c.options, deps(c.id));
+      const buffer = this.backend.create(output, c.buffer, { logger: deps(c.id).logger, metrics: this.metrics });
+      this.metrics.registerOutput(buffer);
+      return { output, buffer };
+    });
+    this.pipeline = new Pipeline(
+      filters,
+      config.outputs.map((c, i) => ({ match: c.match, buffer: this.outputs[i]!.buffer })),
+      this.metrics,
+      this.logger,
+    );
+  }
+
+  async start(): Promise<void> {
+    for (const { output } of this.outputs) await output.start?.();
+    for (const { buffer } of this.outputs) await buffer.start();
+    for (const input of this.inputs) await input.start(this.pipeline.emit);
+    this.logger.info(
+      { inputs: this.inputs.map((i) => i.id), outputs: this.outputs.map((o) => o.output.id), buffer: this.backend.type },
+      'estuary started',
+    );
+  }
+
+  /** Stop accepting, drain buffers until service.shutdown_timeout, close outputs. Safe twice. */
+  stop(): Promise<void> {
+    this.stopped ??= this.shutdown();
+    return this.stopped;
+  }
+
+  private async shutdown(): Promise<void> {
+    const deadline = Date.now() + this.config.service.shutdown_timeout;
+    await Promise.allSettled(this.inputs.map((i) => i.stop()));
+    await Promise.allSettled(this.outputs.map(({ buffer }) => buffer.stop(deadline)));
+    await Promise.allSettled(this.outputs.map(({ output }) => output.stop?.()));
+    await this.backend.close();
+    this.logger.info('estuary stopped');
+  }
+
+  /** SIGHUP: outputs reopen their files. */
+  async reopen(): Promise<void> {
+    await Promise.allSettled(this.outputs.map(({ output }) => output.reopen?.()));
+    this.logger.info('files reopened');
+  }
+
+  ready(): boolean {
+    return this.backend.ready() && this.inputs.every((i) => i.ready());
+  }
+
+  buffer(outputId: string): OutputBuffer | undefined {
+    return this.outputs.find((o) => o.output.id === outputId)?.buffer;
+  }
+
+  status(): StatusReport {
+    return {
+      ready: this.ready(),
+      buffer: this.backend.type,
+      inputs: this.inputs.map((i) => ({ id: i.id, type: i.type, ready: i.ready() })),
+      outputs: this.outputs.map(({ output, buffer }) => ({ id: output.id, type: output.type, buffer: buffer.stats() })),
+    };
+  }
+}
+
+function createBackend(config: EstuaryConfig, logger: Logger): BufferBackend {
+  const type = config.service.buffer.type;
+  if (type === 'memory') {
+    logger.warn('buffer type memory: records not yet delivered are lost if this process dies (use service.buffer.type redis)');
+    return new MemoryBackend();
+  }
+  throw new Error(`buffer type ${type} is not available in this build`);
+}

@@ -1,0 +1,149 @@
+import { z } from 'zod';
+import { duration, port, size } from './values.ts';
+
+/** Retry policy; the defaults are Fluentd's, but with a 5m cap so backoff stays useful. */
+export const retrySchema = z.strictObject({
+  /** First wait after a failure. */
+  wait: duration().optional(),
+  exponential_backoff_base: z.number().min(1).optional(),
+  /** Upper bound of one wait. */
+  max_interval: duration().optional(),
+  /** ±12.5% jitter so replicas do not retry in step. */
+  randomize: z.boolean().optional(),
+  /** Give up (dead-letter) once a chunk has been failing this long. */
+  timeout: duration().optional(),
+  /** Give up after this many retries. */
+  max_times: z.number().int().min(0).optional(),
+  /** Never give up on retryable errors. */
+  forever: z.boolean().optional(),
+});
+
+/** Per-output buffer settings; `service.buffer` holds the defaults, an output's `buffer:` overrides. */
+export const bufferOverridesSchema = z.strictObject({
+  chunk_limit_size: size().optional(),
+  chunk_limit_records: z.number().int().min(1).optional(),
+  flush_interval: duration().optional(),
+  flush_thread_count: z.number().int().min(1).max(64).optional(),
+  total_limit_size: size().optional(),
+  overflow_action: z.enum(['block', 'throw_exception', 'drop_oldest_chunk']).optional(),
+  /** Flush what is buffered on shutdown (bounded by service.shutdown_timeout). */
+  flush_at_shutdown: z.boolean().optional(),
+  /** Writes slower than this are logged and counted (fluentd's slow_flush_log_threshold). */
+  slow_flush_log_threshold: duration().optional(),
+  retry: retrySchema.optional(),
+  dead_letter: z
+    .strictObject({
+      enabled: z.boolean().optional(),
+      /** Memory backend: the oldest dead-letter chunks are dropped past this. */
+      max_size: size().optional(),
+    })
+    .optional(),
+});
+export type BufferOverrides = z.output<typeof bufferOverridesSchema>;
+
+export interface RetrySettings {
+  waitMs: number;
+  backoffBase: number;
+  maxIntervalMs: number;
+  randomize: boolean;
+  timeoutMs: number;
+  maxTimes: number | undefined;
+  forever: boolean;
+}
+
+export interface BufferSettings {
+  chunkLimitSize: number;
+  chunkLimitRecords: number;
+  flushIntervalMs: number;
+  flushThreadCount: number;
+  totalLimitSize: number;
+  overflowAction: 'block' | 'throw_exception' | 'drop_oldest_chunk';
+  flushAtShutdown: boolean;
+  slowFlushThresholdMs: number;
+  retry: RetrySettings;
+  deadLetter: { enabled: boolean; maxSize: number };
+}
+
+export const BUFFER_DEFAULTS: BufferSettings = {
+  chunkLimitSize: 8 * 1024 ** 2,
+  chunkLimitRecords: Number.POSITIVE_INFINITY,
+  flushIntervalMs: 1000,
+  flushThreadCount: 1,
+  totalLimitSize: 512 * 1024 ** 2,
+  overflowAction: 'block',
+  flushAtShutdown: true,
+  slowFlushThresholdMs: 20_000,
+  retry: {
+    waitMs: 1000,
+    backoffBase: 2,
+    maxIntervalMs: 300_000,
+    randomize: true,
+    timeoutMs: 72 * 3_600_000,
+    maxTimes: undefined,
+    forever: false,
+  },
+  deadLetter: { enabled: true, maxSize: 64 * 1024 ** 2 },
+};
+
+/** Defaults ← service.buffer ← output.buffer. */
+export function resolveBufferSettings(...layers: (BufferOverrides | undefined)[]): BufferSettings {
+  const s: BufferSettings = structuredClone(BUFFER_DEFAULTS);
+  for (const o of layers) {
+    if (!o) continue;
+    s.chunkLimitSize = o.chunk_limit_size ?? s.chunkLimitSize;
+    s.chunkLimitRecords = o.chunk_limit_records ?? s.chunkLimitRecords;
+    s.flushIntervalMs = o.flush_interval ?? s.flushIntervalMs;
+    s.flushThreadCount = o.flush_thread_count ?? s.flushThreadCount;
+    s.totalLimitSize = o.total_limit_size ?? s.totalLimitSize;
+    s.overflowAction = o.overflow_action ?? s.overflowAction;
+    s.flushAtShutdown = o.flush_at_shutdown ?? s.flushAtShutdown;
+    s.slowFlushThresholdMs = o.slow_flush_log_threshold ?? s.slowFlushThresholdMs;
+    const r = o.retry ?? {};
+    s.retry = {
+      waitMs: r.wait ?? s.retry.waitMs,
+      backoffBase: r.exponential_backoff_base ?? s.retry.backoffBase,
+      maxIntervalMs: r.max_interval ?? s.retry.maxIntervalMs,
+      randomize: r.randomize ?? s.retry.randomize,
+      timeoutMs: r.timeout ?? s.retry.timeoutMs,
+      maxTimes: r.max_times ?? s.retry.maxTimes,
+      forever: r.forever ?? s.retry.forever,
+    };
+    s.deadLetter = {
+      enabled: o.dead_letter?.enabled ?? s.deadLetter.enabled,
+      maxSize: o.dead_letter?.max_size ?? s.deadLetter.maxSize,
+    };
+  }
+  return s;
+}
+
+export const serviceBufferSchema = bufferOverridesSchema.extend({
+  /** `memory` (embedded, lost on crash) or `redis` (durable, shared by replicas). */
+  type: z.enum(['memory', 'redis']).default('memory'),
+  redis_url: z.string().optional(),
+});
+
+export const serviceSchema = z.strictObject({
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Bound on draining buffers at SIGTERM. */
+  shutdown_timeout: duration().default(30_000),
+  /** Admin server: /metrics, /healthz, /readyz, /api/v1/*. */
+  http: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      listen: z.string().default('0.0.0.0'),
+      port: port().default(24231),
+      /** Bearer tokens for the mutating /api/v1 routes; empty = those routes are refused. */
+      auth_tokens: z.array(z.string().min(1)).default([]),
+    })
+    .prefault({}),
+  buffer: serviceBufferSchema.prefault({}),
+});
+export type ServiceConfig = z.output<typeof serviceSchema>;
+
+/** The top level; each component's own keys are checked against its factory's schema. */
+export const rootSchema = z.strictObject({
+  service: serviceSchema.prefault({}),
+  inputs: z.array(z.looseObject({ type: z.string() })).default([]),
+  filters: z.array(z.looseObject({ type: z.string() })).default([]),
+  outputs: z.array(z.looseObject({ type: z.string() })).default([]),
+});

@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import { TagPattern } from '../core/tag-pattern.ts';
+import { parseDuration, parseSize } from '../core/units.ts';
+
+/** Bytes, from `8MiB`, `512KiB`, `10MB` or a plain number. */
+export const size = () =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const bytes = parseSize(value);
+    if (bytes === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a size like 8MiB or 512KiB, got ${JSON.stringify(value)}`,
+      });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+/** Milliseconds, from `500ms`, `5s`, `10m`, `72h` or a number of seconds. */
+export const duration = () =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a duration like 500ms, 5s or 72h, got ${JSON.stringify(value)}`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+export const tagPattern = () =>
+  z.string().transform((value, ctx) => {
+    try {
+      return new TagPattern(value);
+    } catch (err) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a tag pattern like app.** — ${(err as Error).message}`,
+      });
+      return z.NEVER;
+    }
+  });
+
+export const port = () => z.number().int().min(0).max(65535);
+
+/** TLS for a listener; file paths are read at start. */
+export const tlsServer = () =>
+  z.strictObject({
+    cert_file: z.string(),
+    key_file: z.string(),
+    ca_file: z.string().optional(),
+    /** Require and verify client certificates against ca_file. */
+    client_auth: z.boolean().default(false),
+  });
+
+/** Keys whose values `estuary check` and logs never show. */
+export const SECRET_KEY =
+  /(password|passwd|secret|token|shared_key|api_key|access_key|private_key|credentials)/i;

@@ -1,0 +1,16 @@
+import type { EventTime } from './event-time.ts';
+
+/** A log record: Fluentd's map of string keys to any msgpack value. */
+export type LogRecord = Record<string, unknown>;
+
+export interface Entry {
+  time: EventTime;
+  record: LogRecord;
+  /** Fluent Bit ≥ 2.1 metadata (`[[time, metadata], record]`); absent for plain entries. */
+  metadata?: LogRecord;
+}
+
+/** An entry with the tag it was emitted under, as outputs see it. */
+export interface TaggedEntry extends Entry {
+  tag: string;
+}

@@ -1,0 +1,41 @@
+import { pino } from 'pino';
+
+export type Logger = pino.Logger;
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+/**
+ * JSON lines on stderr: stdout belongs to the `stdout` output, so records and our own
+ * logs never interleave there.
+ */
+export function createLogger(level: LogLevel = 'info'): Logger {
+  return pino(
+    {
+      level,
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    pino.destination({ fd: 2, sync: false }),
+  );
+}
+
+/** A logger for tests and tools: nothing printed. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}
+
+/** Calls `fn` at most once per `intervalMs`, counting what it skipped. */
+export function rateLimited(intervalMs: number, fn: (suppressed: number) => void): () => void {
+  let last = Number.NEGATIVE_INFINITY;
+  let suppressed = 0;
+  return () => {
+    const now = Date.now();
+    if (now - last < intervalMs) {
+      suppressed += 1;
+      return;
+    }
+    last = now;
+    fn(suppressed);
+    suppressed = 0;
+  };
+}

@@ -1,0 +1,167 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Counters an output buffer keeps; the Fluentd-named gauges are read from them at scrape time. */
+export interface OutputStatus {
+  readonly id: string;
+  readonly type: string;
+  stats(): BufferStats;
+}
+
+export interface BufferStats {
+  /** Open (staged, unsealed) chunks and their bytes. */
+  stageLength: number;
+  stageBytes: number;
+  /** Sealed chunks waiting, retrying or being flushed, and their bytes. */
+  queueLength: number;
+  queueBytes: number;
+  totalLimitBytes: number;
+  emitCount: number;
+  emitRecords: number;
+  writeCount: number;
+  rollbackCount: number;
+  retryCount: number;
+  numErrors: number;
+  /** Seconds until the next retry of the oldest waiting chunk, 0 when none waits. */
+  retryWait: number;
+  flushTimeCount: number;
+  slowFlushCount: number;
+  deadLetterChunks: number;
+  deadLetterRecords: number;
+}
+
+const PLUGIN = ['plugin_id', 'type'] as const;
+
+/**
+ * Every metric Estuary exports. The `fluentd_*` names and labels are those of
+ * fluent-plugin-prometheus (gauges there, so gauges here), so existing dashboards work.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly outputs = new Map<string, OutputStatus>();
+
+  readonly inputRecords = new Counter({
+    name: 'fluentd_input_status_num_records_total',
+    help: 'Records received by an input.',
+    labelNames: PLUGIN,
+    registers: [this.registry],
+  });
+  readonly inputBytes = new Counter({
+    name: 'estuary_input_bytes_total',
+    help: 'Bytes of request or frame bodies received by an input (before decompression).',
+    labelNames: PLUGIN,
+    registers: [this.registry],
+  });
+  readonly inputRequests = new Counter({
+    name: 'estuary_input_requests_total',
+    help: 'Requests or messages handled by an input, by result (ok, bad_request, unauthorized, backpressure, error).',
+    labelNames: [...PLUGIN, 'result'],
+    registers: [this.registry],
+  });
+  readonly ackLatency = new Histogram({
+    name: 'estuary_ack_latency_seconds',
+    help: 'Time from receiving a batch to acknowledging it (durable in every routed buffer).',
+    labelNames: PLUGIN,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly flushDuration = new Histogram({
+    name: 'estuary_flush_duration_seconds',
+    help: 'Time an output took to write one chunk, by result.',
+    labelNames: [...PLUGIN, 'result'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly recordsDropped = new Counter({
+    name: 'estuary_records_dropped_total',
+    help: 'Records dropped, by plugin and reason (overflow, dead_letter_full, filtered, shutdown, …).',
+    labelNames: [...PLUGIN, 'reason'],
+    registers: [this.registry],
+  });
+  readonly recordsUnrouted = new Counter({
+    name: 'estuary_records_unrouted_total',
+    help: 'Records whose tag matched no output, dropped.',
+    registers: [this.registry],
+  });
+  readonly recordsDelivered = new Counter({
+    name: 'estuary_output_records_delivered_total',
+    help: 'Records an output wrote successfully.',
+    labelNames: PLUGIN,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    const gauge = (name: string, help: string, read: (s: BufferStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: PLUGIN,
+        registers: [this.registry],
+        collect: () => {
+          const g = this.registry.getSingleMetric(name) as Gauge<'plugin_id' | 'type'>;
+          g.reset();
+          for (const out of this.outputs.values())
+            g.set({ plugin_id: out.id, type: out.type }, read(out.stats()));
+        },
+      });
+    gauge(
+      'fluentd_output_status_buffer_queue_length',
+      'Sealed chunks waiting to be flushed.',
+      (s) => s.queueLength,
+    );
+    gauge(
+      'fluentd_output_status_buffer_total_bytes',
+      'Bytes buffered (staged and queued).',
+      (s) => s.stageBytes + s.queueBytes,
+    );
+    gauge('fluentd_output_status_buffer_stage_length', 'Open chunks being filled.', (s) => s.stageLength);
+    gauge('fluentd_output_status_buffer_stage_byte_size', 'Bytes in open chunks.', (s) => s.stageBytes);
+    gauge('fluentd_output_status_queue_byte_size', 'Bytes in sealed chunks.', (s) => s.queueBytes);
+    gauge(
+      'fluentd_output_status_buffer_available_space_ratio',
+      'Free share of total_limit_size, in percent.',
+      (s) =>
+        s.totalLimitBytes > 0
+          ? Math.max(0, 100 * (1 - (s.stageBytes + s.queueBytes) / s.totalLimitBytes))
+          : 100,
+    );
+    gauge('fluentd_output_status_emit_count', 'Batches handed to the output buffer.', (s) => s.emitCount);
+    gauge('fluentd_output_status_emit_records', 'Records handed to the output buffer.', (s) => s.emitRecords);
+    gauge('fluentd_output_status_write_count', 'Chunk writes attempted.', (s) => s.writeCount);
+    gauge(
+      'fluentd_output_status_rollback_count',
+      'Chunk writes rolled back for a retry.',
+      (s) => s.rollbackCount,
+    );
+    gauge('fluentd_output_status_retry_count', 'Retries of failed writes.', (s) => s.retryCount);
+    gauge('fluentd_output_status_num_errors', 'Failed writes (retryable or fatal).', (s) => s.numErrors);
+    gauge(
+      'fluentd_output_status_retry_wait',
+      'Seconds until the next retry, 0 when none waits.',
+      (s) => s.retryWait,
+    );
+    gauge(
+      'fluentd_output_status_flush_time_count',
+      'Milliseconds spent writing chunks.',
+      (s) => s.flushTimeCount,
+    );
+    gauge(
+      'fluentd_output_status_slow_flush_count',
+      'Writes slower than slow_flush_log_threshold.',
+      (s) => s.slowFlushCount,
+    );
+    gauge('estuary_dead_letter_chunks', 'Chunks held in the dead-letter queue.', (s) => s.deadLetterChunks);
+    gauge(
+      'estuary_dead_letter_records',
+      'Records held in the dead-letter queue.',
+      (s) => s.deadLetterRecords,
+    );
+  }
+
+  registerOutput(status: OutputStatus): void {
+    this.outputs.set(status.id, status);
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
