@@ -63,7 +63,10 @@ export class Estuary {
     }));
     this.outputs = config.outputs.map((c) => {
       const output = registry.get('output', c.type)!.create(c.options, deps(c.id));
-      const buffer = this.backend.create(output, c.buffer, { logger: deps(c.id).logger, metrics: this.metrics });
+      const buffer = this.backend.create(output, c.buffer, {
+        logger: deps(c.id).logger,
+        metrics: this.metrics,
+      });
       this.metrics.registerOutput(buffer);
       return { output, buffer };
     });
@@ -80,7 +83,11 @@ export class Estuary {
     for (const { buffer } of this.outputs) await buffer.start();
     for (const input of this.inputs) await input.start(this.pipeline.emit);
     this.logger.info(
-      { inputs: this.inputs.map((i) => i.id), outputs: this.outputs.map((o) => o.output.id), buffer: this.backend.type },
+      {
+        inputs: this.inputs.map((i) => i.id),
+        outputs: this.outputs.map((o) => o.output.id),
+        buffer: this.backend.type,
+      },
       'estuary started',
     );
   }
@@ -119,7 +126,11 @@ export class Estuary {
       ready: this.ready(),
       buffer: this.backend.type,
       inputs: this.inputs.map((i) => ({ id: i.id, type: i.type, ready: i.ready() })),
-      outputs: this.outputs.map(({ output, buffer }) => ({ id: output.id, type: output.type, buffer: buffer.stats() })),
+      outputs: this.outputs.map(({ output, buffer }) => ({
+        id: output.id,
+        type: output.type,
+        buffer: buffer.stats(),
+      })),
     };
   }
 }
@@ -127,7 +138,9 @@ export class Estuary {
 function createBackend(config: EstuaryConfig, logger: Logger): BufferBackend {
   const type = config.service.buffer.type;
   if (type === 'memory') {
-    logger.warn('buffer type memory: records not yet delivered are lost if this process dies (use service.buffer.type redis)');
+    logger.warn(
+      'buffer type memory: records not yet delivered are lost if this process dies (use service.buffer.type redis)',
+    );
     return new MemoryBackend();
   }
   throw new Error(`buffer type ${type} is not available in this build`);
