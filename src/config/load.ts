@@ -1,15 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import {
-  type Document,
-  isMap,
-  isScalar,
-  LineCounter,
-  parseDocument,
-  parse as parseYaml,
-  Scalar,
-  visit,
-} from 'yaml';
+import { type Document, LineCounter, parseDocument, parse as parseYaml, Scalar, visit } from 'yaml';
 import { z } from 'zod';
 import type { TagPattern } from '../core/tag-pattern.ts';
 import type { ComponentRegistry, Kind } from '../registry.ts';

@@ -130,7 +130,7 @@ export function bufferContract(name: string, makeBackend: () => Promise<BufferBa
       );
       const gaps = output.writes.slice(1).map((w, i) => w.at - output.writes[i]!.at);
       // wait 20ms, base 2, no jitter: at least 20, 40, 80 (timers never fire early).
-      gaps.forEach((gap, i) => assert.ok(gap >= 20 * 2 ** i - 2, `gap ${i} was ${gap}ms`));
+      for (const [i, gap] of gaps.entries()) assert.ok(gap >= 20 * 2 ** i - 2, `gap ${i} was ${gap}ms`);
       const s = buffer.stats();
       assert.equal(s.retryCount, 3);
       assert.equal(s.numErrors, 3);
