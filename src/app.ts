@@ -16,7 +16,7 @@ export interface OutputStatusReport {
 
 export interface StatusReport {
   ready: boolean;
-  buffer: string;
+  buffer: { type: string; reachable: boolean };
   inputs: { id: string; type: string; ready: boolean }[];
   outputs: OutputStatusReport[];
 }
@@ -124,7 +124,7 @@ export class Estuary {
   status(): StatusReport {
     return {
       ready: this.ready(),
-      buffer: this.backend.type,
+      buffer: { type: this.backend.type, reachable: this.backend.ready() },
       inputs: this.inputs.map((i) => ({ id: i.id, type: i.type, ready: i.ready() })),
       outputs: this.outputs.map(({ output, buffer }) => ({
         id: output.id,

@@ -1,0 +1,83 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { DeadLetterInfo, OutputBuffer } from '../buffer/buffer.ts';
+import { jsonSafe } from './json.ts';
+
+export type Guard = (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
+
+interface OutputParams {
+  id: string;
+}
+interface ChunkParams extends OutputParams {
+  chunk: string;
+}
+
+/** The dead-letter API of every output: list, show, replay, delete one, purge. */
+export function deadLetterRoutes(
+  app: FastifyInstance,
+  bufferOf: (outputId: string) => OutputBuffer | undefined,
+  requireToken: Guard,
+): void {
+  const base = '/api/v1/outputs/:id/dead-letter';
+  const unknownOutput = (reply: FastifyReply, p: OutputParams) =>
+    reply.code(404).send({ error: `unknown output "${p.id}"` });
+  const noChunk = (reply: FastifyReply, p: ChunkParams) =>
+    reply.code(404).send({ error: `no dead-letter chunk "${p.chunk}" in output "${p.id}"` });
+
+  app.get<{ Params: OutputParams }>(base, async (request, reply) => {
+    const buffer = bufferOf(request.params.id);
+    if (!buffer) return unknownOutput(reply, request.params);
+    const chunks = await buffer.deadLetter.list();
+    return { output: buffer.id, chunks: chunks.map(describe) };
+  });
+
+  // Shows record contents, which may hold personal data: token required, unlike the other reads.
+  app.get<{ Params: ChunkParams }>(`${base}/:chunk`, { onRequest: requireToken }, async (request, reply) => {
+    const buffer = bufferOf(request.params.id);
+    if (!buffer) return unknownOutput(reply, request.params);
+    const found = await buffer.deadLetter.show(request.params.chunk);
+    if (!found) return noChunk(reply, request.params);
+    return {
+      ...describe(found.info),
+      entries: found.entries.map((e) => ({
+        time: e.time.toIso(),
+        tag: e.tag,
+        record: jsonSafe(e.record),
+        ...(e.metadata === undefined ? {} : { metadata: jsonSafe(e.metadata) }),
+      })),
+    };
+  });
+
+  app.post<{ Params: ChunkParams }>(
+    `${base}/:chunk/replay`,
+    { onRequest: requireToken },
+    async (request, reply) => {
+      const buffer = bufferOf(request.params.id);
+      if (!buffer) return unknownOutput(reply, request.params);
+      if (!(await buffer.deadLetter.replay(request.params.chunk))) return noChunk(reply, request.params);
+      return { replayed: request.params.chunk };
+    },
+  );
+
+  app.delete<{ Params: ChunkParams }>(
+    `${base}/:chunk`,
+    { onRequest: requireToken },
+    async (request, reply) => {
+      const buffer = bufferOf(request.params.id);
+      if (!buffer) return unknownOutput(reply, request.params);
+      const removed = await buffer.deadLetter.purge(request.params.chunk);
+      if (removed === 0) return noChunk(reply, request.params);
+      return { removed };
+    },
+  );
+
+  app.delete<{ Params: OutputParams }>(base, { onRequest: requireToken }, async (request, reply) => {
+    const buffer = bufferOf(request.params.id);
+    if (!buffer) return unknownOutput(reply, request.params);
+    return { removed: await buffer.deadLetter.purge() };
+  });
+}
+
+/** Epoch milliseconds are for machines; the API is read by people and `jq` too. */
+function describe(info: DeadLetterInfo) {
+  return { ...info, time: new Date(info.time).toISOString() };
+}
