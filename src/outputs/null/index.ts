@@ -1,0 +1,18 @@
+import { z } from 'zod';
+import { defineComponent } from '../../registry.ts';
+
+/** Discards every chunk without decoding it: for benchmarks and for routing records away. */
+export const nullOutput = defineComponent({
+  kind: 'output',
+  type: 'null',
+  schema: z.strictObject({}),
+  create(_config, deps) {
+    return {
+      id: deps.id,
+      type: 'null',
+      async write() {
+        return undefined;
+      },
+    };
+  },
+});

@@ -1,0 +1,49 @@
+import type { Writable } from 'node:stream';
+import { z } from 'zod';
+import { type ComponentDeps, defineComponent } from '../../registry.ts';
+import { FORMATS, formatLines } from '../format.ts';
+import { classifyIoError } from '../io-errors.ts';
+import type { Chunk, Output } from '../output.ts';
+
+export const stdoutSchema = z.strictObject({
+  /** `json` ({"tag","time","record"} per line), `fluentd` (time, tag, json; tab-separated) or `record`. */
+  format: z.enum(FORMATS).default('json'),
+});
+export type StdoutConfig = z.output<typeof stdoutSchema>;
+
+/** Writes each chunk to stdout as lines; our own logs go to stderr, so the two never mix. */
+export const stdoutOutput = defineComponent({
+  kind: 'output',
+  type: 'stdout',
+  schema: stdoutSchema,
+  create: (config, deps) => createStdoutOutput(config, deps),
+});
+
+/** The factory's body, with the stream injectable so tests need not capture process.stdout. */
+export function createStdoutOutput(
+  config: StdoutConfig,
+  deps: ComponentDeps,
+  stream: Writable = process.stdout,
+): Output {
+  // A closed pipe also emits 'error' after the write callback; unheard, it would kill the
+  // process. The write callback already reports it, so the event itself is only logged.
+  const onError = (err: Error) => deps.logger.debug({ err }, 'stdout stream error');
+  stream.on('error', onError);
+  return {
+    id: deps.id,
+    type: 'stdout',
+    async write(chunk: Chunk) {
+      const text = formatLines(config.format, chunk.entries());
+      if (text.length === 0) return undefined;
+      // One write per chunk; resolving on its callback means the next chunk waits until this
+      // one reached the OS, which is how stdout's backpressure reaches the buffer.
+      await new Promise<void>((resolve, reject) => {
+        stream.write(text, (err) => (err ? reject(classifyIoError(err, 'writing to stdout')) : resolve()));
+      });
+      return undefined;
+    },
+    async stop() {
+      stream.off('error', onError);
+    },
+  };
+}

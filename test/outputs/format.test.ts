@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { makeChunk } from '../../src/buffer/chunk.ts';
+import { makeBatch } from '../../src/core/batch.ts';
+import type { TaggedEntry } from '../../src/core/entry.ts';
+import { EventTime } from '../../src/core/event-time.ts';
+import { formatLine, formatLines, toJson } from '../../src/outputs/format.ts';
+
+const time = new EventTime(1_700_000_000, 123_456_789);
+const entry: TaggedEntry = { tag: 'app.web', time, record: { msg: 'hi', n: 1 } };
+
+describe('formatLine', () => {
+  it('json: tag, nanosecond time and record', () => {
+    assert.equal(
+      formatLine('json', entry),
+      '{"tag":"app.web","time":"2023-11-14T22:13:20.123456789Z","record":{"msg":"hi","n":1}}\n',
+    );
+  });
+
+  it('json: keeps Fluent Bit metadata', () => {
+    assert.equal(
+      formatLine('json', { ...entry, metadata: { otlp: { severity: 9 } } }),
+      '{"tag":"app.web","time":"2023-11-14T22:13:20.123456789Z","record":{"msg":"hi","n":1},"metadata":{"otlp":{"severity":9}}}\n',
+    );
+  });
+
+  it('json: pads small nanoseconds to nine digits', () => {
+    const line = formatLine('json', { ...entry, time: new EventTime(1_700_000_000, 5) });
+    assert.match(line, /"time":"2023-11-14T22:13:20\.000000005Z"/);
+  });
+
+  it('record: the record alone', () => {
+    assert.equal(formatLine('record', entry), '{"msg":"hi","n":1}\n');
+  });
+
+  it('fluentd: time, tag and json separated by tabs', () => {
+    assert.equal(
+      formatLine('fluentd', entry),
+      '2023-11-14T22:13:20.123456789Z\tapp.web\t{"msg":"hi","n":1}\n',
+    );
+  });
+
+  it('escapes tags that need it', () => {
+    const line = formatLine('json', { ...entry, tag: 'a"b\\c' });
+    assert.equal(JSON.parse(line).tag, 'a"b\\c');
+  });
+
+  it('formatLines joins lines in order', () => {
+    const second = { ...entry, record: { msg: 'bye' } };
+    assert.equal(formatLines('record', [entry, second]), '{"msg":"hi","n":1}\n{"msg":"bye"}\n');
+    assert.equal(formatLines('json', []), '');
+  });
+});
+
+describe('toJson', () => {
+  it('writes BigInt as an exact number', () => {
+    assert.equal(
+      toJson({ id: 18_446_744_073_709_551_615n, small: 5n }),
+      '{"id":18446744073709551615,"small":5}',
+    );
+  });
+
+  it('writes valid UTF-8 binary as text, anything else as base64', () => {
+    const record = {
+      text: Buffer.from('héllo', 'utf8'),
+      raw: new Uint8Array([0xff, 0xfe, 0x00]),
+      nested: [{ b: Buffer.from('x') }],
+    };
+    assert.equal(toJson(record), '{"text":"héllo","raw":"//4A","nested":[{"b":"x"}]}');
+  });
+
+  it('reads binary views at their offset', () => {
+    const backing = Buffer.from('xxabcxx');
+    assert.equal(toJson({ v: backing.subarray(2, 5) }), '{"v":"abc"}');
+  });
+
+  it('writes nested EventTimes as RFC 3339 without losing nanoseconds', () => {
+    assert.equal(toJson({ at: time }), '{"at":"2023-11-14T22:13:20.123456789Z"}');
+  });
+
+  it('encodes records as they come out of msgpack', () => {
+    const chunk = makeChunk(
+      'c1',
+      [makeBatch('bin', [{ time, record: { b: Buffer.from([0xc3, 0x28]) } }])],
+      0,
+    );
+    assert.equal(formatLine('record', chunk.entries()[0]!), '{"b":"wyg="}\n');
+  });
+
+  it('keeps what JSON already handles', () => {
+    const record = { s: 'x', n: 1.5, t: true, z: null, a: [1, 'two'], d: new Date(0) };
+    assert.equal(toJson(record), JSON.stringify(record));
+  });
+});
