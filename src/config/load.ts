@@ -12,6 +12,7 @@ import {
   resolveBufferSettings,
   rootSchema,
   type ServiceConfig,
+  serviceSchema,
 } from './schema.ts';
 import { SECRET_KEY, tagPattern } from './values.ts';
 
@@ -99,10 +100,14 @@ export function loadConfig(
     collect(root.error);
     throw new ConfigError(issues);
   }
+  const service = serviceSchema.safeParse(root.data.service ?? {}, { reportInput: true });
+  if (!service.success) collect(service.error, ['service']);
+  // With a bad service section, components are still checked, against the defaults.
+  const serviceConfig = service.success ? service.data : serviceSchema.parse({});
   const out: EstuaryConfig = {
     file,
     dir: dirname(resolve(file)),
-    service: root.data.service,
+    service: serviceConfig,
     inputs: [],
     filters: [],
     outputs: [],
@@ -140,7 +145,7 @@ export function loadConfig(
       else if (kind === 'filter') out.filters.push({ ...base, match: match as TagPattern });
       else {
         const settings = resolveBufferSettings(
-          root.data.service.buffer,
+          serviceConfig.buffer,
           buffer as z.output<typeof bufferOverridesSchema>,
         );
         out.outputs.push({ ...base, match: match as TagPattern, buffer: settings });

@@ -140,9 +140,12 @@ export const serviceSchema = z.strictObject({
 });
 export type ServiceConfig = z.output<typeof serviceSchema>;
 
-/** The top level; each component's own keys are checked against its factory's schema. */
+/**
+ * The top level. `service` and each component are checked on their own afterwards, so one
+ * bad section does not hide the problems of the others.
+ */
 export const rootSchema = z.strictObject({
-  service: serviceSchema.prefault({}),
+  service: z.unknown().optional(),
   inputs: z.array(z.looseObject({ type: z.string() })).default([]),
   filters: z.array(z.looseObject({ type: z.string() })).default([]),
   outputs: z.array(z.looseObject({ type: z.string() })).default([]),

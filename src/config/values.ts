@@ -43,7 +43,19 @@ export const tagPattern = () =>
     }
   });
 
-export const port = () => z.number().int().min(0).max(65535);
+/** A TCP port; a numeric string is accepted too, since `"${PORT}"` must be quoted inside `{ }`. */
+export const port = () =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a port number 0-65535, got ${JSON.stringify(value)}`,
+      });
+      return z.NEVER;
+    }
+    return n;
+  });
 
 /** TLS for a listener; file paths are read at start. */
 export const tlsServer = () =>

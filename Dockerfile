@@ -1,0 +1,16 @@
+# Estuary runs its TypeScript sources on Node 24 directly; no build stage is needed.
+FROM node:24-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Runtime dependencies only; the image's own Node 24 replaces the pinned `node` devDependency.
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY bin ./bin
+COPY src ./src
+COPY config ./config
+# Never root: the `node` user (uid 1000) owns nothing but what it writes under /var/log/estuary.
+RUN mkdir -p /var/log/estuary && chown node:node /var/log/estuary
+USER node
+EXPOSE 9880 24231
+ENTRYPOINT ["node", "/app/bin/estuary.js"]
+CMD ["run", "-c", "/app/config/estuary.yaml"]

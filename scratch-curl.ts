@@ -1,0 +1,17 @@
+import { execFileSync } from 'node:child_process';
+import { pino } from 'pino';
+import { httpInput } from './src/inputs/http.ts';
+import { decodeEntries } from './src/core/batch.ts';
+import { Metrics } from './src/metrics/registry.ts';
+const metrics = new Metrics();
+const input = httpInput.create(httpInput.schema.parse({ listen: '127.0.0.1', port: 19880, max_body_size: '4KiB' }), { id: 'h', logger: pino({ level: 'debug' }), metrics, configDir: '.' });
+await input.start(async (b) => { console.log('EMIT', b.tag, JSON.stringify(decodeEntries(b.payload).map(e => [e.time.toIso(), e.record]))); });
+const curl = (...args: string[]) => { try { return execFileSync('curl', ['-sS', '-w', ' [%{http_code}]', ...args], { encoding: 'utf8' }); } catch (e) { return String(e); } };
+console.log(curl('-d', 'json={"msg":"hi"}', 'http://127.0.0.1:19880/app.web'));
+console.log(curl('-H', 'content-type: application/json', '-d', '{"msg":"hi"}', 'http://127.0.0.1:19880/app.web?time=1700000000'));
+console.log(curl('-H', 'content-type: application/json', '-d', `{"msg":"${'x'.repeat(2000)}"}`, 'http://127.0.0.1:19880/big').slice(-40));
+console.log(curl('-H', 'content-type: application/json', '-d', `{"msg":"${'x'.repeat(5000)}"}`, 'http://127.0.0.1:19880/toobig'));
+console.log(curl('-X', 'GET', 'http://127.0.0.1:19880/app.web'));
+console.log(curl('-H', 'content-type: application/json', '-d', '{"a":', 'http://127.0.0.1:19880/bad'));
+console.log(await metrics.render().then(t => t.split('\n').filter(l => l.startsWith('estuary_input') || l.startsWith('fluentd_input')).join('\n')));
+await input.stop();

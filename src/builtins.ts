@@ -1,0 +1,19 @@
+import { grepFilter } from './filters/grep.ts';
+import { recordModifierFilter } from './filters/record-modifier.ts';
+import { httpInput } from './inputs/http.ts';
+import { fileOutput } from './outputs/file/index.ts';
+import { nullOutput } from './outputs/null/index.ts';
+import { stdoutOutput } from './outputs/stdout/index.ts';
+import { ComponentRegistry } from './registry.ts';
+
+/** Every component type Estuary ships, by kind and type name. */
+export function builtinRegistry(): ComponentRegistry {
+  return new ComponentRegistry().register(
+    httpInput,
+    grepFilter,
+    recordModifierFilter,
+    stdoutOutput,
+    fileOutput,
+    nullOutput,
+  );
+}

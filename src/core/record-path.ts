@@ -1,0 +1,47 @@
+import type { LogRecord } from './entry.ts';
+
+/**
+ * A path into a nested record, in the spellings users bring from Fluentd and Fluent Bit:
+ * `$.kubernetes.namespace_name`, `$['kubernetes']['namespace_name']`,
+ * `$kubernetes['namespace_name']`, or a plain top-level `key` (which may itself contain dots).
+ */
+export function parseRecordPath(text: string): string[] {
+  if (!text.startsWith('$')) return [text];
+  const parts: string[] = [];
+  let pos = 1;
+  let m: RegExpExecArray | null;
+  const rest = text;
+  // `$name` (Fluent Bit) starts the path without a dot.
+  const head = /^\$([^.[\]]+)/.exec(rest);
+  if (head) {
+    parts.push(head[1]!);
+    pos = head[0].length;
+  }
+  const tail = /\.([^.[\]]+)|\[\s*'([^']*)'\s*\]|\[\s*"([^"]*)"\s*\]|\[(\d+)\]/y;
+  tail.lastIndex = pos;
+  while (tail.lastIndex < rest.length) {
+    m = tail.exec(rest);
+    if (!m) throw new Error(`invalid record path ${JSON.stringify(text)} at character ${tail.lastIndex + 1}`);
+    parts.push(m[1] ?? m[2] ?? m[3] ?? m[4]!);
+  }
+  if (parts.length === 0) throw new Error(`invalid record path ${JSON.stringify(text)}`);
+  return parts;
+}
+
+export function getPath(record: LogRecord, path: readonly string[]): unknown {
+  let value: unknown = record;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+/** Removes the value at `path`; returns whether something was there. Copies nothing: callers own the record. */
+export function deletePath(record: LogRecord, path: readonly string[]): boolean {
+  const parent = getPath(record, path.slice(0, -1));
+  const key = path[path.length - 1]!;
+  if (parent === null || typeof parent !== 'object' || !(key in parent)) return false;
+  delete (parent as Record<string, unknown>)[key];
+  return true;
+}

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { OutputBuffer } from '../src/buffer/buffer.ts';
+import { MemoryBackend } from '../src/buffer/memory/memory-buffer.ts';
+import { resolveBufferSettings } from '../src/config/schema.ts';
+import { makeBatch } from '../src/core/batch.ts';
+import { EventTime } from '../src/core/event-time.ts';
+import { TagPattern } from '../src/core/tag-pattern.ts';
+import type { Filter } from '../src/filters/filter.ts';
+import { silentLogger } from '../src/logger.ts';
+import { Metrics } from '../src/metrics/registry.ts';
+import { Pipeline } from '../src/pipeline.ts';
+import { ScriptedOutput } from './support/outputs.ts';
+import { waitFor } from './support/wait.ts';
+
+const batch = (tag: string, ...ns: number[]) =>
+  makeBatch(
+    tag,
+    ns.map((n) => ({ time: new EventTime(1_700_000_000, n), record: { n } })),
+  );
+
+function setup(routes: [string, string][], filters: [string, Filter][] = []) {
+  const metrics = new Metrics();
+  const backend = new MemoryBackend();
+  const outputs = routes.map(([id, match]) => {
+    const output = new ScriptedOutput(id);
+    const buffer = backend.create(output, resolveBufferSettings({ flush_interval: 10 }), {
+      logger: silentLogger(),
+      metrics,
+    });
+    void buffer.start();
+    return { id, output, buffer, match: new TagPattern(match) };
+  });
+  const pipeline = new Pipeline(
+    filters.map(([m, filter]) => ({ match: new TagPattern(m), filter })),
+    outputs,
+    metrics,
+    silentLogger(),
+  );
+  const stop = () => Promise.all(outputs.map((o) => (o.buffer as OutputBuffer).stop(Date.now())));
+  return { pipeline, outputs, metrics, stop };
+}
+
+describe('pipeline', () => {
+  it('gives every output whose pattern matches its own copy', async () => {
+    const { pipeline, outputs, stop } = setup([
+      ['all', '**'],
+      ['app', 'app.**'],
+      ['web', 'app.web'],
+      ['db', 'db.*'],
+    ]);
+    await pipeline.emit(batch('app.web', 1, 2), { wait: false });
+    await pipeline.emit(batch('app.api', 3), { wait: false });
+    await waitFor(() => outputs[0]!.output.delivered.length === 3);
+    await waitFor(() => outputs[1]!.output.delivered.length === 3);
+    await waitFor(() => outputs[2]!.output.delivered.length === 2);
+    assert.equal(outputs[3]!.output.delivered.length, 0);
+    await stop();
+  });
+
+  it('counts and drops records no output matches', async () => {
+    const { pipeline, metrics, stop } = setup([['db', 'db.*']]);
+    await pipeline.emit(batch('app.web', 1, 2, 3), { wait: false });
+    const m = await metrics.registry.getSingleMetric('estuary_records_unrouted_total')!.get();
+    assert.equal(m.values[0]!.value, 3);
+    await stop();
+  });
+
+  it('runs matching filters in order; a filter may drop or change records', async () => {
+    const calls: string[] = [];
+    const dropOdd: Filter = {
+      id: 'f1',
+      type: 't',
+      apply: (e) => {
+        calls.push('f1');
+        return (e.record.n as number) % 2 ? null : e;
+      },
+    };
+    const double: Filter = {
+      id: 'f2',
+      type: 't',
+      apply: (e) => {
+        calls.push('f2');
+        return { ...e, record: { n: (e.record.n as number) * 10 } };
+      },
+    };
+    const other: Filter = { id: 'f3', type: 't', apply: () => assert.fail('filter for another tag ran') };
+    const { pipeline, outputs, stop } = setup(
+      [['all', '**']],
+      [
+        ['app.**', dropOdd],
+        ['db.**', other],
+        ['**', double],
+      ],
+    );
+    await pipeline.emit(batch('app.web', 1, 2, 3, 4), { wait: false });
+    await waitFor(() => outputs[0]!.output.delivered.length === 2);
+    assert.deepEqual(
+      outputs[0]!.output.delivered.map((e) => e.record.n),
+      [20, 40],
+    );
+    assert.deepEqual(calls.slice(0, 3), ['f1', 'f1', 'f2']);
+    await stop();
+  });
+
+  it('passes a batch through still encoded when no filter applies', async () => {
+    const { pipeline, outputs, stop } = setup([['all', '**']]);
+    const b = batch('x', 1);
+    let staged: unknown;
+    const buf = outputs[0]!.buffer;
+    const original = buf.stage.bind(buf);
+    buf.stage = async (given) => {
+      staged = given;
+      return original(given);
+    };
+    await pipeline.emit(b, { wait: false });
+    assert.equal(staged, b, 'the very same batch object, payload not re-encoded');
+    await stop();
+  });
+});
