@@ -1,0 +1,492 @@
+import { promisify } from 'node:util';
+import * as zlib from 'node:zlib';
+import { toEntry } from '../core/batch.ts';
+import type { Entry, LogRecord } from '../core/entry.ts';
+import { InputError } from '../core/errors.ts';
+import { EventTime, FLUENT_BIT_GROUP_END } from '../core/event-time.ts';
+import { unpackStream } from '../core/msgpack.ts';
+
+/**
+ * Decoding of HTTP input bodies, as Fluentd's in_http and Fluent Bit's out_http send them:
+ * content-type and content-encoding in, entries out. No sockets here.
+ */
+
+/** A body the sender must fix; `status` is the HTTP answer (400, 413 or 415). */
+export class BodyError extends InputError {
+  readonly status: 400 | 413 | 415;
+
+  constructor(message: string, status: 400 | 413 | 415 = 400) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export interface BodyRequest {
+  /** The raw body, still compressed. */
+  body: Buffer;
+  contentType: string | undefined;
+  contentEncoding: string | undefined;
+  /** `?time=` as sent; a form field `time` overrides it, as in Fluentd. */
+  time: string | undefined;
+}
+
+export interface DecodeOptions {
+  timeKey: string;
+  keepTimeKey: boolean;
+  /** Largest body accepted after decompression, in bytes. */
+  maxDecompressedSize: number;
+}
+
+/** Fluent Bit's out_http puts the record time here (`json_date_key`) unless told otherwise. */
+const FLUENT_BIT_DATE_KEY = 'date';
+
+export async function decodeBody(request: BodyRequest, options: DecodeOptions): Promise<Entry[]> {
+  if (request.body.length === 0) return [];
+  const body = await decompress(request.body, request.contentEncoding, options.maxDecompressedSize);
+  const type = mediaType(request.contentType);
+  if (type === '' || type === 'application/x-www-form-urlencoded') {
+    return decodeForm(body, request.time, options);
+  }
+  const format = formatOf(type);
+  if (!format) {
+    throw new BodyError(
+      `unsupported content-type ${type} (use application/json, application/x-ndjson, application/msgpack or application/x-www-form-urlencoded)`,
+      415,
+    );
+  }
+  return decodeFormat(format, body, timeParam(request.time), options);
+}
+
+type Format = 'json' | 'msgpack';
+
+/** `application/json; charset=utf-8` → `application/json`; absent → ''. */
+export function mediaType(contentType: string | undefined): string {
+  return (contentType ?? '').split(';', 1)[0]!.trim().toLowerCase();
+}
+
+function formatOf(type: string): Format | undefined {
+  // NDJSON is a special case of the JSON value stream, so both take the same splitter.
+  if (
+    type === 'application/json' ||
+    type === 'application/x-ndjson' ||
+    type === 'application/ndjson' ||
+    type === 'application/jsonl' ||
+    type === 'application/json-seq' ||
+    type.endsWith('+json')
+  ) {
+    return 'json';
+  }
+  if (
+    type === 'application/msgpack' ||
+    type === 'application/x-msgpack' ||
+    type === 'application/vnd.msgpack'
+  ) {
+    return 'msgpack';
+  }
+  return undefined;
+}
+
+function decodeFormat(
+  format: Format,
+  body: Buffer,
+  time: EventTime | undefined,
+  options: DecodeOptions,
+): Entry[] {
+  const build = new EntryBuilder(time, options);
+  if (format === 'json') {
+    for (const { value, offset } of parseJsonValues(body)) build.addJson(value, offset);
+  } else {
+    unpackMsgpack(body).forEach((item, index) => {
+      build.addMsgpack(item, index);
+    });
+  }
+  return build.entries;
+}
+
+/** Fluentd's form shape: `json=…`, `ndjson=…` or `msgpack=…`, plus an optional `time=…`. */
+function decodeForm(body: Buffer, queryTime: string | undefined, options: DecodeOptions): Entry[] {
+  const fields = parseForm(body);
+  const time = timeParam(fields.get('time')?.toString('utf8') ?? queryTime);
+  const json = fields.get('json') ?? fields.get('ndjson');
+  if (json) return decodeFormat('json', json, time, options);
+  const msgpack = fields.get('msgpack');
+  if (msgpack) return decodeFormat('msgpack', msgpack, time, options);
+  throw new BodyError("missing 'json', 'ndjson' or 'msgpack' parameter");
+}
+
+/**
+ * `a=1&b=2` with `+` and `%XX` decoded to bytes, not text: a `msgpack=` field carries
+ * binary that a UTF-8 decode would mangle.
+ */
+export function parseForm(body: Buffer): Map<string, Buffer> {
+  const fields = new Map<string, Buffer>();
+  let start = 0;
+  while (start <= body.length) {
+    let end = body.indexOf(0x26 /* & */, start);
+    if (end < 0) end = body.length;
+    const eq = body.indexOf(0x3d /* = */, start);
+    const split = eq >= 0 && eq < end ? eq : end;
+    const name = percentDecode(body.subarray(start, split)).toString('utf8');
+    if (name && !fields.has(name))
+      fields.set(name, percentDecode(body.subarray(Math.min(split + 1, end), end)));
+    start = end + 1;
+  }
+  return fields;
+}
+
+function percentDecode(bytes: Buffer): Buffer {
+  if (!bytes.includes(0x25 /* % */) && !bytes.includes(0x2b /* + */)) return bytes;
+  const out = Buffer.allocUnsafe(bytes.length);
+  let n = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]!;
+    const hi = hexDigit(bytes[i + 1]);
+    const lo = hexDigit(bytes[i + 2]);
+    if (c === 0x25 && hi >= 0 && lo >= 0) {
+      out[n++] = hi * 16 + lo;
+      i += 2;
+    } else {
+      out[n++] = c === 0x2b ? 0x20 : c;
+    }
+  }
+  return out.subarray(0, n);
+}
+
+function hexDigit(c: number | undefined): number {
+  if (c === undefined) return -1;
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const lower = c | 0x20;
+  return lower >= 0x61 && lower <= 0x66 ? lower - 0x61 + 10 : -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Content-Encoding
+
+type Inflate = (data: Buffer, options: { maxOutputLength: number }) => Promise<Buffer>;
+
+const gunzip: Inflate = promisify(zlib.gunzip);
+const inflate: Inflate = promisify(zlib.inflate);
+const inflateRaw: Inflate = promisify(zlib.inflateRaw);
+const zstd: Inflate = promisify(zlib.zstdDecompress);
+const brotli: Inflate = promisify(zlib.brotliDecompress);
+
+const DECODERS: Record<string, Inflate> = {
+  gzip: gunzip,
+  'x-gzip': gunzip,
+  // HTTP's "deflate" is zlib-wrapped, but enough clients send raw deflate that we take both.
+  deflate: (data, options) => (looksLikeZlib(data) ? inflate(data, options) : inflateRaw(data, options)),
+  zstd,
+  br: brotli,
+};
+
+/**
+ * Undoes Content-Encoding (several codings are undone last first). `maxOutputLength` makes
+ * zlib stop as soon as the output passes the limit, so a small bomb cannot eat memory.
+ */
+export async function decompress(
+  body: Buffer,
+  contentEncoding: string | undefined,
+  max: number,
+): Promise<Buffer> {
+  const codings = (contentEncoding ?? '')
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
+  let out = body;
+  for (const coding of codings.reverse()) {
+    const decode = DECODERS[coding];
+    if (!decode)
+      throw new BodyError(`unsupported content-encoding ${coding} (use gzip, deflate or zstd)`, 415);
+    try {
+      out = await decode(out, { maxOutputLength: max });
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new BodyError(`decompressed body exceeds max_decompressed_size (${max} bytes)`, 413);
+      }
+      throw new BodyError(`invalid ${coding} body: ${oneLine(err)}`);
+    }
+  }
+  return out;
+}
+
+function looksLikeZlib(data: Buffer): boolean {
+  // RFC 1950: compression method 8, and the two header bytes are a multiple of 31.
+  return data.length >= 2 && (data[0]! & 0x0f) === 8 && ((data[0]! << 8) | data[1]!) % 31 === 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+export interface JsonValue {
+  value: unknown;
+  /** Byte offset of the value in the body, for error messages. */
+  offset: number;
+}
+
+/**
+ * Every top-level object or array of a body: one value, or values back to back or one per
+ * line (Fluent Bit's `json_stream` and `json_lines`, NDJSON). Only `{`/`[` values are split
+ * out, scanning bytes: the structural characters are ASCII and never occur inside a UTF-8
+ * multi-byte sequence, so byte offsets stay exact.
+ */
+export function parseJsonValues(body: Buffer): JsonValue[] {
+  const values: JsonValue[] = [];
+  let i = skipWhitespace(body, 0);
+  if (body[i] === 0x5b) {
+    // One big array is what curl users and Fluent Bit's `format json` send: parse it without
+    // the scan; on failure the scan below finds the exact error (or a second value).
+    try {
+      return [{ value: JSON.parse(body.toString('utf8')), offset: i }];
+    } catch {}
+  }
+  for (;;) {
+    i = skipWhitespace(body, i);
+    if (i >= body.length) return values;
+    const c = body[i];
+    if (c !== 0x7b && c !== 0x5b) throw new BodyError(`expected a JSON object or array at byte ${i}`);
+    const end = valueEnd(body, i);
+    values.push({ value: parseSlice(body, i, end), offset: i });
+    i = end;
+  }
+}
+
+function skipWhitespace(body: Buffer, from: number): number {
+  let i = from;
+  while (i < body.length) {
+    const c = body[i];
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09 && c !== 0x1e /* json-seq RS */) break;
+    i++;
+  }
+  return i;
+}
+
+/**
+ * Index just past the bracket that closes the value opened at `start`. A mismatched closer
+ * ends the value early, so that JSON.parse reports the exact byte.
+ */
+function valueEnd(body: Buffer, start: number): number {
+  const open: number[] = [];
+  for (let i = start; i < body.length; i++) {
+    const c = body[i];
+    if (c === 0x22) i = stringEnd(body, i);
+    else if (c === 0x7b) open.push(0x7d);
+    else if (c === 0x5b) open.push(0x5d);
+    else if (c === 0x7d || c === 0x5d) {
+      if (open.pop() !== c || open.length === 0) return i + 1;
+    }
+  }
+  throw new BodyError(`invalid JSON at byte ${body.length}: unexpected end of body`);
+}
+
+/** Index of the quote closing the string opened at `open`; a quote after an odd run of backslashes is escaped. */
+function stringEnd(body: Buffer, open: number): number {
+  let from = open + 1;
+  for (;;) {
+    const quote = body.indexOf(0x22, from);
+    if (quote < 0)
+      throw new BodyError(`invalid JSON at byte ${body.length}: unterminated string from byte ${open}`);
+    let backslashes = 0;
+    while (body[quote - 1 - backslashes] === 0x5c) backslashes++;
+    if (backslashes % 2 === 0) return quote;
+    from = quote + 1;
+  }
+}
+
+function parseSlice(body: Buffer, start: number, end: number): unknown {
+  const text = body.toString('utf8', start, end);
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    // V8's message quotes the input; keep only its reason, never body content.
+    const message = err instanceof Error ? err.message : String(err);
+    const at = / at position (\d+)/.exec(message);
+    const reason = message.replace(/ in JSON at position.*$/, '').replace(/, ".*$/s, '');
+    if (at) {
+      const offset = start + Buffer.byteLength(text.slice(0, Number(at[1])));
+      return fail(`invalid JSON at byte ${offset}: ${reason}`);
+    }
+    return fail(`invalid JSON in the value at byte ${start}: ${reason}`);
+  }
+}
+
+function fail(message: string): never {
+  throw new BodyError(message);
+}
+
+// ---------------------------------------------------------------------------------------------
+// msgpack
+
+function unpackMsgpack(body: Buffer): unknown[] {
+  try {
+    return unpackStream(body);
+  } catch (err) {
+    const at = (err as { lastPosition?: unknown }).lastPosition;
+    const where = typeof at === 'number' ? ` at byte ${at}` : '';
+    throw new BodyError(`invalid msgpack${where}: ${oneLine(err)}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records → entries
+
+function isRecord(value: unknown): value is LogRecord {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    !(value instanceof Uint8Array) &&
+    !(value instanceof EventTime)
+  );
+}
+
+class EntryBuilder {
+  readonly entries: Entry[] = [];
+  private readonly fixedTime: EventTime | undefined;
+  private readonly options: DecodeOptions;
+  // One clock reading per request: cheaper, and records of one request keep their order anyway.
+  private now: EventTime | undefined;
+
+  constructor(fixedTime: EventTime | undefined, options: DecodeOptions) {
+    this.fixedTime = fixedTime;
+    this.options = options;
+  }
+
+  addJson(value: unknown, offset: number): void {
+    if (isRecord(value)) {
+      this.addRecord(value);
+      return;
+    }
+    const items = value as unknown[];
+    items.forEach((item, index) => {
+      if (!isRecord(item))
+        throw new BodyError(`element ${index} of the array at byte ${offset} is not an object`);
+      this.addRecord(item);
+    });
+  }
+
+  /** A map, an array of maps, or an entry `[time, record]` / `[[time, metadata], record]`. */
+  addMsgpack(item: unknown, index: number): void {
+    if (isRecord(item)) {
+      this.addRecord(item);
+      return;
+    }
+    if (!Array.isArray(item))
+      throw new BodyError(`msgpack value ${index} is not a map, an array of maps or an entry`);
+    if (item.length === 0) return;
+    if (isRecord(item[0])) {
+      item.forEach((record, n) => {
+        if (!isRecord(record)) throw new BodyError(`element ${n} of msgpack value ${index} is not a map`);
+        this.addRecord(record);
+      });
+      return;
+    }
+    let entry: Entry | null;
+    try {
+      entry = toEntry(item);
+    } catch (err) {
+      throw new BodyError(`msgpack value ${index}: ${oneLine(err)}`);
+    }
+    if (!entry) return; // a Fluent Bit group marker
+    if (this.fixedTime) entry.time = this.fixedTime;
+    this.entries.push(entry);
+  }
+
+  private addRecord(record: LogRecord): void {
+    const time = this.fixedTime ?? takeRecordTime(record, this.options) ?? this.clock();
+    this.entries.push({ time, record });
+  }
+
+  private clock(): EventTime {
+    this.now ??= EventTime.now();
+    return this.now;
+  }
+}
+
+/**
+ * The record's `time_key`, else Fluent Bit's `date`, removed unless `keep_time_key`. A value
+ * that does not parse stays in the record and the caller uses now: a record is never refused
+ * for its timestamp.
+ */
+export function takeRecordTime(
+  record: LogRecord,
+  options: Pick<DecodeOptions, 'timeKey' | 'keepTimeKey'>,
+): EventTime | undefined {
+  const key = Object.hasOwn(record, options.timeKey)
+    ? options.timeKey
+    : Object.hasOwn(record, FLUENT_BIT_DATE_KEY)
+      ? FLUENT_BIT_DATE_KEY
+      : undefined;
+  if (key === undefined) return undefined;
+  const time = parseTime(record[key]);
+  if (time && !options.keepTimeKey) delete record[key];
+  return time;
+}
+
+/** `?time=` (or the form field): unix seconds; `0` means now, as in Fluentd. */
+function timeParam(text: string | undefined): EventTime | undefined {
+  if (text === undefined || text.trim() === '') return undefined;
+  const time = parseTime(text);
+  if (!time) throw new BodyError(`invalid time parameter ${JSON.stringify(text.slice(0, 64))}`);
+  return time.sec === 0 && time.nsec === 0 ? EventTime.now() : time;
+}
+
+// Below this a number is seconds (1e11 s is the year 5138); then milliseconds up to 1e14
+// (the year 5138 again), microseconds up to 1e17, nanoseconds beyond. This covers Fluent Bit's
+// `double`, `epoch` and `epoch_ms` date formats and the usual exporters' units; no real
+// timestamp is ambiguous between two of them.
+const MS_FROM = 1e11;
+const US_FROM = 1e14;
+const NS_FROM = 1e17;
+/** Latest second an EventTime can carry: the seconds field is uint32, the top two are group markers. */
+const MAX_SEC = FLUENT_BIT_GROUP_END - 1;
+
+/**
+ * A timestamp as senders write it: EventTime; unix seconds, milliseconds, microseconds or
+ * nanoseconds (by magnitude, see above) as a number or numeric string; or ISO 8601 / RFC 3339
+ * (also Fluent Bit's `java_sql_timestamp`), keeping every fractional digit. Undefined when
+ * unparsable or outside what an EventTime can hold.
+ */
+export function parseTime(value: unknown): EventTime | undefined {
+  let time: EventTime | undefined;
+  if (value instanceof EventTime) time = value;
+  else if (typeof value === 'number') time = fromNumber(value);
+  else if (typeof value === 'string') time = fromText(value.trim());
+  return time && time.sec >= 0 && time.sec <= MAX_SEC ? time : undefined;
+}
+
+function fromNumber(value: number): EventTime | undefined {
+  if (!Number.isFinite(value) || value < 0) return undefined;
+  if (Number.isInteger(value)) return fromInteger(BigInt(value));
+  if (value < MS_FROM) return EventTime.fromSeconds(value);
+  if (value < US_FROM) return EventTime.fromMillis(value);
+  return EventTime.fromMillis(value < NS_FROM ? value / 1e3 : value / 1e6);
+}
+
+function fromInteger(value: bigint): EventTime {
+  const perSecond =
+    value < BigInt(MS_FROM)
+      ? 1n
+      : value < BigInt(US_FROM)
+        ? 1000n
+        : value < BigInt(NS_FROM)
+          ? 1_000_000n
+          : 1_000_000_000n;
+  return new EventTime(Number(value / perSecond), Number((value % perSecond) * (1_000_000_000n / perSecond)));
+}
+
+const NUMERIC = /^(\d+)(?:\.(\d+))?$/;
+
+function fromText(text: string): EventTime | undefined {
+  const m = NUMERIC.exec(text);
+  if (!m) return EventTime.parseIso(text);
+  const [, whole, frac] = m as unknown as [string, string, string | undefined];
+  if (frac === undefined) return fromInteger(BigInt(whole));
+  // Fractional seconds as text keep all nine digits, which a double would not.
+  if (Number(whole) < MS_FROM) return new EventTime(Number(whole), Number(frac.slice(0, 9).padEnd(9, '0')));
+  return fromNumber(Number(text));
+}
+
+function oneLine(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.replace(/\s+/g, ' ').trim();
+}

@@ -1,0 +1,377 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { ServerOptions } from 'node:https';
+import { resolve } from 'node:path';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { port, size, tlsServer } from '../config/values.ts';
+import { makeBatch } from '../core/batch.ts';
+import type { Entry } from '../core/entry.ts';
+import { BackpressureError, errorMessage, InputError } from '../core/errors.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics/registry.ts';
+import { type ComponentDeps, defineComponent } from '../registry.ts';
+import { BodyError, decodeBody } from './http-body.ts';
+import type { Emit, Input } from './input.ts';
+
+const MiB = 1024 * 1024;
+
+const schema = z.strictObject({
+  /** All interfaces: in Kubernetes the Service, not the bind address, decides who reaches us. */
+  listen: z.string().default('0.0.0.0'),
+  /** Fluentd in_http's port, so agents need no change. */
+  port: port().default(9880),
+  /** Record key holding the event time, as in Fluentd. */
+  time_key: z.string().default('time'),
+  /** Fluentd removes the time key from the record once it became the event time. */
+  keep_time_key: z.boolean().default(false),
+  /** Take the tag from this request header (e.g. Fluent Bit's `header_tag`) when present, else from the path. */
+  tag_header: z.string().optional(),
+  /** Prepended to every tag with a dot, as Fluentd's in_forward does. */
+  add_tag_prefix: z.string().optional(),
+  /** Fluentd's: every request header as `HTTP_<NAME>` in each record (never Authorization). */
+  add_http_headers: z.boolean().default(false),
+  /** Fluentd's: `REMOTE_ADDR` in each record, the first X-Forwarded-For entry if any. */
+  add_remote_addr: z.boolean().default(false),
+  /** Browser origins allowed to post (`*` for any); none by default, as browsers are not the usual sender. */
+  cors_allow_origins: z.array(z.string()).default([]),
+  /** Sends Access-Control-Allow-Credentials; needs explicit origins, as in Fluentd. */
+  cors_allow_credentials: z.boolean().default(false),
+  /** Accepted bearer tokens; empty means no authentication (rely on the network). */
+  auth_tokens: z.array(z.string()).default([]),
+  /** Fluentd's body_size_limit default; a larger raw body gets 413. */
+  max_body_size: size().default(32 * MiB),
+  /** Largest body after Content-Encoding is undone; default 4 × max_body_size. Larger gets 413. */
+  max_decompressed_size: size().optional(),
+  /** Fluentd answers 200 with an empty body unless asked for 204. */
+  use_204_response: z.boolean().default(false),
+  /** HTTPS instead of HTTP; files are read at start, relative to the config file's directory. */
+  tls: tlsServer().optional(),
+});
+
+type Options = z.output<typeof schema>;
+
+export const httpInput = defineComponent({
+  kind: 'input',
+  type: 'http',
+  schema,
+  create: (config, deps) => new HttpInput(config, deps),
+});
+
+interface Arrival {
+  contentType: string | undefined;
+  /** performance.now() */
+  at: number;
+}
+
+type Result = 'ok' | 'bad_request' | 'unauthorized' | 'too_large' | 'backpressure' | 'error';
+
+/** Headers never copied into records or logs: they carry credentials. */
+const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie']);
+
+/**
+ * Fluentd's in_http and Fluent Bit's out_http: `POST /<tag>` with JSON, NDJSON, msgpack or a
+ * form, one Batch per request, answered only once the batch is durable.
+ */
+export class HttpInput implements Input {
+  readonly id: string;
+  readonly type = 'http';
+  private readonly options: Options;
+  private readonly configDir: string;
+  private readonly logger: Logger;
+  private readonly metrics: Metrics;
+  private readonly labels: { plugin_id: string; type: string };
+  private readonly tokenDigests: Buffer[];
+  private readonly maxDecompressedSize: number;
+  /** What onRequest saw of a POST: its content-type (removed for Fastify) and when it arrived. */
+  private readonly arrivals = new WeakMap<FastifyRequest, Arrival>();
+  private app: FastifyInstance | undefined;
+  private emit: Emit | undefined;
+  private listening = false;
+  private stopped: Promise<void> | undefined;
+
+  constructor(options: Options, deps: ComponentDeps) {
+    if (
+      options.cors_allow_credentials &&
+      (options.cors_allow_origins.length === 0 || options.cors_allow_origins.includes('*'))
+    ) {
+      throw new Error(
+        `${deps.id}: cors_allow_credentials needs explicit cors_allow_origins, not "*" or none`,
+      );
+    }
+    this.id = deps.id;
+    this.options = options;
+    this.configDir = deps.configDir;
+    this.logger = deps.logger;
+    this.metrics = deps.metrics;
+    this.labels = { plugin_id: deps.id, type: 'http' };
+    this.tokenDigests = options.auth_tokens.map(sha256);
+    this.maxDecompressedSize = options.max_decompressed_size ?? 4 * options.max_body_size;
+  }
+
+  async start(emit: Emit): Promise<void> {
+    if (this.app) return;
+    this.emit = emit;
+    const https = this.options.tls ? await this.readTls(this.options.tls) : undefined;
+    const app = this.build(https);
+    this.app = app;
+    try {
+      await app.listen({ host: this.options.listen, port: this.options.port });
+    } catch (err) {
+      // e.g. the port is taken: leave nothing half-open, so a later start can try again.
+      this.app = undefined;
+      await app.close();
+      throw err;
+    }
+    this.listening = true;
+    const address = app.server.address();
+    const where =
+      typeof address === 'object' && address ? `${address.address}:${address.port}` : String(address);
+    this.logger.info({ address: `${https ? 'https' : 'http'}://${where}` }, 'http input listening');
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.listening = false;
+      await this.app?.close();
+    })();
+    return this.stopped;
+  }
+
+  ready(): boolean {
+    return this.listening;
+  }
+
+  private async readTls(tls: NonNullable<Options['tls']>): Promise<ServerOptions> {
+    const read = (file: string) => readFile(resolve(this.configDir, file));
+    return {
+      cert: await read(tls.cert_file),
+      key: await read(tls.key_file),
+      ...(tls.ca_file ? { ca: await read(tls.ca_file) } : {}),
+      requestCert: tls.client_auth,
+      rejectUnauthorized: tls.client_auth,
+    };
+  }
+
+  private build(https: ServerOptions | undefined): FastifyInstance {
+    const options = { logger: false, bodyLimit: this.options.max_body_size } as const;
+    // Fastify types an HTTPS instance apart; we only use what both share.
+    const app = (https ? Fastify({ ...options, https }) : Fastify(options)) as unknown as FastifyInstance;
+    // Decoding is ours: every body arrives as a Buffer, whatever its content-type. Fastify
+    // refuses malformed content-type headers before any parser runs, so the header is set
+    // aside here and read back in the handler.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.method !== 'POST') return;
+      this.arrivals.set(request, { contentType: request.headers['content-type'], at: performance.now() });
+      delete request.headers['content-type'];
+      if (!this.applyCors(request, reply))
+        return this.refuse(request, reply, 403, 'unauthorized', 'origin not allowed');
+      if (!this.authorized(request)) {
+        reply.header('www-authenticate', 'Bearer');
+        return this.refuse(request, reply, 401, 'unauthorized', 'missing or wrong bearer token');
+      }
+    });
+    // Fastify's close waits for every connection; a keep-alive one still open after its last
+    // in-flight answer would hold stop() for the whole keep-alive timeout (72 s).
+    app.addHook('onSend', async (_request, reply) => {
+      if (this.stopped) reply.header('connection', 'close');
+    });
+    app.post('/*', (request, reply) => this.handle(request, reply));
+    if (this.options.cors_allow_origins.length > 0)
+      app.options('/*', (request, reply) => this.preflight(request, reply));
+    app.setNotFoundHandler((_request, reply) => {
+      reply
+        .code(405)
+        .header('allow', 'POST')
+        .type('text/plain; charset=utf-8')
+        .send('only POST /<tag> is accepted\n');
+    });
+    // Fastify's own refusals (body over max_body_size, bad content-length): plain text, counted.
+    app.setErrorHandler((err: { statusCode?: number; message: string }, request, reply) => {
+      const status = err.statusCode ?? 500;
+      const result: Result = status === 413 ? 'too_large' : status < 500 ? 'bad_request' : 'error';
+      const reason =
+        status === 413 ? `body exceeds max_body_size (${this.options.max_body_size} bytes)` : err.message;
+      return this.refuse(request, reply, status, result, reason);
+    });
+    return app;
+  }
+
+  private async handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+    this.metrics.inputBytes.inc(this.labels, body.length);
+    let tag: string;
+    let entries: Entry[];
+    try {
+      tag = this.tagOf(request);
+      entries = await decodeBody(
+        {
+          body,
+          contentType: this.arrivals.get(request)?.contentType,
+          contentEncoding: header(request, 'content-encoding'),
+          time: queryTime(request.query),
+        },
+        {
+          timeKey: this.options.time_key,
+          keepTimeKey: this.options.keep_time_key,
+          maxDecompressedSize: this.maxDecompressedSize,
+        },
+      );
+    } catch (err) {
+      if (!(err instanceof InputError)) {
+        return this.refuse(request, reply, 500, 'error', `internal error: ${errorMessage(err)}`);
+      }
+      const status = err instanceof BodyError ? err.status : 400;
+      return this.refuse(request, reply, status, status === 413 ? 'too_large' : 'bad_request', err.message);
+    }
+    if (entries.length > 0) {
+      this.addRequestFields(request, entries);
+      try {
+        await this.emit!(makeBatch(tag, entries), { wait: false });
+      } catch (err) {
+        // Never a 4xx here: Fluent Bit drops data on any 4xx but 408/429; a 503 makes it retry.
+        const backpressure = err instanceof BackpressureError;
+        const retryAfter = backpressure ? Math.max(0, Math.ceil(err.retryAfterSeconds)) : 1;
+        reply.header('retry-after', String(retryAfter));
+        return this.refuse(
+          request,
+          reply,
+          503,
+          backpressure ? 'backpressure' : 'error',
+          errorMessage(err),
+          tag,
+        );
+      }
+      this.metrics.inputRecords.inc(this.labels, entries.length);
+      const arrived = this.arrivals.get(request)?.at ?? performance.now();
+      this.metrics.ackLatency.observe(this.labels, (performance.now() - arrived) / 1000);
+    }
+    this.metrics.inputRequests.inc({ ...this.labels, result: 'ok' });
+    if (this.options.use_204_response) return reply.code(204).send();
+    return reply.code(200).type('text/plain; charset=utf-8').send('');
+  }
+
+  /** `/app/web` and `/app.web` both give `app.web`, as in Fluentd; a tag header wins when sent. */
+  private tagOf(request: FastifyRequest): string {
+    let tag = this.options.tag_header ? (header(request, this.options.tag_header)?.trim() ?? '') : '';
+    if (!tag) {
+      const path = request.url.split('?', 1)[0]!;
+      try {
+        tag = decodeURIComponent(path)
+          .replace(/^\/+|\/+$/g, '')
+          .replaceAll('/', '.');
+      } catch {
+        throw new InputError('the path is not valid percent-encoding');
+      }
+    }
+    if (!tag) throw new InputError('missing tag: POST to /<tag>');
+    return this.options.add_tag_prefix ? `${this.options.add_tag_prefix}.${tag}` : tag;
+  }
+
+  private addRequestFields(request: FastifyRequest, entries: Entry[]): void {
+    const fields: Record<string, string> = {};
+    if (this.options.add_http_headers) {
+      for (const [name, value] of Object.entries(request.headers)) {
+        if (value === undefined || SECRET_HEADERS.has(name)) continue;
+        fields[`HTTP_${name.toUpperCase().replaceAll('-', '_')}`] = Array.isArray(value)
+          ? value.join(', ')
+          : value;
+      }
+      const contentType = this.arrivals.get(request)?.contentType;
+      if (contentType !== undefined) fields.HTTP_CONTENT_TYPE = contentType;
+    }
+    if (this.options.add_remote_addr) {
+      const forwarded = header(request, 'x-forwarded-for')?.split(',', 1)[0]?.trim();
+      fields.REMOTE_ADDR = forwarded || (request.socket.remoteAddress ?? '');
+    }
+    if (Object.keys(fields).length === 0) return;
+    for (const entry of entries) Object.assign(entry.record, fields);
+  }
+
+  private authorized(request: FastifyRequest): boolean {
+    if (this.tokenDigests.length === 0) return true;
+    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header(request, 'authorization') ?? '');
+    if (!m) return false;
+    // Hashing first gives equal lengths for timingSafeEqual; every token is compared, always.
+    const given = sha256(m[1]!);
+    let ok = false;
+    for (const digest of this.tokenDigests) ok = timingSafeEqual(digest, given) || ok;
+    return ok;
+  }
+
+  /** Sets the CORS response headers; false when the request's origin is not allowed. */
+  private applyCors(request: FastifyRequest, reply: FastifyReply): boolean {
+    const allowed = this.options.cors_allow_origins;
+    const origin = header(request, 'origin');
+    if (allowed.length === 0 || origin === undefined) return true;
+    const any = allowed.includes('*');
+    if (!any && !allowed.includes(origin)) return false;
+    reply.header('access-control-allow-origin', any ? '*' : origin);
+    if (!any) reply.header('vary', 'Origin');
+    if (this.options.cors_allow_credentials) reply.header('access-control-allow-credentials', 'true');
+    return true;
+  }
+
+  private preflight(request: FastifyRequest, reply: FastifyReply): void {
+    if (header(request, 'origin') === undefined || !this.applyCors(request, reply)) {
+      reply.code(403).type('text/plain; charset=utf-8').send('origin not allowed\n');
+      return;
+    }
+    reply
+      .code(204)
+      .header('access-control-allow-methods', 'POST, OPTIONS')
+      .header(
+        'access-control-allow-headers',
+        header(request, 'access-control-request-headers') ?? 'Content-Type, Content-Encoding, Authorization',
+      )
+      .header('access-control-max-age', '600')
+      .send();
+  }
+
+  /** Answers a failed request with a one-line reason; logs it without body or credentials. */
+  private refuse(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    status: number,
+    result: Exclude<Result, 'ok'>,
+    reason: string,
+    tag?: string,
+  ): FastifyReply {
+    const line = reason.replace(/\s+/g, ' ').trim();
+    this.metrics.inputRequests.inc({ ...this.labels, result });
+    // Backpressure is expected under load and the sender retries; everything else loses data or hides a fault.
+    this.logger[result === 'backpressure' ? 'debug' : 'warn'](
+      {
+        status,
+        reason: line,
+        tag,
+        path: request.url.split('?', 1)[0],
+        remote: request.socket.remoteAddress,
+        content_type: this.arrivals.get(request)?.contentType,
+        content_encoding: header(request, 'content-encoding'),
+        content_length: header(request, 'content-length'),
+      },
+      'http request refused',
+    );
+    return reply.code(status).type('text/plain; charset=utf-8').send(`${line}\n`);
+  }
+}
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** `?time=`; Fastify's query parser gives an array when the key repeats, and the first counts. */
+function queryTime(query: unknown): string | undefined {
+  if (typeof query !== 'object' || query === null) return undefined;
+  const value: unknown = (query as Record<string, unknown>).time;
+  const first: unknown = Array.isArray(value) ? value[0] : value;
+  return typeof first === 'string' ? first : undefined;
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
