@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ServerOptions } from 'node:https';
 import { resolve } from 'node:path';
@@ -6,6 +5,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { z } from 'zod';
 import { port, size, tlsServer } from '../config/values.ts';
 import { makeBatch } from '../core/batch.ts';
+import { BearerAuth } from '../core/bearer-auth.ts';
 import type { Entry } from '../core/entry.ts';
 import { BackpressureError, errorMessage, InputError } from '../core/errors.ts';
 import type { Logger } from '../logger.ts';
@@ -81,7 +81,7 @@ export class HttpInput implements Input {
   private readonly logger: Logger;
   private readonly metrics: Metrics;
   private readonly labels: { plugin_id: string; type: string };
-  private readonly tokenDigests: Buffer[];
+  private readonly auth: BearerAuth;
   private readonly maxDecompressedSize: number;
   /** What onRequest saw of a POST: its content-type (removed for Fastify) and when it arrived. */
   private readonly arrivals = new WeakMap<FastifyRequest, Arrival>();
@@ -105,7 +105,7 @@ export class HttpInput implements Input {
     this.logger = deps.logger;
     this.metrics = deps.metrics;
     this.labels = { plugin_id: deps.id, type: 'http' };
-    this.tokenDigests = options.auth_tokens.map(sha256);
+    this.auth = new BearerAuth(options.auth_tokens);
     this.maxDecompressedSize = options.max_decompressed_size ?? 4 * options.max_body_size;
   }
 
@@ -291,14 +291,7 @@ export class HttpInput implements Input {
   }
 
   private authorized(request: FastifyRequest): boolean {
-    if (this.tokenDigests.length === 0) return true;
-    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header(request, 'authorization') ?? '');
-    if (!m) return false;
-    // Hashing first gives equal lengths for timingSafeEqual; every token is compared, always.
-    const given = sha256(m[1]!);
-    let ok = false;
-    for (const digest of this.tokenDigests) ok = timingSafeEqual(digest, given) || ok;
-    return ok;
+    return !this.auth.enabled || this.auth.check(header(request, 'authorization'));
   }
 
   /** Sets the CORS response headers; false when the request's origin is not allowed. */
@@ -370,8 +363,4 @@ function queryTime(query: unknown): string | undefined {
   const value: unknown = (query as Record<string, unknown>).time;
   const first: unknown = Array.isArray(value) ? value[0] : value;
   return typeof first === 'string' ? first : undefined;
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
 }

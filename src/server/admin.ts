@@ -1,8 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Estuary } from '../app.ts';
+import { BearerAuth } from '../core/bearer-auth.ts';
 import type { Logger } from '../logger.ts';
-import { BearerAuth } from './auth.ts';
 import { deadLetterRoutes } from './dead-letter.ts';
 import { jsonSafe } from './json.ts';
 

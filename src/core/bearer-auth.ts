@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 
-/** `Authorization: Bearer <token>` against service.http.auth_tokens. */
+/** `Authorization: Bearer <token>` against a list of accepted tokens (HTTP input, admin API). */
 export class BearerAuth {
   private readonly digests: readonly Buffer[];
 
