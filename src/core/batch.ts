@@ -1,4 +1,4 @@
-import type { Entry, LogRecord } from './entry.ts';
+import { type Entry, isLogRecord, type LogRecord } from './entry.ts';
 import { InputError } from './errors.ts';
 import { EventTime, FLUENT_BIT_GROUP_END, FLUENT_BIT_GROUP_START } from './event-time.ts';
 import { eventTimeBytes, pack, unpackStream } from './msgpack.ts';
@@ -44,12 +44,6 @@ export function toEventTime(value: unknown): EventTime | undefined {
   return undefined;
 }
 
-function isRecord(value: unknown): value is LogRecord {
-  return (
-    typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array)
-  );
-}
-
 /**
  * One decoded stream item → an Entry; `null` for Fluent Bit group markers, which carry no
  * record. Throws InputError on anything that is not an entry.
@@ -62,7 +56,7 @@ export function toEntry(item: unknown): Entry | null {
   if (Array.isArray(head)) {
     time = toEventTime(head[0]);
     if (head[1] !== undefined && head[1] !== null) {
-      if (!isRecord(head[1])) throw new InputError('entry metadata is not a map');
+      if (!isLogRecord(head[1])) throw new InputError('entry metadata is not a map');
       metadata = head[1];
     }
   } else {
@@ -70,7 +64,7 @@ export function toEntry(item: unknown): Entry | null {
   }
   if (!time) throw new InputError('entry time is not an integer, float or EventTime');
   if (time.sec === FLUENT_BIT_GROUP_START || time.sec === FLUENT_BIT_GROUP_END) return null;
-  if (!isRecord(record)) throw new InputError('entry record is not a map');
+  if (!isLogRecord(record)) throw new InputError('entry record is not a map');
   return metadata === undefined ? { time, record } : { time, record, metadata };
 }
 

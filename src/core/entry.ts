@@ -1,4 +1,4 @@
-import type { EventTime } from './event-time.ts';
+import { EventTime } from './event-time.ts';
 
 /** A log record: Fluentd's map of string keys to any msgpack value. */
 export type LogRecord = Record<string, unknown>;
@@ -13,4 +13,15 @@ export interface Entry {
 /** An entry with the tag it was emitted under, as outputs see it. */
 export interface TaggedEntry extends Entry {
   tag: string;
+}
+
+/** A msgpack/JSON map, as opposed to an array, binary, an EventTime or a scalar. */
+export function isLogRecord(value: unknown): value is LogRecord {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    !(value instanceof Uint8Array) &&
+    !(value instanceof EventTime)
+  );
 }

@@ -1,7 +1,7 @@
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import { toEntry } from '../core/batch.ts';
-import type { Entry, LogRecord } from '../core/entry.ts';
+import { type Entry, isLogRecord, type LogRecord } from '../core/entry.ts';
 import { InputError } from '../core/errors.ts';
 import { EventTime, FLUENT_BIT_GROUP_END } from '../core/event-time.ts';
 import { unpackStream } from '../core/msgpack.ts';
@@ -329,16 +329,6 @@ function unpackMsgpack(body: Buffer): unknown[] {
 // ---------------------------------------------------------------------------------------------
 // Records → entries
 
-function isRecord(value: unknown): value is LogRecord {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    !Array.isArray(value) &&
-    !(value instanceof Uint8Array) &&
-    !(value instanceof EventTime)
-  );
-}
-
 class EntryBuilder {
   readonly entries: Entry[] = [];
   private readonly fixedTime: EventTime | undefined;
@@ -352,13 +342,13 @@ class EntryBuilder {
   }
 
   addJson(value: unknown, offset: number): void {
-    if (isRecord(value)) {
+    if (isLogRecord(value)) {
       this.addRecord(value);
       return;
     }
     const items = value as unknown[];
     items.forEach((item, index) => {
-      if (!isRecord(item))
+      if (!isLogRecord(item))
         throw new BodyError(`element ${index} of the array at byte ${offset} is not an object`);
       this.addRecord(item);
     });
@@ -366,16 +356,16 @@ class EntryBuilder {
 
   /** A map, an array of maps, or an entry `[time, record]` / `[[time, metadata], record]`. */
   addMsgpack(item: unknown, index: number): void {
-    if (isRecord(item)) {
+    if (isLogRecord(item)) {
       this.addRecord(item);
       return;
     }
     if (!Array.isArray(item))
       throw new BodyError(`msgpack value ${index} is not a map, an array of maps or an entry`);
     if (item.length === 0) return;
-    if (isRecord(item[0])) {
+    if (isLogRecord(item[0])) {
       item.forEach((record, n) => {
-        if (!isRecord(record)) throw new BodyError(`element ${n} of msgpack value ${index} is not a map`);
+        if (!isLogRecord(record)) throw new BodyError(`element ${n} of msgpack value ${index} is not a map`);
         this.addRecord(record);
       });
       return;

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Counters an output buffer keeps; the Fluentd-named gauges are read from them at scrape time. */
 export interface OutputStatus {
@@ -90,6 +90,16 @@ export class Metrics {
   });
 
   constructor() {
+    // process_cpu_seconds_total, process_resident_memory_bytes, nodejs_eventloop_lag_*, …
+    collectDefaultMetrics({ register: this.registry });
+    // Gauges named `_total` that promtool rightly flags; the handle counts say little anyway.
+    for (const name of [
+      'nodejs_active_handles_total',
+      'nodejs_active_requests_total',
+      'nodejs_active_resources_total',
+    ]) {
+      this.registry.removeSingleMetric(name);
+    }
     const gauge = (name: string, help: string, read: (s: BufferStats) => number) =>
       new Gauge({
         name,
