@@ -220,10 +220,13 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
 
     // Drain: what was acked must reach the sink (bounded wait; what is missing is reported).
     let stats = await sinkStats(sink);
-    await waitFor(async () => (stats = await sinkStats(sink)).received >= sent.acked, {
-      timeoutMs: 30_000,
-      intervalMs: 200,
-    }).catch(() => undefined);
+    await waitFor(
+      async () => {
+        stats = await sinkStats(sink);
+        return stats.received >= sent.acked;
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    ).catch(() => undefined);
     return {
       scenario: scenario.id,
       name: scenario.name,

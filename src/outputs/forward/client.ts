@@ -112,15 +112,20 @@ export class ForwardConnection {
   private onData(data: Buffer): void {
     this.buffered = this.buffered.length === 0 ? data : Buffer.concat([this.buffered, data]);
     // A receiver only sends small maps; a runaway peer must not grow our memory.
-    if (this.buffered.length > 1024 * 1024)
-      return this.fail(new RetryableError(`${label(this.server)}: oversized answer`));
+    if (this.buffered.length > 1024 * 1024) {
+      this.fail(new RetryableError(`${label(this.server)}: oversized answer`));
+      return;
+    }
     let values: unknown[];
     try {
       values = unpackr.unpackMultiple(this.buffered) as unknown[];
       this.buffered = Buffer.alloc(0);
     } catch (err) {
       const e = err as { incomplete?: boolean; lastPosition?: number; values?: unknown[] };
-      if (!e.incomplete) return this.fail(new RetryableError(`${label(this.server)}: undecodable answer`));
+      if (!e.incomplete) {
+        this.fail(new RetryableError(`${label(this.server)}: undecodable answer`));
+        return;
+      }
       values = e.values ?? [];
       this.buffered = this.buffered.subarray(e.lastPosition ?? 0);
     }
