@@ -22,7 +22,7 @@ import { parseDuration } from '../src/core/units.ts';
 import { freePort, waitFor } from '../test/support/wait.ts';
 import type { LoadResult } from './load/forward.ts';
 import { ProcSampler } from './proc.ts';
-import type { SinkStats } from './sinks/forward-sink.ts';
+import type { SinkStats } from './sinks/stats.ts';
 
 type Buffer = 'memory' | 'redis';
 interface Scenario {
@@ -30,6 +30,7 @@ interface Scenario {
   name: string;
   load: { kind: 'forward'; mode: 'packed' | 'message'; batch: number } | { kind: 'http'; batch: number };
   buffer: Buffer;
+  sink: 'forward' | 'elasticsearch';
   /** Open-loop rates to step through (records/s); closed loop when absent. */
   rates?: number[];
 }
@@ -40,30 +41,42 @@ const SCENARIOS: Scenario[] = [
     name: 'forward PackedForward ×1000, ack → memory → forward sink',
     load: { kind: 'forward', mode: 'packed', batch: 1000 },
     buffer: 'memory',
+    sink: 'forward',
   },
   {
     id: 2,
     name: 'forward PackedForward ×1000, ack → redis → forward sink',
     load: { kind: 'forward', mode: 'packed', batch: 1000 },
     buffer: 'redis',
+    sink: 'forward',
+  },
+  {
+    id: 3,
+    name: 'forward PackedForward ×1000, ack → redis → Elasticsearch fake (_bulk)',
+    load: { kind: 'forward', mode: 'packed', batch: 1000 },
+    buffer: 'redis',
+    sink: 'elasticsearch',
   },
   {
     id: 4,
     name: 'forward Message mode, 1 record/message, ack → memory → forward sink',
     load: { kind: 'forward', mode: 'message', batch: 1 },
     buffer: 'memory',
+    sink: 'forward',
   },
   {
     id: 5,
     name: 'HTTP JSON arrays ×100 → redis → forward sink',
     load: { kind: 'http', batch: 100 },
     buffer: 'redis',
+    sink: 'forward',
   },
   {
     id: 6,
     name: 'fixed rates, PackedForward → memory → forward sink',
     load: { kind: 'forward', mode: 'packed', batch: 100 },
     buffer: 'memory',
+    sink: 'forward',
     rates: [100, 1000, 10_000],
   },
 ];
@@ -136,7 +149,9 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
   };
   const children: ChildProcess[] = [];
   try {
-    const sink = fork('bench/sinks/forward-sink.ts', ['--port', String(ports.sink)], { stdio: 'inherit' });
+    const sinkScript =
+      scenario.sink === 'forward' ? 'bench/sinks/forward-sink.ts' : 'bench/sinks/elasticsearch-sink.ts';
+    const sink = fork(sinkScript, ['--port', String(ports.sink)], { stdio: 'inherit' });
     children.push(sink);
     await new Promise((resolve) => sink.once('message', resolve));
 
@@ -270,7 +285,11 @@ function sutConfig(
 inputs:
   - ${input}
 outputs:
-  - { type: forward, id: sink, servers: [{ host: 127.0.0.1, port: ${ports.sink} }] }
+  - ${
+    scenario.sink === 'forward'
+      ? `{ type: forward, id: sink, servers: [{ host: 127.0.0.1, port: ${ports.sink} }] }`
+      : `{ type: elasticsearch, id: sink, hosts: ["http://127.0.0.1:${ports.sink}"], logstash_format: true, logstash_prefix: bench }`
+  }
 `;
 }
 

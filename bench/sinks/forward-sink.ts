@@ -14,36 +14,19 @@ import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { EventTime } from '../../src/core/event-time.ts';
 import { pack, unpackr } from '../../src/core/msgpack.ts';
-import { LatencyHistogram } from '../latency.ts';
-
-export interface SinkStats {
-  received: number;
-  messages: number;
-  latency_p50_ms: number | null;
-  latency_p99_ms: number | null;
-}
+import { SinkCounter } from './stats.ts';
 
 const { values } = parseArgs({
   options: { port: { type: 'string' }, host: { type: 'string', default: '127.0.0.1' } },
 });
-const latency = new LatencyHistogram();
-let received = 0;
-let messages = 0;
-
-function nowMs(): number {
-  const t = EventTime.now();
-  return t.sec * 1000 + t.nsec / 1e6;
-}
+const counter = new SinkCounter();
 
 function observe(time: unknown, n: number): void {
-  received += n;
-  if (time instanceof EventTime) latency.addMany(nowMs() - (time.sec * 1000 + time.nsec / 1e6), n);
-  else if (typeof time === 'number') latency.addMany(nowMs() - time * 1000, n);
+  counter.observe(time instanceof EventTime || typeof time === 'number' ? time : undefined, n);
 }
 
 function handle(socket: Socket, message: unknown): void {
   if (!Array.isArray(message)) return;
-  messages += 1;
   const [, second, third, fourth] = message as unknown[];
   let option: unknown;
   if (second instanceof Uint8Array || typeof second === 'string') {
@@ -88,26 +71,4 @@ const server = createServer((socket) => {
   socket.on('error', () => socket.destroy());
 });
 
-function stats(): SinkStats {
-  return {
-    received,
-    messages,
-    latency_p50_ms: latency.quantile(0.5),
-    latency_p99_ms: latency.quantile(0.99),
-  };
-}
-
-server.listen(Number(values.port ?? 24225), values.host, () => {
-  if (process.send) {
-    process.on('message', (m) => {
-      if (m === 'stats') process.send!(stats());
-      if (m === 'reset') {
-        received = 0;
-        messages = 0;
-      }
-    });
-    process.send('listening');
-  } else {
-    setInterval(() => process.stdout.write(`${JSON.stringify(stats())}\n`), 1000);
-  }
-});
+server.listen(Number(values.port ?? 24225), values.host, () => counter.report());

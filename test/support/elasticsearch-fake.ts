@@ -102,6 +102,12 @@ export class ElasticsearchFake {
   maxBodyBytes = Number.POSITIVE_INFINITY;
   /** Every `_bulk` answer waits this long (after indexing). */
   delayMs = 0;
+  /**
+   * false: answer as if stored but keep nothing (no documents, no request logs), for long
+   * benchmark runs; `onIndexed` still sees every document.
+   */
+  retain = true;
+  onIndexed: ((source: Record<string, unknown>) => void) | undefined;
 
   private readonly docs = new Map<string, Map<string, StoredDoc>>();
   private readonly mappings = new Map<string, Map<string, FieldType>>();
@@ -169,7 +175,7 @@ export class ElasticsearchFake {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://fake');
     const method = req.method ?? 'GET';
-    this.requests.push({ method, path: url.pathname, headers: req.headers });
+    if (this.retain) this.requests.push({ method, path: url.pathname, headers: req.headers });
     const raw = await readBody(req);
     if (!this.authorized(req)) {
       const who = req.headers.authorization
@@ -322,7 +328,7 @@ export class ElasticsearchFake {
       headers: req.headers,
       query: url.searchParams,
     };
-    this.bulkRequests.push(log);
+    if (this.retain) this.bulkRequests.push(log);
     const answer = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       log.status = status;
       for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
@@ -410,7 +416,7 @@ export class ElasticsearchFake {
       const pipeline = (meta.pipeline as string | undefined) ?? query.get('pipeline') ?? undefined;
       const key = `${index}\u0000${id ?? JSON.stringify(source)}`;
       const attempt = (this.seen.get(key) ?? 0) + 1;
-      this.seen.set(key, attempt);
+      if (this.retain) this.seen.set(key, attempt);
       actions.push({
         op,
         index,
@@ -509,8 +515,11 @@ export class ElasticsearchFake {
     if (conflict)
       return fail(400, 'document_parsing_exception', conflict.reason, { caused_by: conflict.cause });
     const version = (existing?.version ?? 0) + 1;
-    docs.set(id, { index: a.index, id, source, version, routing: a.routing, pipeline: a.pipeline });
-    this.docs.set(a.index, docs);
+    this.onIndexed?.(source);
+    if (this.retain) {
+      docs.set(id, { index: a.index, id, source, version, routing: a.routing, pipeline: a.pipeline });
+      this.docs.set(a.index, docs);
+    }
     const backing = dataStream ? `.ds-${a.index}-2026.01.01-000001` : a.index;
     return {
       [a.op]: {
