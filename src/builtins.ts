@@ -1,6 +1,8 @@
 import { grepFilter } from './filters/grep.ts';
 import { recordModifierFilter } from './filters/record-modifier.ts';
+import { forwardInput } from './inputs/forward/index.ts';
 import { httpInput } from './inputs/http.ts';
+import { elasticsearchOutput } from './outputs/elasticsearch/index.ts';
 import { fileOutput } from './outputs/file/index.ts';
 import { nullOutput } from './outputs/null/index.ts';
 import { stdoutOutput } from './outputs/stdout/index.ts';
@@ -10,10 +12,12 @@ import { ComponentRegistry } from './registry.ts';
 export function builtinRegistry(): ComponentRegistry {
   return new ComponentRegistry().register(
     httpInput,
+    forwardInput,
     grepFilter,
     recordModifierFilter,
     stdoutOutput,
     fileOutput,
     nullOutput,
+    elasticsearchOutput,
   );
 }

@@ -4,7 +4,10 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 export interface OutputStatus {
   readonly id: string;
   readonly type: string;
+  /** Synchronous: a backend whose sizes live elsewhere returns its last snapshot… */
   stats(): BufferStats;
+  /** …and refreshes it here; called before every scrape. */
+  refreshStats?(): Promise<void>;
 }
 
 export interface BufferStats {
@@ -85,6 +88,30 @@ export class Metrics {
   readonly recordsDelivered = new Counter({
     name: 'estuary_output_records_delivered_total',
     help: 'Records an output wrote successfully.',
+    labelNames: PLUGIN,
+    registers: [this.registry],
+  });
+  readonly forwardConnections = new Gauge({
+    name: 'estuary_forward_connections',
+    help: 'Open connections of a forward input.',
+    labelNames: PLUGIN,
+    registers: [this.registry],
+  });
+  readonly forwardConnectionsRefused = new Counter({
+    name: 'estuary_forward_connections_refused_total',
+    help: 'Connections a forward input closed at once because connection_limit was reached.',
+    labelNames: PLUGIN,
+    registers: [this.registry],
+  });
+  readonly forwardBadFrames = new Counter({
+    name: 'estuary_forward_bad_frames_total',
+    help: 'Frames that closed their forward connection, by reason (malformed, too_large, too_deep, unknown_mode).',
+    labelNames: [...PLUGIN, 'reason'],
+    registers: [this.registry],
+  });
+  readonly forwardDuplicateChunks = new Counter({
+    name: 'estuary_forward_duplicate_chunks_total',
+    help: 'Re-sent forward chunks acked again without buffering them twice (dedupe_window).',
     labelNames: PLUGIN,
     registers: [this.registry],
   });
@@ -171,7 +198,13 @@ export class Metrics {
     this.outputs.set(status.id, status);
   }
 
-  render(): Promise<string> {
+  /** Brings every output's buffer sizes up to date (a backend that cannot is left as it was). */
+  async refresh(): Promise<void> {
+    await Promise.allSettled([...this.outputs.values()].map((o) => o.refreshStats?.()));
+  }
+
+  async render(): Promise<string> {
+    await this.refresh();
     return this.registry.metrics();
   }
 }
