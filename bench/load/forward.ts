@@ -19,6 +19,7 @@ import { eventTimeBytes, pack } from '../../src/core/msgpack.ts';
 import { parseDuration } from '../../src/core/units.ts';
 import { ForwardConnection } from '../../src/outputs/forward/client.ts';
 import type { ForwardMessage } from '../../src/outputs/forward/encode.ts';
+import { encodePackedForward } from '../../src/protocol/forward/modes.ts';
 import { recordAt } from '../records.ts';
 
 export interface LoadResult {
@@ -71,9 +72,11 @@ function message(): ForwardMessage {
   }
   const parts: Buffer[] = [];
   for (let i = 0; i < batch; i++) parts.push(Buffer.from([0x92]), now, RECORDS[cursor++ % RECORDS.length]!);
-  const entries = Buffer.concat(parts);
-  const option = chunk === undefined ? { size: batch } : { size: batch, chunk };
-  return { bytes: pack([values.tag, entries, option]), chunk, count: batch };
+  return {
+    bytes: encodePackedForward(values.tag!, Buffer.concat(parts), { size: batch, chunk }),
+    chunk,
+    count: batch,
+  };
 }
 
 const result: LoadResult = { sent: 0, acked: 0, failed: 0, seconds: 0 };

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +19,7 @@ import {
   encodePackedForward,
 } from '../../src/protocol/forward/modes.ts';
 import { metricValue, RawClient, startForward, stopAllForward } from '../support/forward-client.ts';
+import { selfSignedCert } from '../support/tls.ts';
 import { waitFor } from '../support/wait.ts';
 
 after(stopAllForward);
@@ -362,27 +362,7 @@ describe('forward input — transports and heartbeat', () => {
   const dir = mkdtempSync(join(tmpdir(), 'estuary-fwd-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
   before(() => {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
+    selfSignedCert(dir);
   });
 
   it('answers UDP heartbeats on the same port with one 0x00 byte', async () => {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -14,6 +13,7 @@ import { eventTimeBytes, pack } from '../../src/core/msgpack.ts';
 import { httpInput } from '../../src/inputs/http.ts';
 import type { Emit, Input } from '../../src/inputs/input.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
+import { selfSignedCert } from '../support/tls.ts';
 import { freePort, waitFor } from '../support/wait.ts';
 
 interface Harness {
@@ -515,27 +515,7 @@ describe('http input — TLS', () => {
   const dir = mkdtempSync(join(tmpdir(), 'estuary-http-tls-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
   before(() => {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
+    selfSignedCert(dir);
   });
 
   function httpsPost(url: string, body: string, tls: { ca?: string; cert?: string; key?: string }) {

@@ -2,8 +2,16 @@ import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { RetryableError } from '../../core/errors.ts';
-import { unpackr } from '../../core/msgpack.ts';
+import { FatalError, RetryableError } from '../../core/errors.ts';
+import { unpack } from '../../core/msgpack.ts';
+import { parseAck } from '../../protocol/forward/ack.ts';
+import { MsgpackFrameDecoder } from '../../protocol/forward/decoder.ts';
+import {
+  type ClientCredentials,
+  checkPong,
+  encodePing,
+  parseHelo,
+} from '../../protocol/forward/handshake.ts';
 import type { ForwardOutputConfig, ForwardServer } from './config.ts';
 import type { ForwardMessage } from './encode.ts';
 
@@ -13,11 +21,8 @@ interface PendingAck {
   timer: NodeJS.Timeout;
 }
 
-/** What the receiver sends us: acks, and HELO/PONG during the handshake. */
-export type Inbound = unknown;
-
-/** Runs the handshake on a fresh connection; resolves when the receiver accepted us. */
-export type Handshake = (conn: ForwardConnection) => Promise<void>;
+/** A receiver only sends acks, HELO and PONG: small maps and arrays. */
+const ANSWER_LIMITS = { maxMessageSize: 64 * 1024, maxDepth: 8 };
 
 /**
  * One connection to one receiver. Messages may be in flight together; acks are matched by
@@ -30,9 +35,10 @@ export class ForwardConnection {
   private readonly socket: Socket;
   private readonly pending = new Map<string, PendingAck>();
   private readonly ackTimeoutMs: number;
-  private inbox: Inbound[] = [];
-  private inboxWaiter: ((value: Inbound) => void) | undefined;
-  private buffered: Buffer = Buffer.alloc(0);
+  private readonly decoder = new MsgpackFrameDecoder(ANSWER_LIMITS);
+  /** Frames other than acks (HELO, PONG), copied, for the handshake. */
+  private inbox: Buffer[] = [];
+  private inboxWaiter: ((frame: Buffer) => void) | undefined;
   private failure: Error | undefined;
 
   private constructor(server: ForwardServer, socket: Socket, ackTimeoutMs: number) {
@@ -50,13 +56,17 @@ export class ForwardConnection {
     server: ForwardServer,
     config: Pick<ForwardOutputConfig, 'connect_timeout' | 'ack_response_timeout' | 'tls'>,
     configDir: string,
-    handshake: Handshake | undefined,
+    credentials: ClientCredentials | undefined,
   ): Promise<ForwardConnection> {
     const socket = await dial(server, config, configDir);
     const conn = new ForwardConnection(server, socket, config.ack_response_timeout);
-    if (handshake) {
+    if (credentials) {
       try {
-        await withTimeout(handshake(conn), config.connect_timeout, `${label(server)}: handshake timed out`);
+        await withTimeout(
+          conn.handshake(credentials),
+          config.connect_timeout,
+          `${label(server)}: handshake timed out`,
+        );
       } catch (err) {
         conn.close();
         throw err;
@@ -89,16 +99,24 @@ export class ForwardConnection {
     return acked ? Promise.all([written, acked]).then(() => undefined) : written;
   }
 
-  /** For the handshake: write a raw message. */
-  writeRaw(bytes: Buffer): void {
-    this.socket.write(bytes);
+  /** HELO → PING → PONG, as Fluentd's out_forward. A refusal is fatal: only a config change fixes it. */
+  private async handshake(credentials: ClientCredentials): Promise<void> {
+    const helo = parseHelo(await this.next());
+    if (!helo)
+      throw new RetryableError(
+        `${label(this.server)}: expected HELO (is security configured on the receiver?)`,
+      );
+    const ping = encodePing(helo, credentials);
+    this.socket.write(ping.bytes);
+    const result = checkPong(await this.next(), helo, ping.salt, credentials);
+    if (!result.ok)
+      throw new FatalError(`${label(this.server)}: forward handshake refused: ${result.reason}`);
   }
 
-  /** For the handshake: the next message the receiver sends. */
-  next(): Promise<Inbound> {
+  private next(): Promise<Buffer> {
     if (this.failure) return Promise.reject(this.failure);
-    const value = this.inbox.shift();
-    if (value !== undefined) return Promise.resolve(value);
+    const frame = this.inbox.shift();
+    if (frame !== undefined) return Promise.resolve(frame);
     return new Promise((resolveNext, rejectNext) => {
       this.inboxWaiter = resolveNext;
       this.socket.once('close', () => rejectNext(this.failure ?? new RetryableError('connection closed')));
@@ -110,48 +128,33 @@ export class ForwardConnection {
   }
 
   private onData(data: Buffer): void {
-    this.buffered = this.buffered.length === 0 ? data : Buffer.concat([this.buffered, data]);
-    // A receiver only sends small maps; a runaway peer must not grow our memory.
-    if (this.buffered.length > 1024 * 1024) {
-      this.fail(new RetryableError(`${label(this.server)}: oversized answer`));
-      return;
-    }
-    let values: unknown[];
     try {
-      values = unpackr.unpackMultiple(this.buffered) as unknown[];
-      this.buffered = Buffer.alloc(0);
-    } catch (err) {
-      const e = err as { incomplete?: boolean; lastPosition?: number; values?: unknown[] };
-      if (!e.incomplete) {
-        this.fail(new RetryableError(`${label(this.server)}: undecodable answer`));
-        return;
-      }
-      values = e.values ?? [];
-      this.buffered = this.buffered.subarray(e.lastPosition ?? 0);
+      this.decoder.push(data, (frame) => this.onFrame(frame));
+    } catch {
+      this.fail(new RetryableError(`${label(this.server)}: undecodable answer`));
     }
-    for (const value of values) this.onMessage(value);
   }
 
-  private onMessage(value: unknown): void {
-    const ack =
-      value && typeof value === 'object' && !Array.isArray(value)
-        ? (value as { ack?: unknown }).ack
-        : undefined;
-    if (typeof ack === 'string') {
-      const pending = this.pending.get(ack);
+  private onFrame(frame: Uint8Array): void {
+    const ack = parseAck(frame);
+    if (ack) {
+      const id = unpack(ack);
+      const pending = typeof id === 'string' ? this.pending.get(id) : undefined;
       if (pending) {
-        this.pending.delete(ack);
+        this.pending.delete(id as string);
         clearTimeout(pending.timer);
         pending.resolve();
       }
       return;
     }
+    // Frames are views into the decoder's buffer: keep a copy.
+    const copy = Buffer.from(frame);
     if (this.inboxWaiter) {
       const waiter = this.inboxWaiter;
       this.inboxWaiter = undefined;
-      waiter(value);
+      waiter(copy);
     } else {
-      this.inbox.push(value);
+      this.inbox.push(copy);
     }
   }
 

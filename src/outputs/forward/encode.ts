@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { type Batch, decodeEntries } from '../../core/batch.ts';
-import type { Entry } from '../../core/entry.ts';
-import { eventTimeBytes, pack } from '../../core/msgpack.ts';
+import { pack } from '../../core/msgpack.ts';
+import { encodePackedForward } from '../../protocol/forward/modes.ts';
 
 export interface ForwardMessage {
   /** The bytes to write. */
@@ -13,46 +13,31 @@ export interface ForwardMessage {
 }
 
 /**
- * One PackedForward message per batch: `[tag, entries, {size, chunk?, compressed?}]`. The
- * batch payload is already a PackedForward entry stream, so it goes out as it is unless
- * integer times are asked for. The chunk id is derived from the buffer chunk's id, so a
- * retried chunk carries the same ids and a deduplicating receiver keeps one copy.
+ * One PackedForward message per batch. The batch payload is already a PackedForward entry
+ * stream, so it goes out as it is unless integer times are asked for.
  */
-export function encodePackedForward(
+export function packBatch(
   batch: Batch,
-  chunkId: string | undefined,
+  chunk: string | undefined,
   options: { compress: 'text' | 'gzip'; timeAsInteger: boolean },
 ): ForwardMessage {
   let entries: Uint8Array = batch.payload;
   if (options.timeAsInteger) {
     entries = Buffer.concat(decodeEntries(batch.payload).map((e) => pack([e.time.sec, e.record])));
   }
-  const option: Record<string, unknown> = { size: batch.count };
-  if (chunkId !== undefined) option.chunk = chunkId;
-  if (options.compress === 'gzip') {
-    entries = gzipSync(entries);
-    option.compressed = 'gzip';
-  }
-  return {
-    bytes: pack([batch.tag, Buffer.from(entries.buffer, entries.byteOffset, entries.byteLength), option]),
-    chunk: chunkId,
-    count: batch.count,
-  };
+  const gzip = options.compress === 'gzip';
+  const bytes = encodePackedForward(batch.tag, gzip ? gzipSync(entries) : entries, {
+    size: batch.count,
+    chunk,
+    compressed: gzip ? 'gzip' : undefined,
+  });
+  return { bytes, chunk, count: batch.count };
 }
 
-/** Base64 of 16 bytes, like Fluentd's chunk ids; the same for one buffer chunk and batch index on every try. */
+/**
+ * Base64 of 16 bytes, like Fluentd's chunk ids, derived from the buffer chunk's id: a retried
+ * chunk carries the same ids, so a deduplicating receiver (Estuary's dedupe_window) keeps one copy.
+ */
 export function chunkIdFor(bufferChunkId: string, index: number): string {
   return createHash('md5').update(`${bufferChunkId}:${index}`).digest('base64');
-}
-
-/** Message mode, `[tag, time, record(, {chunk})]`: one record per message, as Docker's log driver sends. */
-export function encodeMessage(tag: string, entry: Entry, chunkId?: string): Buffer {
-  const parts = [
-    Buffer.from([chunkId === undefined ? 0x93 : 0x94]),
-    pack(tag),
-    eventTimeBytes(entry.time),
-    pack(entry.record),
-  ];
-  if (chunkId !== undefined) parts.push(pack({ chunk: chunkId }));
-  return Buffer.concat(parts);
 }

@@ -1,10 +1,11 @@
-import { RetryableError } from '../../core/errors.ts';
+import { FatalError, RetryableError } from '../../core/errors.ts';
 import type { Logger } from '../../logger.ts';
+import type { ClientCredentials } from '../../protocol/forward/handshake.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import type { Chunk, Output } from '../output.ts';
-import { ForwardConnection, type Handshake, label } from './client.ts';
+import { ForwardConnection, label } from './client.ts';
 import { type ForwardOutputConfig, type ForwardServer, forwardOutputSchema } from './config.ts';
-import { chunkIdFor, encodePackedForward } from './encode.ts';
+import { chunkIdFor, packBatch } from './encode.ts';
 
 export const forwardOutput = defineComponent({
   kind: 'output',
@@ -32,15 +33,21 @@ export class ForwardOutput implements Output {
   private readonly deps: ComponentDeps;
   private readonly logger: Logger;
   private readonly servers: ServerState[];
-  private readonly handshake: Handshake | undefined;
+  private readonly credentials: ClientCredentials | undefined;
 
-  constructor(config: ForwardOutputConfig, deps: ComponentDeps, handshake?: Handshake) {
+  constructor(config: ForwardOutputConfig, deps: ComponentDeps) {
     this.id = deps.id;
     this.config = config;
     this.deps = deps;
     this.logger = deps.logger;
     this.servers = config.servers.map((s) => ({ config: s, connection: undefined, downUntil: 0 }));
-    this.handshake = handshake;
+    const security = config.security;
+    this.credentials = security && {
+      hostname: security.self_hostname,
+      sharedKey: security.shared_key,
+      username: security.username,
+      password: security.password,
+    };
   }
 
   async write(chunk: Chunk): Promise<undefined> {
@@ -50,7 +57,7 @@ export class ForwardOutput implements Output {
       connection = await this.connectionTo(server);
       const sends = chunk.batches.map((batch, i) =>
         connection.send(
-          encodePackedForward(batch, this.config.require_ack_response ? chunkIdFor(chunk.id, i) : undefined, {
+          packBatch(batch, this.config.require_ack_response ? chunkIdFor(chunk.id, i) : undefined, {
             compress: this.config.compress,
             timeAsInteger: this.config.time_as_integer,
           }),
@@ -59,7 +66,8 @@ export class ForwardOutput implements Output {
       await Promise.all(sends);
     } catch (err) {
       this.markDown(server, err);
-      throw err instanceof RetryableError ? err : new RetryableError(String(err), { cause: err });
+      if (err instanceof RetryableError || err instanceof FatalError) throw err;
+      throw new RetryableError(String(err), { cause: err });
     }
     const expired =
       this.config.keepalive_timeout !== undefined &&
@@ -97,7 +105,7 @@ export class ForwardOutput implements Output {
       server.config,
       this.config,
       this.deps.configDir,
-      this.handshake,
+      this.credentials,
     );
     this.logger.debug({ server: label(server.config) }, 'forward connection opened');
     return server.connection;

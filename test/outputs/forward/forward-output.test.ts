@@ -1,18 +1,24 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { makeChunk } from '../../../src/buffer/chunk.ts';
 import { makeBatch } from '../../../src/core/batch.ts';
-import { RetryableError } from '../../../src/core/errors.ts';
+import { FatalError, RetryableError } from '../../../src/core/errors.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
 import { pack, unpack, unpackr } from '../../../src/core/msgpack.ts';
 import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { forwardOutputSchema } from '../../../src/outputs/forward/config.ts';
-import { chunkIdFor, encodeMessage, encodePackedForward } from '../../../src/outputs/forward/encode.ts';
+import { chunkIdFor, packBatch } from '../../../src/outputs/forward/encode.ts';
 import { ForwardOutput } from '../../../src/outputs/forward/index.ts';
-import { freePort } from '../../support/wait.ts';
+import { startEstuary } from '../../support/estuary.ts';
+import { scriptedInstances } from '../../support/outputs.ts';
+import { selfSignedCert } from '../../support/tls.ts';
+import { freePort, waitFor } from '../../support/wait.ts';
 
 const batch = (tag: string, n: number) =>
   makeBatch(
@@ -26,7 +32,7 @@ const batch = (tag: string, n: number) =>
 describe('forward output encoding', () => {
   it('sends a batch as PackedForward with its payload bytes untouched', () => {
     const b = batch('app.web', 3);
-    const m = encodePackedForward(b, 'abc=', { compress: 'text', timeAsInteger: false });
+    const m = packBatch(b, 'abc=', { compress: 'text', timeAsInteger: false });
     const [tag, entries, option] = unpack(m.bytes) as [string, Uint8Array, Record<string, unknown>];
     assert.equal(tag, 'app.web');
     assert.ok(Buffer.from(entries).equals(Buffer.from(b.payload)));
@@ -35,15 +41,18 @@ describe('forward output encoding', () => {
 
   it('gzips for CompressedPackedForward and writes integer times on request', () => {
     const b = batch('t', 2);
-    const gz = unpack(
-      encodePackedForward(b, undefined, { compress: 'gzip', timeAsInteger: false }).bytes,
-    ) as [string, Uint8Array, Record<string, unknown>];
+    const gz = unpack(packBatch(b, undefined, { compress: 'gzip', timeAsInteger: false }).bytes) as [
+      string,
+      Uint8Array,
+      Record<string, unknown>,
+    ];
     assert.equal(gz[2].compressed, 'gzip');
     assert.equal(gz[2].chunk, undefined);
     assert.ok(gunzipSync(gz[1]).equals(Buffer.from(b.payload)));
-    const ints = unpack(
-      encodePackedForward(b, undefined, { compress: 'text', timeAsInteger: true }).bytes,
-    ) as [string, Uint8Array];
+    const ints = unpack(packBatch(b, undefined, { compress: 'text', timeAsInteger: true }).bytes) as [
+      string,
+      Uint8Array,
+    ];
     assert.deepEqual(unpackr.unpackMultiple(ints[1]), [
       [1_700_000_000, { i: 0 }],
       [1_700_000_001, { i: 1 }],
@@ -54,13 +63,6 @@ describe('forward output encoding', () => {
     assert.equal(chunkIdFor('chunk-1', 0), chunkIdFor('chunk-1', 0));
     assert.notEqual(chunkIdFor('chunk-1', 0), chunkIdFor('chunk-1', 1));
     assert.equal(Buffer.from(chunkIdFor('x', 0), 'base64').length, 16);
-  });
-
-  it('writes Message mode as [tag, EventTime, record, {chunk}]', () => {
-    const [tag, time, record, option] = unpack(
-      encodeMessage('d', { time: new EventTime(5, 6), record: { a: 1 } }, 'c'),
-    ) as [string, EventTime, unknown, unknown];
-    assert.deepEqual([tag, time.sec, time.nsec, record, option], ['d', 5, 6, { a: 1 }, { chunk: 'c' }]);
   });
 });
 
@@ -159,5 +161,59 @@ describe('forward output delivery', () => {
     await out.write(makeChunk('c3', [batch('a', 1)], 1));
     assert.equal(standby.messages.length, 1, 'the retry went to the standby');
     await out.stop();
+  });
+});
+
+describe('forward output → forward input (aggregator chaining)', () => {
+  it('delivers through shared_key + user auth + TLS with acks, nanoseconds intact', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'estuary-fwd-out-'));
+    const { cert, key } = selfSignedCert(dir);
+    const port = await freePort();
+    const downstream = await startEstuary(`
+service:
+  buffer: { flush_interval: 20ms }
+inputs:
+  - type: forward
+    listen: 127.0.0.1
+    port: ${port}
+    tls: { cert_file: ${cert}, key_file: ${key} }
+    security:
+      self_hostname: downstream
+      shared_key: s3cret
+      user_auth: true
+      users: [{ username: edge, password: pw }]
+outputs:
+  - { type: scripted, id: landed }
+`);
+    const secure = (shared_key: string) =>
+      output({
+        servers: [{ host: '127.0.0.1', port }],
+        tls: { ca_file: cert },
+        security: { self_hostname: 'upstream', shared_key, username: 'edge', password: 'pw' },
+        connect_timeout: '2s',
+      });
+    const good = secure('s3cret');
+    const chunk = makeChunk('chain-1', [batch('a.b', 3), batch('c', 2)], 0);
+    await good.write(chunk);
+    const landed = scriptedInstances.get('landed')!;
+    await waitFor(() => landed.delivered.length === 5, { what: 'records downstream' });
+    assert.deepEqual(
+      landed.delivered.map((e) => [e.tag, e.time.sec, e.time.nsec, e.record.i]),
+      chunk.entries().map((e) => [e.tag, e.time.sec, e.time.nsec, e.record.i]),
+    );
+
+    // The same chunk again (a retry after a lost ack) is acked but not buffered twice.
+    await good.write(makeChunk('chain-1', chunk.batches, 1));
+    await good.write(makeChunk('chain-2', [batch('d', 1)], 0));
+    await waitFor(() => landed.delivered.length === 6);
+    assert.equal(landed.delivered.filter((e) => e.tag === 'a.b').length, 3);
+
+    const wrongKey = secure('guess');
+    await assert.rejects(
+      wrongKey.write(makeChunk('x', [batch('a', 1)], 0)),
+      (err) => err instanceof FatalError && /shared_key mismatch/.test(err.message),
+    );
+    await Promise.all([good.stop(), wrongKey.stop(), downstream.stop()]);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
