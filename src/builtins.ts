@@ -4,6 +4,7 @@ import { forwardInput } from './inputs/forward/index.ts';
 import { httpInput } from './inputs/http.ts';
 import { elasticsearchOutput } from './outputs/elasticsearch/index.ts';
 import { fileOutput } from './outputs/file/index.ts';
+import { forwardOutput } from './outputs/forward/index.ts';
 import { nullOutput } from './outputs/null/index.ts';
 import { stdoutOutput } from './outputs/stdout/index.ts';
 import { ComponentRegistry } from './registry.ts';
@@ -18,6 +19,7 @@ export function builtinRegistry(): ComponentRegistry {
     stdoutOutput,
     fileOutput,
     nullOutput,
+    forwardOutput,
     elasticsearchOutput,
   );
 }
