@@ -1,5 +1,7 @@
 import type { BufferBackend, OutputBuffer } from './buffer/buffer.ts';
 import { MemoryBackend } from './buffer/memory/memory-buffer.ts';
+import { redisSettings } from './buffer/redis/connection.ts';
+import { RedisBackend } from './buffer/redis/redis-buffer.ts';
 import type { EstuaryConfig } from './config/load.ts';
 import type { Input } from './inputs/input.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -143,5 +145,11 @@ function createBackend(config: EstuaryConfig, logger: Logger): BufferBackend {
     );
     return new MemoryBackend();
   }
-  throw new Error(`buffer type ${type} is not available in this build`);
+  const settings = redisSettings(config.service.buffer);
+  const backend = new RedisBackend(settings, logger.child({ plugin_id: 'buffer' }));
+  logger.info(
+    { replica: backend.replica, prefix: settings.prefix, wait_replicas: settings.waitReplicas },
+    'buffer type redis: durable and shared by every replica (run Redis with appendonly yes)',
+  );
+  return backend;
 }

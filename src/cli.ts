@@ -2,11 +2,15 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { Estuary } from './app.ts';
+import { redisSettings } from './buffer/redis/connection.ts';
+import { RedisBackend } from './buffer/redis/redis-buffer.ts';
 import { builtinRegistry } from './builtins.ts';
 import { ConfigError } from './config/errors.ts';
 import { type EstuaryConfig, loadConfigFile, maskSecrets } from './config/load.ts';
 import { createLogger } from './logger.ts';
 import { AdminServer } from './server/admin.ts';
+import { describeDeadLetter, describeWithEntries } from './server/dead-letter.ts';
+import { jsonSafe } from './server/json.ts';
 
 const DEFAULT_CONFIG = 'config/estuary.yaml';
 
@@ -16,6 +20,7 @@ const HELP: Record<string, string> = {
 Commands:
   run      Run the aggregator
   check    Validate a config file and print it resolved, secrets masked
+  dlq      List, show, replay or purge an output's dead-letter chunks (redis buffer)
   version  Print the version
 
 Run 'estuary <command> --help' for a command's options.`,
@@ -34,6 +39,22 @@ masked, and exits 0; prints every problem as file:line: key: message and exits 1
 
 Options:
   -c, --config FILE  config file (default ${DEFAULT_CONFIG})
+  -h, --help         this help`,
+  dlq: `Usage: estuary dlq list   --output ID [-c FILE]
+       estuary dlq show   --output ID [-c FILE] CHUNK
+       estuary dlq replay --output ID [-c FILE] CHUNK
+       estuary dlq purge  --output ID [-c FILE] (CHUNK | --all)
+
+Works on the dead-letter queue of an output in the Redis the config file names
+(service.buffer.type redis), while aggregators run or not. Prints JSON, as the admin API
+does: list gives id, reason, attempts, time, records and bytes of every chunk; show adds
+the decoded records; replay puts a chunk back into the output's queue; purge deletes.
+Exits 1 when the output, the chunk or Redis cannot be found.
+
+Options:
+  -c, --config FILE  config file (default ${DEFAULT_CONFIG})
+  -o, --output ID    the output's id
+      --all          purge: every chunk of the output
   -h, --help         this help`,
   version: `Usage: estuary version
 
@@ -57,14 +78,22 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`estuary: unknown command "${command}"\n\n${HELP.main}\n`);
     return 2;
   }
-  let values: { config?: string; help?: boolean };
+  let values: { config?: string; help?: boolean; output?: string; all?: boolean };
+  let positionals: string[] = [];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: rest,
-      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        config: { type: 'string', short: 'c' },
+        help: { type: 'boolean', short: 'h' },
+        output: { type: 'string', short: 'o' },
+        all: { type: 'boolean' },
+      },
       strict: true,
-      allowPositionals: false,
+      allowPositionals: command === 'dlq',
     }));
+    if (command !== 'dlq' && (values.output !== undefined || values.all !== undefined))
+      throw new Error(`Unknown option '${values.output !== undefined ? '--output' : '--all'}'`);
   } catch (err) {
     process.stderr.write(`estuary ${command}: ${(err as Error).message}\n\n${HELP[command]}\n`);
     return 2;
@@ -76,6 +105,22 @@ export async function main(argv: string[]): Promise<number> {
   if (command === 'version') {
     process.stdout.write(`estuary ${version()} (node ${process.version})\n`);
     return 0;
+  }
+  let dlqArgs: DlqArgs | undefined;
+  if (command === 'dlq') {
+    const usage = (message: string) => {
+      process.stderr.write(`estuary dlq: ${message}\n\n${HELP.dlq}\n`);
+      return 2;
+    };
+    const [action, chunk, ...extra] = positionals;
+    if (!isDlqAction(action))
+      return usage(`expected list, show, replay or purge, got ${action ?? 'nothing'}`);
+    if (!values.output) return usage('--output ID is required');
+    if (extra.length > 0) return usage(`unexpected ${extra.join(' ')}`);
+    if ((action === 'show' || action === 'replay') && !chunk) return usage(`${action} needs a CHUNK id`);
+    if (action === 'list' && chunk) return usage('list takes no CHUNK');
+    if (action === 'purge' && !chunk === !values.all) return usage('purge needs a CHUNK id or --all');
+    dlqArgs = { action, outputId: values.output, chunk };
   }
   const file = values.config ?? process.env.ESTUARY_CONFIG ?? DEFAULT_CONFIG;
   let config: EstuaryConfig;
@@ -94,7 +139,63 @@ export async function main(argv: string[]): Promise<number> {
     );
     return 0;
   }
+  if (dlqArgs) return dlq(config, dlqArgs);
   return run(config, registry);
+}
+
+const DLQ_ACTIONS = ['list', 'show', 'replay', 'purge'] as const;
+interface DlqArgs {
+  action: (typeof DLQ_ACTIONS)[number];
+  outputId: string;
+  chunk: string | undefined;
+}
+function isDlqAction(value: string | undefined): value is DlqArgs['action'] {
+  return (DLQ_ACTIONS as readonly (string | undefined)[]).includes(value);
+}
+
+/** `estuary dlq …`: the same operations as the admin API, straight against Redis. */
+async function dlq(config: EstuaryConfig, { action, outputId, chunk }: DlqArgs): Promise<number> {
+  const fail = (message: string) => {
+    process.stderr.write(`estuary dlq: ${message}\n`);
+    return 1;
+  };
+  if (!config.outputs.some((o) => o.id === outputId)) {
+    return fail(`unknown output "${outputId}" (outputs: ${config.outputs.map((o) => o.id).join(', ')})`);
+  }
+  if (config.service.buffer.type !== 'redis') {
+    return fail(
+      `buffer type ${config.service.buffer.type}: the dead-letter queue lives in the running process; ` +
+        `use its admin API (GET /api/v1/outputs/${outputId}/dead-letter)`,
+    );
+  }
+  const backend = new RedisBackend(redisSettings(config.service.buffer), createLogger('error'));
+  const print = (value: unknown) => process.stdout.write(`${JSON.stringify(jsonSafe(value), null, 2)}\n`);
+  try {
+    if (!(await backend.connect(5000))) return fail('cannot reach Redis (service.buffer)');
+    const { queue, close } = backend.deadLetterQueue(outputId);
+    try {
+      const missing = () => fail(`no dead-letter chunk "${chunk}" in output "${outputId}"`);
+      if (action === 'list') {
+        print({ output: outputId, chunks: (await queue.list()).map(describeDeadLetter) });
+      } else if (action === 'show') {
+        const found = await queue.show(chunk!);
+        if (!found) return missing();
+        print(describeWithEntries(found));
+      } else if (action === 'replay') {
+        if (!(await queue.replay(chunk!))) return missing();
+        print({ replayed: chunk });
+      } else {
+        const removed = await queue.purge(chunk);
+        if (chunk && removed === 0) return missing();
+        print({ removed });
+      }
+      return 0;
+    } finally {
+      await close();
+    }
+  } finally {
+    await backend.close();
+  }
 }
 
 async function run(config: EstuaryConfig, registry: ReturnType<typeof builtinRegistry>): Promise<number> {

@@ -116,11 +116,69 @@ export function resolveBufferSettings(...layers: (BufferOverrides | undefined)[]
   return s;
 }
 
-export const serviceBufferSchema = bufferOverridesSchema.extend({
-  /** `memory` (embedded, lost on crash) or `redis` (durable, shared by replicas). */
-  type: z.enum(['memory', 'redis']).default('memory'),
-  redis_url: z.string().optional(),
-});
+/** `host:port`, as Sentinel and Cluster seed addresses are written. */
+const hostPort = () =>
+  z.string().transform((value, ctx) => {
+    const m = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(value);
+    if (!m || Number(m[2]) > 65535) {
+      ctx.addIssue({ code: 'custom', message: `expected host:port, got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  });
+
+export const serviceBufferSchema = bufferOverridesSchema
+  .extend({
+    /** `memory` (embedded, lost on crash) or `redis` (durable, shared by replicas). */
+    type: z.enum(['memory', 'redis']).default('memory'),
+    /**
+     * redis:// or rediss:// (TLS), with `user:password@` and `/db`. With `sentinels` or
+     * `cluster_nodes` only its user, password, TLS and db are used.
+     */
+    redis_url: z
+      .string()
+      .regex(/^rediss?:\/\/[^\s]*$/, 'expected a redis:// or rediss:// URL')
+      .optional(),
+    /** Redis Sentinel addresses (`host:port`); the master is `sentinel_name`. */
+    sentinels: z.array(hostPort()).min(1).optional(),
+    sentinel_name: z.string().min(1).optional(),
+    /** Password of the sentinels themselves, when they require one. */
+    sentinel_password: z.string().optional(),
+    /** Redis Cluster seed nodes (`host:port`). */
+    cluster_nodes: z.array(hostPort()).min(1).optional(),
+    /** First part of every key's hash tag: `{<prefix>:out:<output id>}`. */
+    prefix: z
+      .string()
+      .regex(/^[^{}\s]+$/, 'expected no braces or spaces')
+      .default('estuary'),
+    /** Redis WAIT: acknowledge a batch only once this many replicas have it. */
+    wait_replicas: z.number().int().min(0).default(0),
+    /** … waiting at most this long; past it the sender is refused (and retries). */
+    wait_timeout: duration().default(1000),
+    /** A dead replica's open chunks are sealed, and its in-flight chunks re-delivered, within this. */
+    recovery_timeout: duration().default(30_000),
+  })
+  .superRefine((b, ctx) => {
+    if (b.type !== 'redis') return;
+    const modes = [b.sentinels && 'sentinels', b.cluster_nodes && 'cluster_nodes'].filter(Boolean);
+    if (modes.length > 1)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['cluster_nodes'],
+        message: 'use either sentinels or cluster_nodes',
+      });
+    if (modes.length === 0 && !b.redis_url)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['redis_url'],
+        message: 'required with type redis (or sentinels + sentinel_name, or cluster_nodes)',
+      });
+    if (b.sentinels && !b.sentinel_name)
+      ctx.addIssue({ code: 'custom', path: ['sentinel_name'], message: 'required with sentinels' });
+    if (b.recovery_timeout < 1000)
+      ctx.addIssue({ code: 'custom', path: ['recovery_timeout'], message: 'expected at least 1s' });
+  });
+export type ServiceBufferConfig = z.output<typeof serviceBufferSchema>;
 
 export const serviceSchema = z.strictObject({
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

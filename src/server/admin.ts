@@ -70,7 +70,10 @@ export class AdminServer {
       };
       return reply.code(503).send(reason);
     });
-    this.app.get('/api/v1/status', async () => jsonSafe(target.status()));
+    this.app.get('/api/v1/status', async () => {
+      await target.metrics.refresh();
+      return jsonSafe(target.status());
+    });
     deadLetterRoutes(this.app, (id) => target.buffer(id), requireToken);
   }
 

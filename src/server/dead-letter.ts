@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { DeadLetterInfo, OutputBuffer } from '../buffer/buffer.ts';
+import type { TaggedEntry } from '../core/entry.ts';
 import { jsonSafe } from './json.ts';
 
 export type Guard = (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
@@ -27,7 +28,7 @@ export function deadLetterRoutes(
     const buffer = bufferOf(request.params.id);
     if (!buffer) return unknownOutput(reply, request.params);
     const chunks = await buffer.deadLetter.list();
-    return { output: buffer.id, chunks: chunks.map(describe) };
+    return { output: buffer.id, chunks: chunks.map(describeDeadLetter) };
   });
 
   // Shows record contents, which may hold personal data: token required, unlike the other reads.
@@ -36,15 +37,7 @@ export function deadLetterRoutes(
     if (!buffer) return unknownOutput(reply, request.params);
     const found = await buffer.deadLetter.show(request.params.chunk);
     if (!found) return noChunk(reply, request.params);
-    return {
-      ...describe(found.info),
-      entries: found.entries.map((e) => ({
-        time: e.time.toIso(),
-        tag: e.tag,
-        record: jsonSafe(e.record),
-        ...(e.metadata === undefined ? {} : { metadata: jsonSafe(e.metadata) }),
-      })),
-    };
+    return describeWithEntries(found);
   });
 
   app.post<{ Params: ChunkParams }>(
@@ -77,7 +70,20 @@ export function deadLetterRoutes(
   });
 }
 
-/** Epoch milliseconds are for machines; the API is read by people and `jq` too. */
-function describe(info: DeadLetterInfo) {
+/** Epoch milliseconds are for machines; the API (and `estuary dlq`) is read by people and `jq` too. */
+export function describeDeadLetter(info: DeadLetterInfo) {
   return { ...info, time: new Date(info.time).toISOString() };
+}
+
+/** One dead-letter chunk with its decoded records, as the API and `estuary dlq show` print it. */
+export function describeWithEntries(found: { info: DeadLetterInfo; entries: readonly TaggedEntry[] }) {
+  return {
+    ...describeDeadLetter(found.info),
+    entries: found.entries.map((e) => ({
+      time: e.time.toIso(),
+      tag: e.tag,
+      record: jsonSafe(e.record),
+      ...(e.metadata === undefined ? {} : { metadata: jsonSafe(e.metadata) }),
+    })),
+  };
 }

@@ -1,0 +1,89 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { ServiceBufferConfig } from '../../config/schema.ts';
+import type { RedisClient } from './scripts.ts';
+
+/** What the redis backend needs from `service.buffer`. */
+export interface RedisSettings {
+  url: string | undefined;
+  sentinels: { host: string; port: number }[] | undefined;
+  sentinelName: string | undefined;
+  sentinelPassword: string | undefined;
+  clusterNodes: { host: string; port: number }[] | undefined;
+  prefix: string;
+  waitReplicas: number;
+  waitTimeoutMs: number;
+  recoveryTimeoutMs: number;
+}
+
+export function redisSettings(b: ServiceBufferConfig): RedisSettings {
+  return {
+    url: b.redis_url,
+    sentinels: b.sentinels,
+    sentinelName: b.sentinel_name,
+    sentinelPassword: b.sentinel_password,
+    clusterNodes: b.cluster_nodes,
+    prefix: b.prefix,
+    waitReplicas: b.wait_replicas,
+    waitTimeoutMs: b.wait_timeout,
+    recoveryTimeoutMs: b.recovery_timeout,
+  };
+}
+
+/** Where to connect, without secrets: for log lines. */
+export function describeTarget(s: RedisSettings): string {
+  if (s.clusterNodes) return `cluster ${s.clusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}`;
+  if (s.sentinels)
+    return `sentinel ${s.sentinelName} via ${s.sentinels.map((n) => `${n.host}:${n.port}`).join(',')}`;
+  const url = new URL(s.url ?? 'redis://127.0.0.1:6379');
+  return `${url.protocol}//${url.host}${url.pathname}`;
+}
+
+/** user, password, TLS and db from redis_url. */
+function fromUrl(url: string | undefined): RedisOptions & { host?: string; port?: number } {
+  if (!url) return {};
+  const u = new URL(url);
+  const db = u.pathname.replace(/^\//, '');
+  return {
+    host: u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
+    port: u.port ? Number(u.port) : 6379,
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(db ? { db: Number(db) } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: { servername: u.hostname } } : {}),
+  };
+}
+
+/**
+ * A client for the configured deployment (standalone, Sentinel or Cluster) with `options`
+ * on top. Reconnects quickly and forever: the buffer must come back by itself.
+ */
+export function createClient(s: RedisSettings, options: RedisOptions): RedisClient {
+  const { host, port, ...auth } = fromUrl(s.url);
+  const common: RedisOptions = {
+    retryStrategy: (times) => Math.min(100 * times, 1000),
+    ...options,
+  };
+  if (s.clusterNodes) {
+    const { db: _db, ...clusterAuth } = auth;
+    return new Cluster(s.clusterNodes, {
+      redisOptions: { ...clusterAuth, ...common },
+      clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
+      enableAutoPipelining: options.enableAutoPipelining ?? false,
+      enableOfflineQueue: options.enableOfflineQueue ?? true,
+      ...(options.maxRetriesPerRequest === undefined
+        ? {}
+        : { maxRetriesPerRequest: options.maxRetriesPerRequest }),
+    });
+  }
+  if (s.sentinels) {
+    return new Redis({
+      ...auth,
+      ...common,
+      sentinels: s.sentinels,
+      name: s.sentinelName!,
+      ...(s.sentinelPassword ? { sentinelPassword: s.sentinelPassword } : {}),
+      ...(auth.tls ? { enableTLSForSentinelMode: true, sentinelTLS: auth.tls } : {}),
+    });
+  }
+  return new Redis({ host, port, ...auth, ...common });
+}

@@ -1,0 +1,94 @@
+/**
+ * Every Redis key the redis buffer writes, named here and nowhere else (the Lua scripts get
+ * their key names from `LUA_KEYS` below, built from the same table).
+ *
+ * All keys of one output share the hash tag `{<prefix>:out:<id>}`, so in Redis Cluster they
+ * live in one slot and a Lua script can change them together. BullMQ's keys for the
+ * output's flush queue use the same tag as their BullMQ prefix.
+ *
+ *   {p:out:ID}:open          HASH    replica id → the id of its open chunk
+ *   {p:out:ID}:leases        ZSET    replica id → lease expiry (ms, Redis clock)
+ *   {p:out:ID}:sealed        ZSET    chunk id → seal time: queued, retrying or being flushed
+ *   {p:out:ID}:retry         ZSET    chunk id → time of its next retry
+ *   {p:out:ID}:stats         HASH    bytes, stage_count/_bytes, queue_count/_bytes,
+ *                                    dl_chunks/_records/_bytes, dl_seq: kept by the scripts
+ *   {p:out:ID}:c:CHUNK       LIST    frames, msgpack [tag, count, payload], one element per
+ *                                    staged batch (a list, not APPEND to a string: Redis
+ *                                    pre-allocates a growing string up to 2×, and keeps it)
+ *   {p:out:ID}:m:CHUNK       HASH    count, bytes, created, replica, sealed, retries,
+ *                                    failing_since, flushing
+ *   {p:out:ID}:dead          ZSET    dead-letter id → sequence number (list order)
+ *   {p:out:ID}:d:DEAD        LIST    frames of a dead-letter chunk
+ *   {p:out:ID}:dm:DEAD       HASH    reason, attempts, time, count, bytes
+ *   {p:out:ID}:flush:…       BullMQ's queue `flush`: one job per sealed chunk, jobId = chunk id
+ */
+
+/** Fixed keys of an output, by name → suffix. */
+const FIXED = {
+  open: 'open',
+  leases: 'leases',
+  sealed: 'sealed',
+  retry: 'retry',
+  stats: 'stats',
+  dead: 'dead',
+} as const;
+
+/** Per-chunk keys, by name → infix. */
+const PER_ID = { chunk: 'c', meta: 'm', deadData: 'd', deadMeta: 'dm' } as const;
+
+/** BullMQ queue name; BullMQ keys are `<bullPrefix>:<QUEUE_NAME>:<suffix or job id>`. */
+export const QUEUE_NAME = 'flush';
+
+/** `{`, `}` and `%` in an output id are percent-encoded so the hash tag stays whole. */
+function escapeId(id: string): string {
+  return id.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+export class OutputKeys {
+  /** `{<prefix>:out:<id>}`: the hash tag, and KEYS[1] of every script. */
+  readonly base: string;
+  readonly open: string;
+  readonly leases: string;
+  readonly sealed: string;
+  readonly retry: string;
+  readonly stats: string;
+  readonly dead: string;
+  /** BullMQ `prefix` option for this output's queue. */
+  readonly bullPrefix: string;
+  /** BullMQ's key of the job for a chunk is this + the chunk id. */
+  readonly jobPrefix: string;
+
+  constructor(prefix: string, outputId: string) {
+    this.base = `{${prefix}:out:${escapeId(outputId)}}`;
+    this.open = `${this.base}:${FIXED.open}`;
+    this.leases = `${this.base}:${FIXED.leases}`;
+    this.sealed = `${this.base}:${FIXED.sealed}`;
+    this.retry = `${this.base}:${FIXED.retry}`;
+    this.stats = `${this.base}:${FIXED.stats}`;
+    this.dead = `${this.base}:${FIXED.dead}`;
+    this.bullPrefix = this.base;
+    this.jobPrefix = `${this.base}:${QUEUE_NAME}:`;
+  }
+
+  chunk(id: string): string {
+    return `${this.base}:${PER_ID.chunk}:${id}`;
+  }
+  meta(id: string): string {
+    return `${this.base}:${PER_ID.meta}:${id}`;
+  }
+  deadData(id: string): string {
+    return `${this.base}:${PER_ID.deadData}:${id}`;
+  }
+  deadMeta(id: string): string {
+    return `${this.base}:${PER_ID.deadMeta}:${id}`;
+  }
+}
+
+/** The same names for Lua: KEYS[1] is `OutputKeys.base`, the rest is built from it. */
+export const LUA_KEYS = [
+  'local B = KEYS[1]',
+  ...Object.entries(FIXED).map(([name, suffix]) => `local K_${name.toUpperCase()} = B .. ':${suffix}'`),
+  ...Object.entries(PER_ID).map(
+    ([name, infix]) => `local function K_${name.toUpperCase()}(id) return B .. ':${infix}:' .. id end`,
+  ),
+].join('\n');
