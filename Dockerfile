@@ -11,6 +11,6 @@ COPY config ./config
 # Never root: the `node` user (uid 1000) owns nothing but what it writes under /var/log/estuary.
 RUN mkdir -p /var/log/estuary && chown node:node /var/log/estuary
 USER node
-EXPOSE 9880 24231
+EXPOSE 24224 9880 24231
 ENTRYPOINT ["node", "/app/bin/estuary.js"]
 CMD ["run", "-c", "/app/config/estuary.yaml"]

@@ -205,6 +205,14 @@ describe('file output', () => {
     assert.deepEqual(await lines(path), ['{"n":"second"}']);
   });
 
+  it('ends a line torn by a killed process before appending, so new lines stay whole', async () => {
+    const path = join(dir, 'torn.log');
+    await writeFile(path, '{"n":"whole"}\n{"n":"to');
+    const output = create({ path, format: 'record' });
+    await output.write(chunk(['a', [{ time: T, record: { n: 'next' } }]]));
+    assert.equal(await readFile(path, 'utf8'), '{"n":"whole"}\n{"n":"to\n{"n":"next"}\n');
+  });
+
   it('writes a chunk of 10,000 records as 10,000 lines', async () => {
     const path = join(dir, 'big.log');
     const output = create({ path });

@@ -34,8 +34,15 @@ export class HandlePool {
       await this.close(oldest!);
     }
     if (this.options.mkdir) await mkdir(dirname(path), { recursive: true });
-    // O_APPEND: every write lands at the end, even if another process appends too.
-    const handle = await open(path, 'a', this.options.mode);
+    // O_APPEND: every write lands at the end, even if another process appends too. Readable
+    // as well, to look at the last byte.
+    const handle = await open(path, 'a+', this.options.mode);
+    try {
+      await endLine(handle);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
     this.options.logger.debug({ path }, 'opened file');
     this.handles.set(path, handle);
     return handle;
@@ -58,4 +65,16 @@ export class HandlePool {
   get size(): number {
     return this.handles.size;
   }
+}
+
+/**
+ * A process killed in the middle of a write leaves a line without its newline; ending it
+ * keeps the torn line apart from the first line written now (a retry writes it whole).
+ */
+async function endLine(handle: FileHandle): Promise<void> {
+  const { size } = await handle.stat();
+  if (size === 0) return;
+  const last = Buffer.alloc(1);
+  await handle.read(last, 0, 1, size - 1);
+  if (last[0] !== 0x0a) await handle.write('\n');
 }

@@ -1,3 +1,4 @@
+import type { FileHandle } from 'node:fs/promises';
 import type { TaggedEntry } from '../../core/entry.ts';
 import { errorMessage, FatalError, type RetryableError } from '../../core/errors.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
@@ -95,7 +96,7 @@ export class FileOutput implements Output {
     for (const [path, group] of groups) {
       try {
         const handle = await this.pool.get(path);
-        await handle.appendFile(group.text);
+        await writeAll(handle, Buffer.from(group.text));
         if (this.fsync) await handle.sync();
       } catch (err) {
         // A handle that failed may be stale (ESTALE, a vanished mount): the next try reopens.
@@ -113,5 +114,14 @@ export class FileOutput implements Output {
       retry: failures.filter((f) => !(f.error instanceof FatalError)).flatMap((f) => f.entries),
       reject: fatal.flatMap((f) => f.entries.map((entry) => ({ entry, reason: errorMessage(f.error) }))),
     };
+  }
+}
+
+/** One write(2) for the whole group where the kernel takes it (appendFile would cut it in 512KiB pieces). */
+async function writeAll(handle: FileHandle, bytes: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, offset);
+    offset += bytesWritten;
   }
 }
