@@ -5,6 +5,7 @@ import { httpInput } from './inputs/http.ts';
 import { elasticsearchOutput } from './outputs/elasticsearch/index.ts';
 import { fileOutput } from './outputs/file/index.ts';
 import { forwardOutput } from './outputs/forward/index.ts';
+import { lokiOutput } from './outputs/loki/index.ts';
 import { nullOutput } from './outputs/null/index.ts';
 import { stdoutOutput } from './outputs/stdout/index.ts';
 import { ComponentRegistry } from './registry.ts';
@@ -21,5 +22,6 @@ export function builtinRegistry(): ComponentRegistry {
     nullOutput,
     forwardOutput,
     elasticsearchOutput,
+    lokiOutput,
   );
 }

@@ -115,6 +115,12 @@ export class Metrics {
     labelNames: PLUGIN,
     registers: [this.registry],
   });
+  readonly lokiLabelsDemoted = new Counter({
+    name: 'estuary_loki_labels_demoted_total',
+    help: 'Records a Loki output delivered with a label value sent as structured metadata instead, past max_label_values (by label name).',
+    labelNames: ['plugin_id', 'label'],
+    registers: [this.registry],
+  });
 
   constructor() {
     // process_cpu_seconds_total, process_resident_memory_bytes, nodejs_eventloop_lag_*, …
