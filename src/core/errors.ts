@@ -13,6 +13,15 @@ export class RetryableError extends Error {
   }
 }
 
+/** An HTTP `Retry-After` (seconds, or an HTTP date) in milliseconds, for RetryableError. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (text === undefined || text.trim() === '') return undefined;
+  if (/^\s*\d+(\.\d+)?\s*$/.test(text)) return Math.round(Number(text) * 1000);
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
 export class FatalError extends Error {
   override readonly name = 'FatalError';
 }

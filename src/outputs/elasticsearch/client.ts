@@ -8,7 +8,7 @@ import {
   SniffingTransport,
   type TransportOptions,
 } from '@elastic/elasticsearch';
-import { errorMessage, FatalError, RetryableError } from '../../core/errors.ts';
+import { errorMessage, FatalError, parseRetryAfter, RetryableError } from '../../core/errors.ts';
 import { DEFAULT_HOST, type ElasticsearchConfig } from './config.ts';
 import type { BulkItem, BulkOp } from './encode.ts';
 
@@ -203,15 +203,6 @@ function errorCause(body: unknown): estypes.ErrorCause | undefined {
   const error = (body as { error?: unknown } | null | undefined)?.error;
   if (typeof error === 'string') return { type: error };
   return error !== null && typeof error === 'object' ? (error as estypes.ErrorCause) : undefined;
-}
-
-/** `Retry-After`: seconds, or an HTTP date. */
-export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
-  const text = Array.isArray(value) ? value[0] : value;
-  if (text === undefined || text.trim() === '') return undefined;
-  if (/^\s*\d+(\.\d+)?\s*$/.test(text)) return Math.round(Number(text) * 1000);
-  const at = Date.parse(text);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 /**

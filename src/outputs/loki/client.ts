@@ -4,7 +4,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import { errorMessage, FatalError, RetryableError } from '../../core/errors.ts';
+import { errorMessage, FatalError, parseRetryAfter, RetryableError } from '../../core/errors.ts';
 import type { LokiConfig } from './config.ts';
 import type { Body } from './encode.ts';
 
@@ -185,13 +185,4 @@ function classify(
     );
   }
   return new FatalError(`${target}: Loki refused the request: ${status}${who}${words}`);
-}
-
-/** `Retry-After`: seconds, or an HTTP date. */
-function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
-  const text = Array.isArray(value) ? value[0] : value;
-  if (text === undefined || text.trim() === '') return undefined;
-  if (/^\s*\d+(\.\d+)?\s*$/.test(text)) return Math.round(Number(text) * 1000);
-  const at = Date.parse(text);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
