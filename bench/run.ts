@@ -30,7 +30,7 @@ interface Scenario {
   name: string;
   load: { kind: 'forward'; mode: 'packed' | 'message'; batch: number } | { kind: 'http'; batch: number };
   buffer: Buffer;
-  sink: 'forward' | 'elasticsearch';
+  sink: 'forward' | 'elasticsearch' | 'loki';
   /** Open-loop rates to step through (records/s); closed loop when absent. */
   rates?: number[];
 }
@@ -58,6 +58,13 @@ const SCENARIOS: Scenario[] = [
     sink: 'elasticsearch',
   },
   {
+    id: 7,
+    name: 'forward PackedForward ×1000, ack → redis → Loki fake (protobuf + snappy)',
+    load: { kind: 'forward', mode: 'packed', batch: 1000 },
+    buffer: 'redis',
+    sink: 'loki',
+  },
+  {
     id: 4,
     name: 'forward Message mode, 1 record/message, ack → memory → forward sink',
     load: { kind: 'forward', mode: 'message', batch: 1 },
@@ -80,6 +87,15 @@ const SCENARIOS: Scenario[] = [
     rates: [100, 1000, 10_000],
   },
 ];
+
+/** The SUT's output for each sink. */
+const SINK_OUTPUTS: Record<Scenario['sink'], (port: number) => string> = {
+  forward: (port) => `{ type: forward, id: sink, servers: [{ host: 127.0.0.1, port: ${port} }] }`,
+  elasticsearch: (port) =>
+    `{ type: elasticsearch, id: sink, hosts: ["http://127.0.0.1:${port}"], logstash_format: true, logstash_prefix: bench }`,
+  loki: (port) =>
+    `{ type: loki, id: sink, url: "http://127.0.0.1:${port}/loki/api/v1/push", labels: { job: bench }, include_tag: true }`,
+};
 
 export interface BenchResult {
   scenario: number;
@@ -149,9 +165,9 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
   };
   const children: ChildProcess[] = [];
   try {
-    const sinkScript =
-      scenario.sink === 'forward' ? 'bench/sinks/forward-sink.ts' : 'bench/sinks/elasticsearch-sink.ts';
-    const sink = fork(sinkScript, ['--port', String(ports.sink)], { stdio: 'inherit' });
+    const sink = fork(`bench/sinks/${scenario.sink}-sink.ts`, ['--port', String(ports.sink)], {
+      stdio: 'inherit',
+    });
     children.push(sink);
     await new Promise((resolve) => sink.once('message', resolve));
 
@@ -285,11 +301,7 @@ function sutConfig(
 inputs:
   - ${input}
 outputs:
-  - ${
-    scenario.sink === 'forward'
-      ? `{ type: forward, id: sink, servers: [{ host: 127.0.0.1, port: ${ports.sink} }] }`
-      : `{ type: elasticsearch, id: sink, hosts: ["http://127.0.0.1:${ports.sink}"], logstash_format: true, logstash_prefix: bench }`
-  }
+  - ${SINK_OUTPUTS[scenario.sink](ports.sink!)}
 `;
 }
 

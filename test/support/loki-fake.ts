@@ -92,6 +92,12 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 export class LokiFake {
   readonly pushes: PushLog[] = [];
   faults: (PushFault | null)[] = [];
+  /**
+   * false: validate and answer as usual but keep no entries (nor push logs), for long
+   * benchmark runs; `onEntry` still sees every accepted entry.
+   */
+  retain = true;
+  onEntry: ((entry: StoredEntry) => void) | undefined;
   port = 0;
   private readonly server: Server;
   private readonly options: LokiFakeOptions;
@@ -174,7 +180,7 @@ export class LokiFake {
       headers: req.headers,
       answer: '',
     };
-    this.pushes.push(log);
+    if (this.retain) this.pushes.push(log);
     const reply = (status: number, text: string, headers: Record<string, string> = {}) => {
       log.status = status;
       log.answer = text;
@@ -290,8 +296,11 @@ export class LokiFake {
           this.store.set(id, stream);
           this.index.set(id, index);
         }
-        stream.entries.push(e);
-        index.seen.add(`${e.ts}\0${e.line}`);
+        this.onEntry?.(e);
+        if (this.retain) {
+          stream.entries.push(e);
+          index.seen.add(`${e.ts}\0${e.line}`);
+        }
         if (e.ts > index.newest) index.newest = e.ts;
       }
       if (refused.length > 0) {
