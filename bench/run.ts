@@ -196,13 +196,14 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
       redisUrl = `redis://127.0.0.1:${redisPort}`;
     }
 
+    const config = join(dir, 'estuary.yaml');
     const sutCommand = values.sut
       ? values.sut
           .replaceAll('{forward_port}', String(ports.forward))
           .replaceAll('{http_port}', String(ports.http))
           .replaceAll('{sink_port}', String(ports.sink))
+          .replaceAll('{config}', config)
       : undefined;
-    const config = join(dir, 'estuary.yaml');
     writeFileSync(config, sutConfig(scenario, buffer, ports, redisUrl));
     const sut = sutCommand
       ? spawn('sh', ['-c', `exec ${sutCommand}`], { stdio: ['ignore', 'ignore', 'inherit'] })

@@ -1,7 +1,5 @@
 import type { BufferBackend, OutputBuffer } from './buffer/buffer.ts';
 import { MemoryBackend } from './buffer/memory/memory-buffer.ts';
-import { redisSettings } from './buffer/redis/connection.ts';
-import { RedisBackend } from './buffer/redis/redis-buffer.ts';
 import type { EstuaryConfig } from './config/load.ts';
 import type { Input } from './inputs/input.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -27,7 +25,7 @@ interface Options {
   registry: ComponentRegistry;
   logger?: Logger;
   metrics?: Metrics;
-  /** Tests pass their own; otherwise chosen from service.buffer.type. */
+  /** Tests pass their own; otherwise Estuary.create chooses it from service.buffer.type. */
   backend?: BufferBackend;
 }
 
@@ -46,11 +44,22 @@ export class Estuary {
   private readonly backend: BufferBackend;
   private stopped: Promise<void> | undefined;
 
+  /** Builds everything for `config`; the Redis client libraries are loaded only when it asks for them. */
+  static async create(config: EstuaryConfig, options: Options): Promise<Estuary> {
+    const logger = options.logger ?? createLogger(config.service.log_level);
+    const backend = options.backend ?? (await createBackend(config, logger));
+    return new Estuary(config, { ...options, logger, backend });
+  }
+
+  /** Synchronous: memory backend unless `options.backend` is given; use Estuary.create for redis. */
   constructor(config: EstuaryConfig, options: Options) {
     this.config = config;
     this.logger = options.logger ?? createLogger(config.service.log_level);
     this.metrics = options.metrics ?? new Metrics();
-    this.backend = options.backend ?? createBackend(config, this.logger);
+    if (!options.backend && config.service.buffer.type !== 'memory') {
+      throw new Error(`buffer type ${config.service.buffer.type} needs Estuary.create()`);
+    }
+    this.backend = options.backend ?? memoryBackend(this.logger);
     const deps = (id: string): ComponentDeps => ({
       id,
       logger: this.logger.child({ plugin_id: id }),
@@ -137,19 +146,32 @@ export class Estuary {
   }
 }
 
-function createBackend(config: EstuaryConfig, logger: Logger): BufferBackend {
-  const type = config.service.buffer.type;
-  if (type === 'memory') {
-    logger.warn(
-      'buffer type memory: records not yet delivered are lost if this process dies (use service.buffer.type redis)',
-    );
-    return new MemoryBackend();
-  }
-  const settings = redisSettings(config.service.buffer);
-  const backend = new RedisBackend(settings, logger.child({ plugin_id: 'buffer' }));
+function memoryBackend(logger: Logger): BufferBackend {
+  logger.warn(
+    'buffer type memory: records not yet delivered are lost if this process dies (use service.buffer.type redis)',
+  );
+  return new MemoryBackend();
+}
+
+async function createBackend(config: EstuaryConfig, logger: Logger): Promise<BufferBackend> {
+  if (config.service.buffer.type === 'memory') return memoryBackend(logger);
+  const backend = await openRedisBackend(config, logger.child({ plugin_id: 'buffer' }));
   logger.info(
-    { replica: backend.replica, prefix: settings.prefix, wait_replicas: settings.waitReplicas },
+    {
+      replica: backend.replica,
+      prefix: backend.settings.prefix,
+      wait_replicas: backend.settings.waitReplicas,
+    },
     'buffer type redis: durable and shared by every replica (run Redis with appendonly yes)',
   );
   return backend;
+}
+
+/** BullMQ and ioredis (~45 MB of memory) are loaded only by configs that use them. */
+export async function openRedisBackend(config: EstuaryConfig, logger: Logger) {
+  const [{ RedisBackend }, { redisSettings }] = await Promise.all([
+    import('./buffer/redis/redis-buffer.ts'),
+    import('./buffer/redis/connection.ts'),
+  ]);
+  return new RedisBackend(redisSettings(config.service.buffer), logger);
 }

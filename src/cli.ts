@@ -1,9 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { Estuary } from './app.ts';
-import { redisSettings } from './buffer/redis/connection.ts';
-import { RedisBackend } from './buffer/redis/redis-buffer.ts';
+import { Estuary, openRedisBackend } from './app.ts';
 import { builtinRegistry } from './builtins.ts';
 import { ConfigError } from './config/errors.ts';
 import { type EstuaryConfig, loadConfigFile, maskSecrets } from './config/load.ts';
@@ -168,7 +166,7 @@ async function dlq(config: EstuaryConfig, { action, outputId, chunk }: DlqArgs):
         `use its admin API (GET /api/v1/outputs/${outputId}/dead-letter)`,
     );
   }
-  const backend = new RedisBackend(redisSettings(config.service.buffer), createLogger('error'));
+  const backend = await openRedisBackend(config, createLogger('error'));
   const print = (value: unknown) => process.stdout.write(`${JSON.stringify(jsonSafe(value), null, 2)}\n`);
   try {
     if (!(await backend.connect(5000))) return fail('cannot reach Redis (service.buffer)');
@@ -200,7 +198,7 @@ async function dlq(config: EstuaryConfig, { action, outputId, chunk }: DlqArgs):
 
 async function run(config: EstuaryConfig, registry: ReturnType<typeof builtinRegistry>): Promise<number> {
   const logger = createLogger(config.service.log_level);
-  const app = new Estuary(config, { registry, logger });
+  const app = await Estuary.create(config, { registry, logger });
   const http = config.service.http;
   const admin = http.enabled
     ? new AdminServer(

@@ -59,7 +59,10 @@ const outageOutput = defineComponent({
 
 async function startEstuary(yaml: string) {
   const registry = builtinRegistry().register(scriptedOutput, outageOutput);
-  const app = new Estuary(loadConfig(yaml, 'test.yaml', registry, {}), { registry, logger: silentLogger() });
+  const app = await Estuary.create(loadConfig(yaml, 'test.yaml', registry, {}), {
+    registry,
+    logger: silentLogger(),
+  });
   const admin = new AdminServer(app, { listen: '127.0.0.1', port: 0, authTokens: [] }, silentLogger());
   await app.start();
   await admin.start();

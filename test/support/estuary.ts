@@ -9,7 +9,7 @@ import { scriptedOutput } from './outputs.ts';
 export async function startEstuary(yaml: string, env: NodeJS.ProcessEnv = {}) {
   const registry = builtinRegistry().register(scriptedOutput);
   const config = loadConfig(yaml, 'test.yaml', registry, env);
-  const app = new Estuary(config, { registry, logger: silentLogger() });
+  const app = await Estuary.create(config, { registry, logger: silentLogger() });
   const admin = new AdminServer(
     app,
     { listen: '127.0.0.1', port: 0, authTokens: ['admin-token'] },

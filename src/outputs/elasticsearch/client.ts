@@ -11,6 +11,7 @@ import {
 import { errorMessage, FatalError, parseRetryAfter, RetryableError } from '../../core/errors.ts';
 import { DEFAULT_HOST, type ElasticsearchConfig } from './config.ts';
 import type { BulkItem, BulkOp } from './encode.ts';
+import { TooLargeError } from './too-large.ts';
 
 /**
  * The calls this output makes — `_bulk`, and the index template — through the official
@@ -36,9 +37,6 @@ export interface ItemReport {
 }
 
 /** The cluster refused the request for its size (413): the caller splits it. */
-export class TooLargeError extends Error {
-  override readonly name = 'TooLargeError';
-}
 
 export class BulkClient {
   private readonly client: Client;

@@ -5,9 +5,10 @@ import { errorMessage, FatalError, type RetryableError } from '../../core/errors
 import type { Logger } from '../../logger.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import type { Chunk, Output, Rejection, WriteResult } from '../output.ts';
-import { BulkClient, type ItemReport, TooLargeError } from './client.ts';
+import type { BulkClient, ItemReport } from './client.ts';
 import { type ElasticsearchConfig, elasticsearchSchema } from './config.ts';
 import { type BulkItem, type EncodeSettings, encodeBulk, encodeSettings, splitBulk } from './encode.ts';
+import { TooLargeError } from './too-large.ts';
 
 /** Elasticsearch and OpenSearch through `_bulk`, one chunk at a time. */
 export const elasticsearchOutput = defineComponent({
@@ -89,11 +90,11 @@ export class ElasticsearchOutput implements Output {
    * (and buffers) while the cluster is down. The template is installed before the first write.
    */
   async start(): Promise<void> {
-    this.open();
+    await this.open();
   }
 
   async write(chunk: Chunk): Promise<WriteResult | undefined> {
-    const client = this.open();
+    const client = await this.open();
     await this.ensureTemplate(client);
     const { items, rejected } = encodeBulk(chunk.entries(), this.settings);
     const tally = new Tally(rejected);
@@ -115,7 +116,10 @@ export class ElasticsearchOutput implements Output {
     await client?.close();
   }
 
-  private open(): BulkClient {
+  private async open(): Promise<BulkClient> {
+    if (this.client) return this.client;
+    // The client library is loaded only by configs that use it (~40 MB of memory).
+    const { BulkClient } = await import('./client.ts');
     if (this.client) return this.client;
     const { template_name, template_file, template_overwrite } = this.config;
     if (template_name !== undefined && template_file !== undefined) {

@@ -155,7 +155,7 @@ async function startEstuary(yaml: string, env: NodeJS.ProcessEnv = {}) {
   const logs: Record<string, unknown>[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line)) });
   const registry = builtinRegistry();
-  const app = new Estuary(loadConfig(yaml, 'test.yaml', registry, env), { registry, logger });
+  const app = await Estuary.create(loadConfig(yaml, 'test.yaml', registry, env), { registry, logger });
   await app.start();
   return { app, logs, metrics: () => app.metrics.render(), stop: () => app.stop() };
 }
