@@ -111,6 +111,9 @@ export class ForwardConnection {
   /** The peer sent FIN: what is queued is handled, an unfinished message is dropped. */
   private peerEnded = false;
   private readonly timers: NodeJS.Timeout[] = [];
+  /** Acks of this event-loop turn, written together: one write per read burst, not per message. */
+  private acks: Buffer[] = [];
+  private ackFlush: NodeJS.Immediate | undefined;
   private closedResolve!: () => void;
   readonly closed = new Promise<void>((resolve) => {
     this.closedResolve = resolve;
@@ -329,8 +332,20 @@ export class ForwardConnection {
 
   private ack(chunk: Uint8Array | undefined, json: boolean): void {
     if (this.state !== 'established') return;
-    if (chunk && this.socket.writable) this.socket.write(encodeAck(chunk, json ? 'json' : 'msgpack'));
+    if (chunk && this.socket.writable) {
+      this.acks.push(encodeAck(chunk, json ? 'json' : 'msgpack'));
+      this.ackFlush ??= setImmediate(() => this.flushAcks());
+    }
     if (!this.ctx.keepalive) this.end();
+  }
+
+  private flushAcks(): void {
+    clearImmediate(this.ackFlush);
+    this.ackFlush = undefined;
+    if (this.acks.length === 0) return;
+    const bytes = this.acks.length === 1 ? this.acks[0]! : Buffer.concat(this.acks);
+    this.acks = [];
+    if (this.socket.writable) this.socket.write(bytes);
   }
 
   private badFrame(err: FrameError): void {
@@ -341,6 +356,7 @@ export class ForwardConnection {
   /** FIN after what is written; nothing more is read. Destroyed if the peer lingers. */
   private end(): void {
     if (this.state === 'closing' || this.state === 'closed') return;
+    this.flushAcks();
     this.state = 'closing';
     this.queue.length = 0;
     this.held.length = 0;
