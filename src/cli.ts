@@ -226,6 +226,11 @@ async function run(config: EstuaryConfig, registry: ReturnType<typeof builtinReg
       }
       stopping = true;
       logger.info({ signal, timeout_ms: config.service.shutdown_timeout }, 'stopping: flushing buffers');
+      // Whatever hangs (a Redis that stopped answering), the process leaves soon after the deadline.
+      setTimeout(() => {
+        logger.error('shutdown did not finish in service.shutdown_timeout + 5s; exiting');
+        resolve(1);
+      }, config.service.shutdown_timeout + 5000).unref();
       // Admin last, so /metrics and /readyz answer while draining.
       void app
         .stop()

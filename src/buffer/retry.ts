@@ -8,7 +8,9 @@ export function retryDelay(
   error?: unknown,
   random = Math.random,
 ): number {
-  let wait = Math.min(policy.waitMs * policy.backoffBase ** retries, policy.maxIntervalMs);
+  // base ** retries overflows to Infinity after ~1000 retries (and 0 × Infinity is NaN).
+  const grown = policy.waitMs * policy.backoffBase ** retries;
+  let wait = Number.isFinite(grown) ? Math.min(grown, policy.maxIntervalMs) : policy.maxIntervalMs;
   if (policy.randomize) wait *= 1 + 0.125 * (2 * random() - 1);
   const asked = error instanceof RetryableError ? error.retryAfterMs : undefined;
   if (asked !== undefined) wait = Math.max(wait, Math.min(asked, policy.maxIntervalMs));

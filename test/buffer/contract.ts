@@ -283,6 +283,32 @@ export function bufferContract(name: string, makeBackend: () => Promise<BufferBa
       assert.equal(dropped.values.find((v) => v.labels.reason === 'overflow')?.value, 10);
     });
 
+    it('overflow drop_oldest_chunk: holds the limit while the sink fails (chunks waiting on a retry count)', async () => {
+      const batch = records(10);
+      const { buffer, metrics } = await setup(
+        {
+          total_limit_size: batch.bytes * 3,
+          overflow_action: 'drop_oldest_chunk',
+          chunk_limit_records: 10,
+          retry: { wait: 60_000, forever: true },
+        },
+        Array(1000).fill('retryable'),
+      );
+      for (let i = 0; i < 30; i++) {
+        await emit(buffer, records(10, i * 10));
+        // Each chunk is tried once and then waits on its (long) retry timer.
+        await waitFor(() => buffer.stats().writeCount >= i + 1, { what: `write ${i + 1}` });
+      }
+      await buffer.refreshStats?.();
+      const s = buffer.stats();
+      assert.ok(
+        s.stageBytes + s.queueBytes <= batch.bytes * 3 + batch.bytes,
+        `holds ${s.stageBytes + s.queueBytes} bytes`,
+      );
+      const dropped = await metrics.registry.getSingleMetric('estuary_records_dropped_total')!.get();
+      assert.ok((dropped.values.find((v) => v.labels.reason === 'overflow')?.value ?? 0) >= 200);
+    });
+
     it('replays a dead-letter chunk into the queue, and purges', async () => {
       const { buffer, output } = await setup({}, ['fatal', 'fatal']);
       await emit(buffer, records(2, 0));

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { retryDelay } from '../../src/buffer/retry.ts';
+import { BUFFER_DEFAULTS } from '../../src/config/schema.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import { strftime } from '../../src/core/strftime.ts';
 import { parseDuration, parseSize } from '../../src/core/units.ts';
@@ -27,5 +29,17 @@ describe('sizes and durations', () => {
   it('formats strftime from the event time in UTC', () => {
     const t = new EventTime(Date.UTC(2024, 1, 29, 23, 5, 9) / 1000, 7_000_000);
     assert.equal(strftime('%Y.%m.%d-%H:%M:%S.%L %j %%', t), '2024.02.29-23:05:09.007 060 %');
+  });
+});
+
+describe('retry delay', () => {
+  it('grows exponentially, caps at max_interval, and stays a number after thousands of retries', () => {
+    const policy = { ...BUFFER_DEFAULTS.retry, waitMs: 1000, randomize: false, maxIntervalMs: 60_000 };
+    assert.deepEqual(
+      [0, 1, 2, 10].map((n) => retryDelay(policy, n)),
+      [1000, 2000, 4000, 60_000],
+    );
+    assert.equal(retryDelay({ ...policy, waitMs: 0 }, 2000), 60_000);
+    assert.equal(retryDelay(policy, 5000), 60_000);
   });
 });

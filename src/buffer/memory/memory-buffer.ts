@@ -84,7 +84,8 @@ export class MemoryOutputBuffer implements OutputBuffer {
     if (this.bytesHeld + bytes <= limit) return;
     switch (this.settings.overflowAction) {
       case 'drop_oldest_chunk':
-        while (this.bytesHeld + bytes > limit && this.ready.length > 0) this.dropOldest();
+        while (this.bytesHeld + bytes > limit && (this.ready.length > 0 || this.waiting.size > 0))
+          this.dropOldest();
         return;
       case 'block':
         if (options.wait) {
@@ -150,7 +151,8 @@ export class MemoryOutputBuffer implements OutputBuffer {
     for (const c of this.ready) queueBytes += c.bytes;
     for (const c of this.waiting) queueBytes += c.bytes;
     for (const c of this.inflight) queueBytes += c.bytes;
-    const nextRetry = Math.min(...[...this.waiting].map((c) => c.readyAt ?? Number.POSITIVE_INFINITY));
+    let nextRetry = Number.POSITIVE_INFINITY;
+    for (const c of this.waiting) nextRetry = Math.min(nextRetry, c.readyAt ?? Number.POSITIVE_INFINITY);
     return {
       ...this.counters,
       stageLength: this.open ? 1 : 0,
@@ -189,11 +191,19 @@ export class MemoryOutputBuffer implements OutputBuffer {
     while (this.inflight.size < this.settings.flushThreadCount && this.ready.length > 0) {
       const chunk = this.ready.shift()!;
       this.inflight.add(chunk);
-      void this.flush(chunk).finally(() => {
-        this.inflight.delete(chunk);
-        this.pump();
-        this.notifyIdle();
-      });
+      void this.flush(chunk)
+        .catch((err: unknown) => {
+          // A bug after the write must not lose the chunk: it waits for the next try.
+          this.logger.error({ chunk_id: chunk.id, err }, 'flush bookkeeping failed; chunk kept for retry');
+          this.waiting.add(chunk);
+          chunk.timer = setTimeout(() => this.requeue(chunk, false), this.settings.retry.waitMs);
+          chunk.timer.unref();
+        })
+        .finally(() => {
+          this.inflight.delete(chunk);
+          this.pump();
+          this.notifyIdle();
+        });
     }
   }
 
@@ -258,8 +268,14 @@ export class MemoryOutputBuffer implements OutputBuffer {
     this.notifyRoom();
   }
 
+  /** The oldest queued chunk; while the sink fails they all wait on a retry timer, so those count too. */
   private dropOldest(): void {
-    const chunk = this.ready.shift()!;
+    let chunk = this.ready.shift();
+    if (!chunk) {
+      chunk = this.waiting.values().next().value!;
+      this.waiting.delete(chunk);
+      clearTimeout(chunk.timer);
+    }
     this.release(chunk);
     this.metrics.recordsDropped.inc({ plugin_id: this.id, type: this.type, reason: 'overflow' }, chunk.count);
     this.logger.warn(

@@ -399,7 +399,7 @@ export class RedisOutputBuffer implements OutputBuffer {
   private afterStage([total, opened, ...sealed]: (number | string)[]): void {
     this.know(Number(total));
     if (opened) {
-      const timer = setTimeout(() => void this.sealOpen(String(opened)), this.settings.flushIntervalMs);
+      const timer = setTimeout(() => this.sealLater(String(opened)), this.settings.flushIntervalMs);
       timer.unref();
       this.sealTimers.set(String(opened), timer);
     }
@@ -415,6 +415,11 @@ export class RedisOutputBuffer implements OutputBuffer {
     void this.enqueue(ids);
   }
 
+  /** From a timer: a failure during shutdown is logged (another replica seals the chunk), never unhandled. */
+  private sealLater(chunkId: string): void {
+    this.sealOpen(chunkId).catch((err) => this.logMaintenanceError(err));
+  }
+
   /** Seals this replica's open chunk (`chunkId`, or whichever is open); retried while Redis is away. */
   private async sealOpen(chunkId?: string): Promise<void> {
     if (chunkId) this.sealTimers.delete(chunkId);
@@ -428,7 +433,7 @@ export class RedisOutputBuffer implements OutputBuffer {
     } catch (err) {
       if (this.stopping || !chunkId) throw err;
       this.logMaintenanceError(err);
-      const timer = setTimeout(() => void this.sealOpen(chunkId), 500);
+      const timer = setTimeout(() => this.sealLater(chunkId), 500);
       timer.unref();
       this.sealTimers.set(chunkId, timer);
     }
@@ -749,16 +754,21 @@ export class RedisOutputBuffer implements OutputBuffer {
     const bounded = <T>(p: Promise<T>) => beforeDeadline(p, deadline);
     // What this replica staged is sealed and queued: any replica can deliver it from here.
     await bounded(this.sealOpen()).catch((err) => this.logMaintenanceError(err));
-    if (this.settings.flushAtShutdown && this.worker) await this.drain(deadline);
+    if (this.settings.flushAtShutdown && this.worker) await bounded(this.drain(deadline)).catch(() => {});
     if (this.worker) {
       if (this.active > 0) await bounded(new Promise<void>((r) => this.idleWaiters.push(r))).catch(() => {});
-      // Forced past the deadline (prompt): a chunk still in flight is re-delivered by another replica.
-      await this.worker.close(this.active > 0).catch(() => {});
+      // Forced past the deadline (or when Redis hangs): a chunk still in flight is re-delivered
+      // by another replica, as after a crash.
+      const worker = this.worker;
+      await bounded(worker.close(this.active > 0)).catch(() => worker.close(true).catch(() => {}));
     }
+    // The last heartbeat may seal dead replicas' open chunks: queue them like any other.
     await bounded(
       HEARTBEAT.run(this.client, [this.keys.base], [this.backend.replica, 0, Number.MAX_SAFE_INTEGER, '1']),
-    ).catch(() => {});
-    await this.queue.close().catch(() => {});
+    )
+      .then((sealed) => bounded(this.enqueue(((sealed as unknown[] | null) ?? []).map(String))))
+      .catch(() => {});
+    await bounded(this.queue.close()).catch(() => {});
   }
 
   /** Until the chunks queued now are delivered (or wait for a retry, which any replica will make), or the deadline. */
@@ -791,11 +801,14 @@ export class RedisOutputBuffer implements OutputBuffer {
 
   private roomOrTimeout(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
+      const done = () => {
         clearTimeout(timer);
+        // A waiter woken by its timer leaves the list, or a long outage would grow it forever.
+        const i = this.roomWaiters.indexOf(done);
+        if (i >= 0) this.roomWaiters.splice(i, 1);
         resolve();
-      }
+      };
+      const timer = setTimeout(done, ms);
       this.roomWaiters.push(done);
     });
   }
