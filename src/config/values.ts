@@ -1,3 +1,6 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { TlsOptions } from 'node:tls';
 import { z } from 'zod';
 import { TagPattern } from '../core/tag-pattern.ts';
 import { parseDuration, parseSize } from '../core/units.ts';
@@ -57,7 +60,7 @@ export const port = () =>
     return n;
   });
 
-/** TLS for a listener; file paths are read at start. */
+/** TLS for a listener; file paths are read at start (readServerTls). */
 export const tlsServer = () =>
   z.strictObject({
     cert_file: z.string(),
@@ -70,3 +73,37 @@ export const tlsServer = () =>
 /** Keys whose values `estuary check` and logs never show. */
 export const SECRET_KEY =
   /(password|passwd|secret|token|shared_key|api_key|access_key|private_key|credentials)/i;
+
+/** A listener's TLS options from its `tls:` block, files relative to the config's directory. */
+export async function readServerTls(
+  tls: z.output<ReturnType<typeof tlsServer>>,
+  configDir: string,
+): Promise<TlsOptions> {
+  const read = (file: string) => readFile(resolve(configDir, file));
+  return {
+    cert: await read(tls.cert_file),
+    key: await read(tls.key_file),
+    ...(tls.ca_file ? { ca: await read(tls.ca_file) } : {}),
+    requestCert: tls.client_auth,
+    rejectUnauthorized: tls.client_auth,
+  };
+}
+
+/** An http:// or https:// URL; `example` shows the expected shape in the error. */
+export function httpUrl(text: string, example: string, ctx: z.RefinementCtx): URL | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `expected a URL like ${example}, got ${JSON.stringify(text)}` });
+    return undefined;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected an http:// or https:// URL, got ${JSON.stringify(text)}`,
+    });
+    return undefined;
+  }
+  return url;
+}

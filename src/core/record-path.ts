@@ -1,4 +1,4 @@
-import type { LogRecord } from './entry.ts';
+import { isLogRecord, type LogRecord } from './entry.ts';
 
 /**
  * A path into a nested record, in the spellings users bring from Fluentd and Fluent Bit:
@@ -44,4 +44,19 @@ export function deletePath(record: LogRecord, path: readonly string[]): boolean 
   if (parent === null || typeof parent !== 'object' || !(key in parent)) return false;
   delete (parent as Record<string, unknown>)[key];
   return true;
+}
+
+/** A copy of `record` without the value at `path`, sharing every untouched branch; the input is not changed. */
+export function withoutPath(record: LogRecord, path: readonly string[]): LogRecord {
+  const [head, ...rest] = path as [string, ...string[]];
+  if (!Object.hasOwn(record, head)) return record;
+  if (rest.length === 0) {
+    const copy = { ...record };
+    delete copy[head];
+    return copy;
+  }
+  const child = record[head];
+  if (!isLogRecord(child)) return record;
+  const next = withoutPath(child, rest);
+  return next === child ? record : { ...record, [head]: next };
 }

@@ -1,9 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import type { ServerOptions } from 'node:https';
-import { resolve } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { port, size, tlsServer } from '../config/values.ts';
+import { port, readServerTls, size, tlsServer } from '../config/values.ts';
 import { makeBatch } from '../core/batch.ts';
 import { BearerAuth } from '../core/bearer-auth.ts';
 import type { Entry } from '../core/entry.ts';
@@ -112,7 +110,7 @@ export class HttpInput implements Input {
   async start(emit: Emit): Promise<void> {
     if (this.app) return;
     this.emit = emit;
-    const https = this.options.tls ? await this.readTls(this.options.tls) : undefined;
+    const https = this.options.tls ? await readServerTls(this.options.tls, this.configDir) : undefined;
     const app = this.build(https);
     this.app = app;
     try {
@@ -140,17 +138,6 @@ export class HttpInput implements Input {
 
   ready(): boolean {
     return this.listening;
-  }
-
-  private async readTls(tls: NonNullable<Options['tls']>): Promise<ServerOptions> {
-    const read = (file: string) => readFile(resolve(this.configDir, file));
-    return {
-      cert: await read(tls.cert_file),
-      key: await read(tls.key_file),
-      ...(tls.ca_file ? { ca: await read(tls.ca_file) } : {}),
-      requestCert: tls.client_auth,
-      rejectUnauthorized: tls.client_auth,
-    };
   }
 
   private build(https: ServerOptions | undefined): FastifyInstance {

@@ -1,11 +1,9 @@
 import { lookupService } from 'node:dns/promises';
-import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import type { TlsOptions } from 'node:tls';
 import { z } from 'zod';
-import { duration, port, size, tlsServer } from '../../config/values.ts';
+import { duration, port, readServerTls, size, tlsServer } from '../../config/values.ts';
 import type { Batch } from '../../core/batch.ts';
 import { BackpressureError, errorMessage } from '../../core/errors.ts';
 import { type Logger, rateLimited } from '../../logger.ts';
@@ -171,7 +169,12 @@ export class ForwardInput implements Input {
           path: resolve(this.configDir, o.unix_path),
           ...(o.unix_perm ? { mode: o.unix_perm } : {}),
         }
-      : { kind: 'tcp', host: o.listen, port: o.port, ...(o.tls ? { tls: await this.readTls(o.tls) } : {}) };
+      : {
+          kind: 'tcp',
+          host: o.listen,
+          port: o.port,
+          ...(o.tls ? { tls: await readServerTls(o.tls, this.configDir) } : {}),
+        };
     const server = new ForwardServer(spec, o.connection_limit, this.hooks(), this.logger);
     this.server = server;
     try {
@@ -223,17 +226,6 @@ export class ForwardInput implements Input {
   /** Open connections right now. */
   get connectionCount(): number {
     return this.connections.size;
-  }
-
-  private async readTls(tls: NonNullable<Options['tls']>): Promise<TlsOptions> {
-    const read = (file: string) => readFile(resolve(this.configDir, file));
-    return {
-      cert: await read(tls.cert_file),
-      key: await read(tls.key_file),
-      ...(tls.ca_file ? { ca: await read(tls.ca_file) } : {}),
-      requestCert: tls.client_auth,
-      rejectUnauthorized: tls.client_auth,
-    };
   }
 
   private hooks() {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, size } from '../../config/values.ts';
+import { duration, httpUrl, size } from '../../config/values.ts';
 import { parseRecordPath } from '../../core/record-path.ts';
 import { checkIndexTemplate } from './index-name.ts';
 
@@ -38,23 +38,7 @@ const hostList = () =>
       const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(item)
         ? item
         : `http://${/:\d+$|\]:\d+$/.test(item) ? item : `${item}:9200`}`;
-      let url: URL;
-      try {
-        url = new URL(text);
-      } catch {
-        ctx.addIssue({
-          code: 'custom',
-          message: `expected a URL like http://es:9200, got ${JSON.stringify(item)}`,
-        });
-        return z.NEVER;
-      }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        ctx.addIssue({
-          code: 'custom',
-          message: `expected an http:// or https:// URL, got ${JSON.stringify(item)}`,
-        });
-        return z.NEVER;
-      }
+      if (!httpUrl(text, 'http://es:9200', ctx)) return z.NEVER;
       urls.push(text);
     }
     if (urls.length === 0) {

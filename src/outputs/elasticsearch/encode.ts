@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { encodeEntry } from '../../core/batch.ts';
 import { isLogRecord, type LogRecord, type TaggedEntry } from '../../core/entry.ts';
 import type { EventTime } from '../../core/event-time.ts';
-import { getPath } from '../../core/record-path.ts';
+import { getPath, withoutPath } from '../../core/record-path.ts';
 import { strftime } from '../../core/strftime.ts';
 import { toJson } from '../format.ts';
 import type { Rejection } from '../output.ts';
@@ -149,7 +149,7 @@ export function formatTime(time: EventTime, format: string | undefined): string 
 /** The document as indexed. The entry's record is never modified: the buffer may retry it. */
 function documentOf(entry: TaggedEntry, s: EncodeSettings): LogRecord {
   let doc: LogRecord = entry.record;
-  for (const path of s.removeKeys) doc = without(doc, path);
+  for (const path of s.removeKeys) doc = withoutPath(doc, path);
   doc = { ...doc };
   if (s.includeTagKey) doc[s.tagKey] = entry.tag;
   // A record that brings its own time field (a sender's @timestamp) keeps it, as in Fluentd.
@@ -158,19 +158,6 @@ function documentOf(entry: TaggedEntry, s: EncodeSettings): LogRecord {
 }
 
 /** `record` without the value at `path`, copying only the maps on the way there. */
-function without(record: LogRecord, path: readonly string[]): LogRecord {
-  const [head, ...rest] = path as [string, ...string[]];
-  if (!Object.hasOwn(record, head)) return record;
-  if (rest.length === 0) {
-    const copy = { ...record };
-    delete copy[head];
-    return copy;
-  }
-  const child = record[head];
-  if (!isLogRecord(child)) return record;
-  const next = without(child, rest);
-  return next === child ? record : { ...record, [head]: next };
-}
 
 function replaceDots(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(replaceDots);

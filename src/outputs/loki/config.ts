@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, size } from '../../config/values.ts';
+import { duration, httpUrl, size } from '../../config/values.ts';
 import { type LabelSpec, labelKey, parseLabels, recordKey } from './labels.ts';
 
 export const PUSH_PATH = '/loki/api/v1/push';
@@ -7,23 +7,8 @@ export const PUSH_PATH = '/loki/api/v1/push';
 /** Loki's endpoint; a URL without a path gets `/loki/api/v1/push`. */
 const pushUrl = () =>
   z.string().transform((value, ctx) => {
-    let url: URL;
-    try {
-      url = new URL(value);
-    } catch {
-      ctx.addIssue({
-        code: 'custom',
-        message: `expected a URL like http://loki:3100, got ${JSON.stringify(value)}`,
-      });
-      return z.NEVER;
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      ctx.addIssue({
-        code: 'custom',
-        message: `expected an http:// or https:// URL, got ${JSON.stringify(value)}`,
-      });
-      return z.NEVER;
-    }
+    const url = httpUrl(value, 'http://loki:3100', ctx);
+    if (!url) return z.NEVER;
     if (url.username !== '' || url.password !== '') {
       // A password in the URL would show in logs and in `estuary check`.
       ctx.addIssue({ code: 'custom', message: 'put credentials in username and password, not in the URL' });

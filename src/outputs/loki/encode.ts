@@ -1,7 +1,7 @@
 import snappy from 'snappyjs';
-import { isLogRecord, type LogRecord, type TaggedEntry } from '../../core/entry.ts';
+import type { LogRecord, TaggedEntry } from '../../core/entry.ts';
 import { EventTime } from '../../core/event-time.ts';
-import { getPath } from '../../core/record-path.ts';
+import { getPath, withoutPath } from '../../core/record-path.ts';
 import { toJson } from '../format.ts';
 import { labelValue } from './labels.ts';
 
@@ -55,27 +55,14 @@ export function shapeRecord(
   for (const { name, path } of s.structuredMetadata) {
     const value = labelValue(getPath(record, path));
     if (value !== undefined) metadata.push([name, value]);
-    rest = without(rest, path);
+    rest = withoutPath(rest, path);
   }
-  for (const path of consumed) rest = without(rest, path);
-  for (const path of s.removeKeys) rest = without(rest, path);
+  for (const path of consumed) rest = withoutPath(rest, path);
+  for (const path of s.removeKeys) rest = withoutPath(rest, path);
   return { line: formatLine(rest, s.lineFormat, s.dropSingleKey), metadata };
 }
 
 /** `record` without the value at `path`, copying only the maps on the way there. */
-function without(record: LogRecord, path: readonly string[]): LogRecord {
-  const [head, ...rest] = path as [string, ...string[]];
-  if (!Object.hasOwn(record, head)) return record;
-  if (rest.length === 0) {
-    const copy = { ...record };
-    delete copy[head];
-    return copy;
-  }
-  const child = record[head];
-  if (!isLogRecord(child)) return record;
-  const next = without(child, rest);
-  return next === child ? record : { ...record, [head]: next };
-}
 
 /**
  * The log line. `json`: the record as JSON. `key_value`: `key=value` pairs in record order,
