@@ -1,5 +1,6 @@
 /**
- * A forward receiver that keeps nothing: it counts records, acks chunks, and measures
+ * A forward receiver that keeps nothing: it counts records (PackedForward entries by a
+ * structural skip, without building them), acks chunks, and measures
  * end-to-end latency as (receipt time − the record's EventTime), which the load generator
  * set at send time. It understands what forward outputs send to a downstream aggregator:
  * PackedForward (gzip too), Forward and Message modes.
@@ -13,7 +14,9 @@ import { createServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { EventTime } from '../../src/core/event-time.ts';
-import { pack, unpackr } from '../../src/core/msgpack.ts';
+import { pack, unpack } from '../../src/core/msgpack.ts';
+import { MsgpackFrameDecoder } from '../../src/protocol/forward/decoder.ts';
+import { skipValue } from '../../src/protocol/forward/msgpack-scan.ts';
 import { SinkCounter } from './stats.ts';
 
 const { values } = parseArgs({
@@ -34,9 +37,15 @@ function handle(socket: Socket, message: unknown): void {
     option = third;
     let raw = typeof second === 'string' ? Buffer.from(second, 'binary') : Buffer.from(second);
     if ((option as { compressed?: string } | undefined)?.compressed === 'gzip') raw = gunzipSync(raw);
-    const entries = unpackr.unpackMultiple(raw) as unknown[][];
-    const head = entries[0]?.[0];
-    observe(Array.isArray(head) ? head[0] : head, entries.length);
+    // Count entries by skipping over them (no records built); decode only the first for its time.
+    let count = 0;
+    let firstEnd = 0;
+    for (let p = 0; p < raw.length; count++) {
+      p = skipValue(raw, p, raw.length, 64);
+      if (count === 0) firstEnd = p;
+    }
+    const head = count > 0 ? (unpack(raw.subarray(0, firstEnd)) as unknown[])[0] : undefined;
+    observe(Array.isArray(head) ? head[0] : head, count);
   } else if (Array.isArray(second)) {
     option = third;
     const entries = second as unknown[][];
@@ -50,23 +59,13 @@ function handle(socket: Socket, message: unknown): void {
 }
 
 const server = createServer((socket) => {
-  let buffered = Buffer.alloc(0);
+  const decoder = new MsgpackFrameDecoder({ maxMessageSize: 256 * 1024 * 1024, maxDepth: 64 });
   socket.on('data', (data) => {
-    buffered = buffered.length === 0 ? data : Buffer.concat([buffered, data]);
-    let values: unknown[];
     try {
-      values = unpackr.unpackMultiple(buffered) as unknown[];
-      buffered = Buffer.alloc(0);
-    } catch (err) {
-      const e = err as { incomplete?: boolean; lastPosition?: number; values?: unknown[] };
-      if (!e.incomplete) {
-        socket.destroy();
-        return;
-      }
-      values = e.values ?? [];
-      buffered = buffered.subarray(e.lastPosition ?? 0);
+      decoder.push(data, (frame) => handle(socket, unpack(frame)));
+    } catch {
+      socket.destroy();
     }
-    for (const v of values) handle(socket, v);
   });
   socket.on('error', () => socket.destroy());
 });
