@@ -24,18 +24,21 @@ export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
 
-/** Calls `fn` at most once per `intervalMs`, counting what it skipped. */
-export function rateLimited(intervalMs: number, fn: (suppressed: number) => void): () => void {
+/** Calls `fn` at most once per `intervalMs` with that call's arguments, counting what it skipped. */
+export function rateLimited<A extends unknown[]>(
+  intervalMs: number,
+  fn: (suppressed: number, ...args: A) => void,
+): (...args: A) => void {
   let last = Number.NEGATIVE_INFINITY;
   let suppressed = 0;
-  return () => {
+  return (...args: A) => {
     const now = Date.now();
     if (now - last < intervalMs) {
       suppressed += 1;
       return;
     }
     last = now;
-    fn(suppressed);
+    fn(suppressed, ...args);
     suppressed = 0;
   };
 }

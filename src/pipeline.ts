@@ -40,14 +40,9 @@ export class Pipeline {
     this.filters = filters;
     this.outputs = outputs;
     this.metrics = metrics;
-    let lastTag = '';
-    const warn = rateLimited(60_000, (suppressed) =>
-      logger.warn({ tag: lastTag, suppressed }, 'no output matches this tag; records dropped'),
+    this.warnUnrouted = rateLimited(60_000, (suppressed, tag: string) =>
+      logger.warn({ tag, suppressed }, 'no output matches this tag; records dropped'),
     );
-    this.warnUnrouted = (tag) => {
-      lastTag = tag;
-      warn();
-    };
   }
 
   /** Resolves once the batch is staged in every routed buffer: the moment an input may ack. */

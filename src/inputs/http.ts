@@ -6,7 +6,7 @@ import { makeBatch } from '../core/batch.ts';
 import { BearerAuth } from '../core/bearer-auth.ts';
 import type { Entry } from '../core/entry.ts';
 import { BackpressureError, errorMessage, InputError } from '../core/errors.ts';
-import type { Logger } from '../logger.ts';
+import { type Logger, rateLimited } from '../logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { type ComponentDeps, defineComponent } from '../registry.ts';
 import { BodyError, decodeBody } from './http-body.ts';
@@ -80,6 +80,7 @@ export class HttpInput implements Input {
   private readonly metrics: Metrics;
   private readonly labels: { plugin_id: string; type: string };
   private readonly auth: BearerAuth;
+  private readonly warnRefused: (fields: Record<string, unknown>) => void;
   private readonly maxDecompressedSize: number;
   /** What onRequest saw of a POST: its content-type (removed for Fastify) and when it arrived. */
   private readonly arrivals = new WeakMap<FastifyRequest, Arrival>();
@@ -104,6 +105,9 @@ export class HttpInput implements Input {
     this.metrics = deps.metrics;
     this.labels = { plugin_id: deps.id, type: 'http' };
     this.auth = new BearerAuth(options.auth_tokens);
+    this.warnRefused = rateLimited(1000, (suppressed, fields: Record<string, unknown>) =>
+      this.logger.warn({ ...fields, suppressed }, 'http request refused'),
+    );
     this.maxDecompressedSize = options.max_decompressed_size ?? 4 * options.max_body_size;
   }
 
@@ -321,20 +325,20 @@ export class HttpInput implements Input {
   ): FastifyReply {
     const line = reason.replace(/\s+/g, ' ').trim();
     this.metrics.inputRequests.inc({ ...this.labels, result });
-    // Backpressure is expected under load and the sender retries; everything else loses data or hides a fault.
-    this.logger[result === 'backpressure' ? 'debug' : 'warn'](
-      {
-        status,
-        reason: line,
-        tag,
-        path: request.url.split('?', 1)[0],
-        remote: request.socket.remoteAddress,
-        content_type: this.arrivals.get(request)?.contentType,
-        content_encoding: header(request, 'content-encoding'),
-        content_length: header(request, 'content-length'),
-      },
-      'http request refused',
-    );
+    const fields = {
+      status,
+      reason: line,
+      tag,
+      path: request.url.split('?', 1)[0],
+      remote: request.socket.remoteAddress,
+      content_type: this.arrivals.get(request)?.contentType,
+      content_encoding: header(request, 'content-encoding'),
+      content_length: header(request, 'content-length'),
+    };
+    // Backpressure is expected under load and the sender retries; everything else loses data
+    // or hides a fault, but a flood of bad requests must not flood the log (the metric counts all).
+    if (result === 'backpressure') this.logger.debug(fields, 'http request refused');
+    else this.warnRefused(fields);
     return reply.code(status).type('text/plain; charset=utf-8').send(`${line}\n`);
   }
 }
