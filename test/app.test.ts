@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { startEstuary } from './support/estuary.ts';
+import { postJson } from './support/http.ts';
 import { scriptedInstances } from './support/outputs.ts';
 import { sample } from './support/prom-text.ts';
 import { freePort, waitFor } from './support/wait.ts';
@@ -18,12 +19,7 @@ outputs:
   - { type: scripted, id: slow, match: "slow.**", delay_ms: 100, buffer: { flush_interval: 1h } }
 `);
   after(() => e.stop());
-  const post = (tag: string, body: unknown) =>
-    fetch(`http://127.0.0.1:${port}/${tag}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
+  const post = (tag: string, body: unknown) => postJson(port, tag, body);
 
   it('delivers once through 3 failures; retry_count 3; the fatal sink dead-letters; metrics move', async () => {
     const res = await post('app.web', [{ msg: 'a' }, { msg: 'b' }]);

@@ -16,6 +16,7 @@ import { encodePackedForward } from '../../src/protocol/forward/modes.ts';
 import { defineComponent } from '../../src/registry.ts';
 import { AdminServer } from '../../src/server/admin.ts';
 import { RawClient } from '../support/forward-client.ts';
+import { postJson } from '../support/http.ts';
 import { scriptedInstances, scriptedOutput } from '../support/outputs.ts';
 import { sample } from '../support/prom-text.ts';
 import { RedisServer } from '../support/redis.ts';
@@ -79,11 +80,7 @@ async function startEstuary(yaml: string) {
 }
 
 function post(port: number, tag: string, records: unknown[]) {
-  return fetch(`http://127.0.0.1:${port}/${tag}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(records),
-  }).then(
+  return postJson(port, tag, records).then(
     async (res) => {
       await res.arrayBuffer();
       return res.status;

@@ -10,6 +10,7 @@ import { EventTime } from '../../src/core/event-time.ts';
 import { unpack } from '../../src/core/msgpack.ts';
 import { encodePackedForward } from '../../src/protocol/forward/modes.ts';
 import { RawClient } from '../support/forward-client.ts';
+import { postJson } from '../support/http.ts';
 import { sample } from '../support/prom-text.ts';
 import { RedisServer } from '../support/redis.ts';
 import { freePort, waitFor } from '../support/wait.ts';
@@ -91,11 +92,7 @@ outputs:
 
 async function post(port: number, records: { id: string }[]): Promise<number> {
   try {
-    const res = await fetch(`http://127.0.0.1:${port}/app.kill`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(records),
-    });
+    const res = await postJson(port, 'app.kill', records);
     await res.arrayBuffer();
     return res.status;
   } catch {

@@ -1,4 +1,4 @@
-import { MAP, newHeader, readHeader, STR, skipValue } from './msgpack-scan.ts';
+import { isWholeValue, MAP, newHeader, readHeader, STR, skipValue } from './msgpack-scan.ts';
 
 /**
  * `{"ack": <chunk>}`: the chunk id echoed exactly as the sender encoded it, so any client
@@ -17,11 +17,7 @@ export function encodeAck(chunk: Uint8Array, format: 'msgpack' | 'json'): Buffer
 export function parseAck(frame: Uint8Array): Uint8Array | undefined {
   const h = newHeader();
   const end = frame.length;
-  try {
-    if (skipValue(frame, 0, end, 8) !== end) return undefined;
-  } catch {
-    return undefined;
-  }
+  if (!isWholeValue(frame, 8)) return undefined;
   let p = readHeader(frame, 0, end, h);
   if (h.type !== MAP) return undefined;
   const pairs = h.length;

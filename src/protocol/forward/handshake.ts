@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { pack } from '../../core/msgpack.ts';
-import { ARRAY, BIN, MAP, newHeader, readHeader, STR, skipValue } from './msgpack-scan.ts';
+import { ARRAY, BIN, isWholeValue, MAP, newHeader, readHeader, STR, skipValue } from './msgpack-scan.ts';
 
 /**
  * The Forward Protocol v1 handshake, both sides, as Fluentd does it. No sockets here.
@@ -152,11 +152,7 @@ export function pong(
 export function parseHelo(frame: Uint8Array): Helo | undefined {
   const h = newHeader();
   const end = frame.length;
-  try {
-    if (skipValue(frame, 0, end, 8) !== end) return undefined;
-  } catch {
-    return undefined;
-  }
+  if (!isWholeValue(frame, 8)) return undefined;
   let p = readHeader(frame, 0, end, h);
   if (h.type !== ARRAY || h.length !== 2) return undefined;
   p = readHeader(frame, p, end, h);

@@ -280,3 +280,12 @@ export function readBytes(buf: Uint8Array, pos: number, end: number): Uint8Array
 
 /** skipValue's state: it runs to the end synchronously, so one serves every call. */
 const skipper = new ScanState();
+
+/** True when `frame` holds exactly one well-formed value, nested no deeper than `maxDepth`. */
+export function isWholeValue(frame: Uint8Array, maxDepth: number): boolean {
+  try {
+    return skipValue(frame, 0, frame.length, maxDepth) === frame.length;
+  } catch {
+    return false;
+  }
+}

@@ -13,6 +13,7 @@ import { elasticsearchOutput } from '../../../src/outputs/elasticsearch/index.ts
 import type { Chunk, Output } from '../../../src/outputs/output.ts';
 import { ElasticsearchFake, ITEM_429 } from '../../support/elasticsearch-fake.ts';
 import { startEstuary } from '../../support/estuary.ts';
+import { postJson } from '../../support/http.ts';
 import { sample } from '../../support/prom-text.ts';
 import { freePort, waitFor } from '../../support/wait.ts';
 
@@ -179,12 +180,7 @@ outputs:
     await e.stop();
     await es.stop();
   });
-  const post = (tag: string, body: unknown) =>
-    fetch(`http://127.0.0.1:${port}/${tag}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
+  const post = (tag: string, body: unknown) => postJson(port, tag, body);
 
   it('indexes Go app metrics by each record’s own day, numbers as numbers, @timestamp to the nanosecond', async () => {
     const lines = [

@@ -16,6 +16,7 @@ import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { lokiOutput } from '../../../src/outputs/loki/index.ts';
 import type { Chunk, Output } from '../../../src/outputs/output.ts';
+import { postJson } from '../../support/http.ts';
 import { LokiFake } from '../../support/loki-fake.ts';
 import { sample } from '../../support/prom-text.ts';
 import { freePort, waitFor } from '../../support/wait.ts';
@@ -195,12 +196,7 @@ outputs:
     await e.stop();
     await fake.stop();
   });
-  const post = (tag: string, body: unknown) =>
-    fetch(`http://127.0.0.1:${port}/${tag}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
+  const post = (tag: string, body: unknown) => postJson(port, tag, body);
 
   it('each output writes its own tenant and labels; a 429 for one tenant is retried for that one', async () => {
     fake.faults = [{ status: 429, retryAfter: 0 }];
