@@ -55,11 +55,11 @@ export class Estuary {
   constructor(config: EstuaryConfig, options: Options) {
     this.config = config;
     this.logger = options.logger ?? createLogger(config.service.log_level);
-    this.metrics = options.metrics ?? new Metrics();
     if (!options.backend && config.service.buffer.type !== 'memory') {
       throw new Error(`buffer type ${config.service.buffer.type} needs Estuary.create()`);
     }
     this.backend = options.backend ?? memoryBackend(this.logger);
+    this.metrics = options.metrics ?? new Metrics({ sharedBuffer: this.backend.shared });
     const deps = (id: string): ComponentDeps => ({
       id,
       logger: this.logger.child({ plugin_id: id }),

@@ -1,13 +1,17 @@
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { Estuary, openRedisBackend } from './app.ts';
 import { builtinRegistry } from './builtins.ts';
+import { answerSupervisor, reportStarted } from './cluster/worker.ts';
 import { ConfigError } from './config/errors.ts';
 import { type EstuaryConfig, loadConfigFile, maskSecrets } from './config/load.ts';
 import { createLogger } from './logger.ts';
-import { AdminServer } from './server/admin.ts';
-import { describeDeadLetter, describeWithEntries } from './server/dead-letter.ts';
+import { AdminServer, adminTarget } from './server/admin.ts';
+import { deadLetterApi } from './server/dead-letter.ts';
 import { jsonSafe } from './server/json.ts';
 
 const DEFAULT_CONFIG = 'config/estuary.yaml';
@@ -138,7 +142,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (dlqArgs) return dlq(config, dlqArgs);
-  return run(config, registry);
+  return run(config, registry, file);
 }
 
 const DLQ_ACTIONS = ['list', 'show', 'replay', 'purge'] as const;
@@ -171,19 +175,20 @@ async function dlq(config: EstuaryConfig, { action, outputId, chunk }: DlqArgs):
   try {
     if (!(await backend.connect(5000))) return fail('cannot reach Redis (service.buffer)');
     const { queue, close } = backend.deadLetterQueue(outputId);
+    const api = deadLetterApi(outputId, queue);
     try {
       const missing = () => fail(`no dead-letter chunk "${chunk}" in output "${outputId}"`);
       if (action === 'list') {
-        print({ output: outputId, chunks: (await queue.list()).map(describeDeadLetter) });
+        print({ output: outputId, chunks: await api.list() });
       } else if (action === 'show') {
-        const found = await queue.show(chunk!);
+        const found = await api.show(chunk!);
         if (!found) return missing();
-        print(describeWithEntries(found));
+        print(found);
       } else if (action === 'replay') {
-        if (!(await queue.replay(chunk!))) return missing();
+        if (!(await api.replay(chunk!))) return missing();
         print({ replayed: chunk });
       } else {
-        const removed = await queue.purge(chunk);
+        const removed = await api.purge(chunk);
         if (chunk && removed === 0) return missing();
         print({ removed });
       }
@@ -196,20 +201,37 @@ async function dlq(config: EstuaryConfig, { action, outputId, chunk }: DlqArgs):
   }
 }
 
-async function run(config: EstuaryConfig, registry: ReturnType<typeof builtinRegistry>): Promise<number> {
+async function run(
+  config: EstuaryConfig,
+  registry: ReturnType<typeof builtinRegistry>,
+  file: string,
+): Promise<number> {
   const logger = createLogger(config.service.log_level);
+  // Forked by a supervisor (service.workers): it serves the admin API and handles signals.
+  const inWorker = cluster.isWorker && process.env.ESTUARY_WORKER_ID !== undefined;
+  if (config.service.workers > 1 && !inWorker) {
+    const { supervise } = await import('./cluster/supervisor.ts');
+    return supervise(
+      config,
+      { exec: fileURLToPath(import.meta.url), args: ['run', '-c', resolve(file)] },
+      logger,
+    );
+  }
   const app = await Estuary.create(config, { registry, logger });
   const http = config.service.http;
-  const admin = http.enabled
-    ? new AdminServer(
-        app,
-        { listen: http.listen, port: http.port, authTokens: http.auth_tokens },
-        logger.child({ plugin_id: 'admin' }),
-      )
-    : undefined;
+  const admin =
+    http.enabled && !inWorker
+      ? new AdminServer(
+          adminTarget(app),
+          { listen: http.listen, port: http.port, authTokens: http.auth_tokens },
+          logger.child({ plugin_id: 'admin' }),
+        )
+      : undefined;
+  if (inWorker) answerSupervisor(app);
   try {
     await app.start();
     await admin?.start();
+    if (inWorker) reportStarted();
   } catch (err) {
     logger.fatal({ err }, 'startup failed');
     await app.stop();
@@ -244,8 +266,11 @@ async function run(config: EstuaryConfig, registry: ReturnType<typeof builtinReg
         );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    // A terminal's Ctrl-C reaches every worker too; the supervisor's SIGTERM is the one to obey.
+    process.on('SIGINT', () => (inWorker ? undefined : stop('SIGINT')));
     process.on('SIGHUP', () => void app.reopen());
+    // The supervisor is gone (killed): flush and leave rather than run on unsupervised.
+    if (inWorker) process.on('disconnect', () => stop('supervisor gone'));
   });
 }
 

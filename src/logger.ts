@@ -1,6 +1,8 @@
 import { pino } from 'pino';
 
 export type Logger = pino.Logger;
+
+const WORKER_ID = process.env.ESTUARY_WORKER_ID;
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 /**
@@ -11,7 +13,8 @@ export function createLogger(level: LogLevel = 'info'): Logger {
   return pino(
     {
       level,
-      base: { pid: process.pid },
+      // Worker processes (service.workers) say which they are.
+      base: { pid: process.pid, ...(WORKER_ID ? { worker: Number(WORKER_ID) } : {}) },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },

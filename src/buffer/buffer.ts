@@ -58,6 +58,11 @@ export interface BufferDeps {
 
 export interface BufferBackend {
   readonly type: string;
+  /**
+   * Buffer sizes are those of every process using the same store (Redis), not this one's:
+   * worker processes' metrics take the largest, not the sum.
+   */
+  readonly shared: boolean;
   create(output: Output, settings: BufferSettings, deps: BufferDeps): OutputBuffer;
   /** Reachable and writable (for /readyz). */
   ready(): boolean;

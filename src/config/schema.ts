@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { duration, port, size } from './values.ts';
 
@@ -182,6 +183,24 @@ export type ServiceBufferConfig = z.output<typeof serviceBufferSchema>;
 
 export const serviceSchema = z.strictObject({
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * Processes sharing the listening sockets, each with its own flush workers; `auto` = one
+   * per CPU the process may use. The admin server runs in a supervisor that restarts a
+   * worker that dies and sums their metrics.
+   */
+  workers: z
+    .union([z.number(), z.string()])
+    .default(1)
+    .transform((value, ctx) => {
+      if (value === 'auto') return availableParallelism();
+      const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+      if (typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 128) return n;
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a number of processes 1-128 or "auto", got ${JSON.stringify(value)}`,
+      });
+      return z.NEVER;
+    }),
   /** Bound on draining buffers at SIGTERM. */
   shutdown_timeout: duration().default(30_000),
   /** Admin server: /metrics, /healthz, /readyz, /api/v1/*. */

@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { type Aggregator, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Counters an output buffer keeps; the Fluentd-named gauges are read from them at scrape time. */
 export interface OutputStatus {
@@ -33,6 +33,30 @@ export interface BufferStats {
 }
 
 const PLUGIN = ['plugin_id', 'type'] as const;
+
+/** One registry's metrics as data: what a worker process sends its supervisor. */
+export type MetricSnapshot = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+export interface MetricsOptions {
+  /**
+   * The buffer sizes are the store's (Redis), the same in every worker process: workers'
+   * metrics combine them with max, not sum (see cluster/supervisor.ts).
+   */
+  sharedBuffer?: boolean;
+}
+
+/** process_cpu_seconds_total, process_resident_memory_bytes, nodejs_eventloop_lag_*, … */
+export function registerProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  // Gauges named `_total` that promtool rightly flags; the handle counts say little anyway.
+  for (const name of [
+    'nodejs_active_handles_total',
+    'nodejs_active_requests_total',
+    'nodejs_active_resources_total',
+  ]) {
+    registry.removeSingleMetric(name);
+  }
+}
 
 /**
  * Every metric Estuary exports. The `fluentd_*` names and labels are those of
@@ -122,22 +146,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor() {
-    // process_cpu_seconds_total, process_resident_memory_bytes, nodejs_eventloop_lag_*, …
-    collectDefaultMetrics({ register: this.registry });
-    // Gauges named `_total` that promtool rightly flags; the handle counts say little anyway.
-    for (const name of [
-      'nodejs_active_handles_total',
-      'nodejs_active_requests_total',
-      'nodejs_active_resources_total',
-    ]) {
-      this.registry.removeSingleMetric(name);
-    }
-    const gauge = (name: string, help: string, read: (s: BufferStats) => number) =>
+  constructor(options: MetricsOptions = {}) {
+    const size: Aggregator = options.sharedBuffer ? 'max' : 'sum';
+    registerProcessMetrics(this.registry);
+    const gauge = (
+      name: string,
+      help: string,
+      read: (s: BufferStats) => number,
+      aggregator: Aggregator = 'sum',
+    ) =>
       new Gauge({
         name,
         help,
         labelNames: PLUGIN,
+        aggregator,
         registers: [this.registry],
         collect: () => {
           const g = this.registry.getSingleMetric(name) as Gauge<'plugin_id' | 'type'>;
@@ -150,15 +172,22 @@ export class Metrics {
       'fluentd_output_status_buffer_queue_length',
       'Sealed chunks waiting to be flushed.',
       (s) => s.queueLength,
+      size,
     );
     gauge(
       'fluentd_output_status_buffer_total_bytes',
       'Bytes buffered (staged and queued).',
       (s) => s.stageBytes + s.queueBytes,
+      size,
     );
-    gauge('fluentd_output_status_buffer_stage_length', 'Open chunks being filled.', (s) => s.stageLength);
-    gauge('fluentd_output_status_buffer_stage_byte_size', 'Bytes in open chunks.', (s) => s.stageBytes);
-    gauge('fluentd_output_status_queue_byte_size', 'Bytes in sealed chunks.', (s) => s.queueBytes);
+    gauge(
+      'fluentd_output_status_buffer_stage_length',
+      'Open chunks being filled.',
+      (s) => s.stageLength,
+      size,
+    );
+    gauge('fluentd_output_status_buffer_stage_byte_size', 'Bytes in open chunks.', (s) => s.stageBytes, size);
+    gauge('fluentd_output_status_queue_byte_size', 'Bytes in sealed chunks.', (s) => s.queueBytes, size);
     gauge(
       'fluentd_output_status_buffer_available_space_ratio',
       'Free share of total_limit_size, in percent.',
@@ -166,6 +195,8 @@ export class Metrics {
         s.totalLimitBytes > 0
           ? Math.max(0, 100 * (1 - (s.stageBytes + s.queueBytes) / s.totalLimitBytes))
           : 100,
+      // Each worker's share of its own limit (memory), or the one store's (redis).
+      options.sharedBuffer ? 'min' : 'average',
     );
     gauge('fluentd_output_status_emit_count', 'Batches handed to the output buffer.', (s) => s.emitCount);
     gauge('fluentd_output_status_emit_records', 'Records handed to the output buffer.', (s) => s.emitRecords);
@@ -181,6 +212,7 @@ export class Metrics {
       'fluentd_output_status_retry_wait',
       'Seconds until the next retry, 0 when none waits.',
       (s) => s.retryWait,
+      'max',
     );
     gauge(
       'fluentd_output_status_flush_time_count',
@@ -192,11 +224,17 @@ export class Metrics {
       'Writes slower than slow_flush_log_threshold.',
       (s) => s.slowFlushCount,
     );
-    gauge('estuary_dead_letter_chunks', 'Chunks held in the dead-letter queue.', (s) => s.deadLetterChunks);
+    gauge(
+      'estuary_dead_letter_chunks',
+      'Chunks held in the dead-letter queue.',
+      (s) => s.deadLetterChunks,
+      size,
+    );
     gauge(
       'estuary_dead_letter_records',
       'Records held in the dead-letter queue.',
       (s) => s.deadLetterRecords,
+      size,
     );
   }
 
@@ -212,5 +250,11 @@ export class Metrics {
   async render(): Promise<string> {
     await this.refresh();
     return this.registry.metrics();
+  }
+
+  /** What a worker process hands its supervisor, which merges every worker's (see cluster/). */
+  async snapshot(): Promise<MetricSnapshot> {
+    await this.refresh();
+    return this.registry.getMetricsAsJSON();
   }
 }

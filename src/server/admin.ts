@@ -3,11 +3,50 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Estuary } from '../app.ts';
 import { BearerAuth } from '../core/bearer-auth.ts';
 import type { Logger } from '../logger.ts';
-import { deadLetterRoutes } from './dead-letter.ts';
+import { type DeadLetterApi, deadLetterApi, deadLetterRoutes } from './dead-letter.ts';
 import { jsonSafe } from './json.ts';
 
-/** What the admin server reads; tests pass a real Estuary. */
-export type AdminTarget = Pick<Estuary, 'metrics' | 'ready' | 'status' | 'buffer'>;
+export type Readiness =
+  | { ready: true }
+  | { ready: false; inputs_not_ready: string[]; buffer: string; workers_not_ready?: number[] };
+
+/**
+ * What the admin server serves: one Estuary (`adminTarget`), or the workers of a supervisor
+ * (cluster/supervisor.ts). Everything is already plain JSON, so it can cross a process.
+ */
+export interface AdminTarget {
+  metrics(): Promise<{ contentType: string; text: string }>;
+  readiness(): Promise<Readiness>;
+  status(): Promise<unknown>;
+  /** Undefined for an output id the config does not have. */
+  deadLetter(outputId: string): DeadLetterApi | undefined;
+}
+
+/** The admin view of one Estuary in this process. */
+export function adminTarget(app: Pick<Estuary, 'metrics' | 'ready' | 'status' | 'buffer'>): AdminTarget {
+  return {
+    async metrics() {
+      return { contentType: app.metrics.registry.contentType, text: await app.metrics.render() };
+    },
+    async readiness() {
+      if (app.ready()) return { ready: true };
+      const status = app.status();
+      return {
+        ready: false,
+        inputs_not_ready: status.inputs.filter((i) => !i.ready).map((i) => i.id),
+        buffer: status.buffer.reachable ? status.buffer.type : `${status.buffer.type} unreachable`,
+      };
+    },
+    async status() {
+      await app.metrics.refresh();
+      return jsonSafe(app.status());
+    },
+    deadLetter(outputId) {
+      const buffer = app.buffer(outputId);
+      return buffer && deadLetterApi(buffer.id, buffer.deadLetter);
+    },
+  };
+}
 
 export interface AdminOptions {
   listen: string;
@@ -55,26 +94,16 @@ export class AdminServer {
     });
 
     this.app.get('/metrics', async (_request, reply) => {
-      const text = await target.metrics.render();
-      return reply.type(target.metrics.registry.contentType).send(text);
+      const { contentType, text } = await target.metrics();
+      return reply.type(contentType).send(text);
     });
     this.app.get('/healthz', async (_request, reply) => reply.type('text/plain; charset=utf-8').send('ok'));
     this.app.get('/readyz', async (_request, reply) => {
-      if (target.ready()) return { ready: true };
-      const status = target.status();
-      const inputsNotReady = status.inputs.filter((i) => !i.ready).map((i) => i.id);
-      const reason = {
-        ready: false,
-        inputs_not_ready: inputsNotReady,
-        buffer: status.buffer.reachable ? status.buffer.type : `${status.buffer.type} unreachable`,
-      };
-      return reply.code(503).send(reason);
+      const readiness = await target.readiness();
+      return reply.code(readiness.ready ? 200 : 503).send(readiness);
     });
-    this.app.get('/api/v1/status', async () => {
-      await target.metrics.refresh();
-      return jsonSafe(target.status());
-    });
-    deadLetterRoutes(this.app, (id) => target.buffer(id), requireToken);
+    this.app.get('/api/v1/status', () => target.status());
+    deadLetterRoutes(this.app, (id) => target.deadLetter(id), requireToken);
   }
 
   async start(): Promise<void> {

@@ -1,9 +1,41 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { DeadLetterInfo, OutputBuffer } from '../buffer/buffer.ts';
+import type { DeadLetterInfo, DeadLetterQueue } from '../buffer/buffer.ts';
 import type { TaggedEntry } from '../core/entry.ts';
 import { jsonSafe } from './json.ts';
 
 export type Guard = (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
+
+/** A dead-letter chunk as the API, `estuary dlq` and people with `jq` read it. */
+export type DescribedDeadLetter = Omit<DeadLetterInfo, 'time'> & { time: string };
+export type DescribedWithEntries = DescribedDeadLetter & {
+  entries: { time: string; tag: string; record: unknown; metadata?: unknown }[];
+};
+
+/**
+ * One output's dead-letter queue in plain JSON: what the admin routes serve and `estuary dlq`
+ * prints, whether the queue is in this process or in a worker process.
+ */
+export interface DeadLetterApi {
+  readonly outputId: string;
+  list(): Promise<DescribedDeadLetter[]>;
+  show(chunk: string): Promise<DescribedWithEntries | undefined>;
+  replay(chunk: string): Promise<boolean>;
+  /** One chunk, or every chunk without an id; the number removed. */
+  purge(chunk?: string): Promise<number>;
+}
+
+export function deadLetterApi(outputId: string, queue: DeadLetterQueue): DeadLetterApi {
+  return {
+    outputId,
+    list: async () => (await queue.list()).map(describeDeadLetter),
+    show: async (chunk) => {
+      const found = await queue.show(chunk);
+      return found && describeWithEntries(found);
+    },
+    replay: (chunk) => queue.replay(chunk),
+    purge: (chunk) => queue.purge(chunk),
+  };
+}
 
 interface OutputParams {
   id: string;
@@ -15,7 +47,7 @@ interface ChunkParams extends OutputParams {
 /** The dead-letter API of every output: list, show, replay, delete one, purge. */
 export function deadLetterRoutes(
   app: FastifyInstance,
-  bufferOf: (outputId: string) => OutputBuffer | undefined,
+  deadLetterOf: (outputId: string) => DeadLetterApi | undefined,
   requireToken: Guard,
 ): void {
   const base = '/api/v1/outputs/:id/dead-letter';
@@ -25,28 +57,25 @@ export function deadLetterRoutes(
     reply.code(404).send({ error: `no dead-letter chunk "${p.chunk}" in output "${p.id}"` });
 
   app.get<{ Params: OutputParams }>(base, async (request, reply) => {
-    const buffer = bufferOf(request.params.id);
-    if (!buffer) return unknownOutput(reply, request.params);
-    const chunks = await buffer.deadLetter.list();
-    return { output: buffer.id, chunks: chunks.map(describeDeadLetter) };
+    const dlq = deadLetterOf(request.params.id);
+    if (!dlq) return unknownOutput(reply, request.params);
+    return { output: dlq.outputId, chunks: await dlq.list() };
   });
 
   // Shows record contents, which may hold personal data: token required, unlike the other reads.
   app.get<{ Params: ChunkParams }>(`${base}/:chunk`, { onRequest: requireToken }, async (request, reply) => {
-    const buffer = bufferOf(request.params.id);
-    if (!buffer) return unknownOutput(reply, request.params);
-    const found = await buffer.deadLetter.show(request.params.chunk);
-    if (!found) return noChunk(reply, request.params);
-    return describeWithEntries(found);
+    const dlq = deadLetterOf(request.params.id);
+    if (!dlq) return unknownOutput(reply, request.params);
+    return (await dlq.show(request.params.chunk)) ?? noChunk(reply, request.params);
   });
 
   app.post<{ Params: ChunkParams }>(
     `${base}/:chunk/replay`,
     { onRequest: requireToken },
     async (request, reply) => {
-      const buffer = bufferOf(request.params.id);
-      if (!buffer) return unknownOutput(reply, request.params);
-      if (!(await buffer.deadLetter.replay(request.params.chunk))) return noChunk(reply, request.params);
+      const dlq = deadLetterOf(request.params.id);
+      if (!dlq) return unknownOutput(reply, request.params);
+      if (!(await dlq.replay(request.params.chunk))) return noChunk(reply, request.params);
       return { replayed: request.params.chunk };
     },
   );
@@ -55,28 +84,29 @@ export function deadLetterRoutes(
     `${base}/:chunk`,
     { onRequest: requireToken },
     async (request, reply) => {
-      const buffer = bufferOf(request.params.id);
-      if (!buffer) return unknownOutput(reply, request.params);
-      const removed = await buffer.deadLetter.purge(request.params.chunk);
+      const dlq = deadLetterOf(request.params.id);
+      if (!dlq) return unknownOutput(reply, request.params);
+      const removed = await dlq.purge(request.params.chunk);
       if (removed === 0) return noChunk(reply, request.params);
       return { removed };
     },
   );
 
   app.delete<{ Params: OutputParams }>(base, { onRequest: requireToken }, async (request, reply) => {
-    const buffer = bufferOf(request.params.id);
-    if (!buffer) return unknownOutput(reply, request.params);
-    return { removed: await buffer.deadLetter.purge() };
+    const dlq = deadLetterOf(request.params.id);
+    if (!dlq) return unknownOutput(reply, request.params);
+    return { removed: await dlq.purge() };
   });
 }
 
-/** Epoch milliseconds are for machines; the API (and `estuary dlq`) is read by people and `jq` too. */
-export function describeDeadLetter(info: DeadLetterInfo) {
+function describeDeadLetter(info: DeadLetterInfo): DescribedDeadLetter {
   return { ...info, time: new Date(info.time).toISOString() };
 }
 
-/** One dead-letter chunk with its decoded records, as the API and `estuary dlq show` print it. */
-export function describeWithEntries(found: { info: DeadLetterInfo; entries: readonly TaggedEntry[] }) {
+function describeWithEntries(found: {
+  info: DeadLetterInfo;
+  entries: readonly TaggedEntry[];
+}): DescribedWithEntries {
   return {
     ...describeDeadLetter(found.info),
     entries: found.entries.map((e) => ({

@@ -14,7 +14,7 @@ import { silentLogger } from '../../src/logger.ts';
 import type { Chunk, Output } from '../../src/outputs/output.ts';
 import { encodePackedForward } from '../../src/protocol/forward/modes.ts';
 import { defineComponent } from '../../src/registry.ts';
-import { AdminServer } from '../../src/server/admin.ts';
+import { AdminServer, adminTarget } from '../../src/server/admin.ts';
 import { RawClient } from '../support/forward-client.ts';
 import { postJson } from '../support/http.ts';
 import { scriptedInstances, scriptedOutput } from '../support/outputs.ts';
@@ -64,7 +64,11 @@ async function startEstuary(yaml: string) {
     registry,
     logger: silentLogger(),
   });
-  const admin = new AdminServer(app, { listen: '127.0.0.1', port: 0, authTokens: [] }, silentLogger());
+  const admin = new AdminServer(
+    adminTarget(app),
+    { listen: '127.0.0.1', port: 0, authTokens: [] },
+    silentLogger(),
+  );
   await app.start();
   await admin.start();
   const admin_ = (path: string) => fetch(`http://127.0.0.1:${admin.port}${path}`);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { builtinRegistry } from '../../src/builtins.ts';
@@ -109,6 +109,20 @@ outputs:
       'estuary.yaml:2: environment variable SECRET_TOKEN is not set (use ${SECRET_TOKEN:-default} for a default)',
     ]);
     assert.equal(substituteEnv('a$${B}c', {}).value, 'a${B}c');
+  });
+
+  it('service.workers: a count, "auto" (= usable CPUs), or an error naming both', () => {
+    const workers = (value: string, env: NodeJS.ProcessEnv = {}) =>
+      loadConfig(`service:\n  workers: ${value}\n`, 'w.yaml', registry, env).service.workers;
+    assert.equal(loadConfig('', 'w.yaml', registry, {}).service.workers, 1);
+    assert.equal(workers('4'), 4);
+    assert.equal(workers('auto'), availableParallelism());
+    assert.equal(workers('"${WORKERS}"', { WORKERS: '3' }), 3);
+    for (const bad of ['0', '1.5', 'many', '129']) {
+      assert.deepEqual(errorsOf(`service:\n  workers: ${bad}\n`), [
+        `estuary.yaml:2: service.workers: expected a number of processes 1-128 or "auto", got ${/^[\d.]+$/.test(bad) ? bad : `"${bad}"`}`,
+      ]);
+    }
   });
 
   it('masks secrets for printing', () => {

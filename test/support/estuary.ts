@@ -2,7 +2,7 @@ import { Estuary } from '../../src/app.ts';
 import { builtinRegistry } from '../../src/builtins.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/logger.ts';
-import { AdminServer } from '../../src/server/admin.ts';
+import { AdminServer, adminTarget } from '../../src/server/admin.ts';
 import { scriptedOutput } from './outputs.ts';
 
 /** An in-process Estuary from YAML (builtins plus `type: scripted`), with its admin server on a free port. */
@@ -11,7 +11,7 @@ export async function startEstuary(yaml: string, env: NodeJS.ProcessEnv = {}) {
   const config = loadConfig(yaml, 'test.yaml', registry, env);
   const app = await Estuary.create(config, { registry, logger: silentLogger() });
   const admin = new AdminServer(
-    app,
+    adminTarget(app),
     { listen: '127.0.0.1', port: 0, authTokens: ['admin-token'] },
     silentLogger(),
   );

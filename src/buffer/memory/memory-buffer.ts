@@ -21,6 +21,7 @@ import { giveUpReason, retryDelay } from '../retry.ts';
  */
 export class MemoryBackend implements BufferBackend {
   readonly type = 'memory';
+  readonly shared = false;
   create(output: Output, settings: BufferSettings, deps: BufferDeps): OutputBuffer {
     return new MemoryOutputBuffer(output, settings, deps);
   }

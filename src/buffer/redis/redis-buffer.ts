@@ -48,6 +48,7 @@ import {
  */
 export class RedisBackend implements BufferBackend {
   readonly type = 'redis';
+  readonly shared = true;
   /** This process's identity in leases and open chunks. */
   readonly replica = randomUUID();
   readonly settings: RedisSettings;
