@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Linux reports utime/stime in clock ticks; USER_HZ is 100 on every mainstream kernel. */
 const TICKS_PER_SECOND = 100;
@@ -6,22 +6,63 @@ const TICKS_PER_SECOND = 100;
 export interface ProcSample {
   /** performance.now() when read. */
   at: number;
-  cpuSeconds: number;
+  /** CPU time (user + system) of each process of the tree. */
+  cpuSeconds: Map<number, number>;
+  /** Resident memory of the whole tree. */
   rssBytes: number;
 }
 
-/** CPU time (user + system) and resident memory of a process, from /proc. */
-export function readProc(pid: number): ProcSample {
+interface Stat {
+  ppid: number;
+  cpuSeconds: number;
+}
+
+function readStat(pid: number): Stat {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name (field 2) may hold spaces; fields after its closing paren are fixed.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return { at: performance.now(), cpuSeconds, rssBytes: rssKb * 1024 };
+  return {
+    ppid: Number(fields[1]),
+    cpuSeconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND,
+  };
 }
 
-/** Samples a process every `intervalMs` until stopped; gives peak and steady (median of the last half) RSS. */
+function readRss(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+/**
+ * A process and all its descendants (service.workers forks worker processes; `sh -c` may
+ * stand in front of another server): CPU per process and RSS summed.
+ */
+export function readTree(root: number): ProcSample {
+  const stats = new Map<number, Stat>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      stats.set(Number(name), readStat(Number(name)));
+    } catch {
+      // Gone between the listing and the read.
+    }
+  }
+  if (!stats.has(root)) throw new Error(`process ${root} is gone`);
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) for (const [pid, s] of stats) if (s.ppid === tree[i]) tree.push(pid);
+  const cpuSeconds = new Map<number, number>();
+  let rssBytes = 0;
+  for (const pid of tree) {
+    cpuSeconds.set(pid, stats.get(pid)!.cpuSeconds);
+    try {
+      rssBytes += readRss(pid);
+    } catch {
+      // Gone: its CPU so far still counts.
+    }
+  }
+  return { at: performance.now(), cpuSeconds, rssBytes };
+}
+
+/** Samples a process tree every `intervalMs` until stopped; gives peak and steady (median of the last half) RSS. */
 export class ProcSampler {
   readonly samples: ProcSample[] = [];
   readonly pid: number;
@@ -35,7 +76,7 @@ export class ProcSampler {
 
   private sample(): void {
     try {
-      this.samples.push(readProc(this.pid));
+      this.samples.push(readTree(this.pid));
     } catch {
       // The process is gone; the samples so far stand.
     }
@@ -46,10 +87,20 @@ export class ProcSampler {
     this.sample();
     const first = this.samples[0]!;
     const last = this.samples[this.samples.length - 1]!;
+    // Per process, from its first sample to its last: a process started later counts from then.
+    const firstSeen = new Map<number, number>();
+    const lastSeen = new Map<number, number>();
+    for (const s of this.samples)
+      for (const [pid, cpu] of s.cpuSeconds) {
+        if (!firstSeen.has(pid)) firstSeen.set(pid, cpu);
+        lastSeen.set(pid, cpu);
+      }
+    let cpuSeconds = 0;
+    for (const [pid, cpu] of lastSeen) cpuSeconds += cpu - firstSeen.get(pid)!;
     const rss = this.samples.map((s) => s.rssBytes);
     const tail = rss.slice(Math.floor(rss.length / 2)).sort((a, b) => a - b);
     return {
-      cpuSeconds: last.cpuSeconds - first.cpuSeconds,
+      cpuSeconds,
       seconds: (last.at - first.at) / 1000,
       rssPeakBytes: Math.max(...rss),
       rssSteadyBytes: tail[Math.floor(tail.length / 2)] ?? 0,

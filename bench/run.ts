@@ -9,7 +9,8 @@
  *
  * Results: bench/results/<date>-<scenario>.json and a Markdown table on stdout.
  * Flags: --scenario N (repeatable; all by default), --duration 30s, --rate N (open loop),
- * --quick (10 s each), --json, --buffer memory|redis (override), --sut "<command>" with
+ * --quick (10 s each), --json, --buffer memory|redis (override), --workers N (service.workers;
+ * CPU and RSS then cover the supervisor and every worker), --sut "<command>" with
  * {forward_port} {http_port} {sink_port} placeholders.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
@@ -101,6 +102,8 @@ export interface BenchResult {
   scenario: number;
   name: string;
   sut: string;
+  /** service.workers of the SUT (estuary only). */
+  workers: number;
   buffer: Buffer;
   rate: number | null;
   duration_s: number;
@@ -128,8 +131,12 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
     buffer: { type: 'string' },
     sut: { type: 'string' },
+    workers: { type: 'string' },
   },
 });
+const workers = Number(values.workers ?? 1);
+if (!Number.isInteger(workers) || workers < 1)
+  throw new Error(`--workers: expected a count, got ${values.workers}`);
 const durationMs = parseDuration(values.duration ?? (values.quick ? '10s' : '30s')) ?? 30_000;
 const chosen = values.scenario?.map(Number) ?? SCENARIOS.map((s) => s.id);
 const machine = `${cpus().length}× ${cpus()[0]?.model.trim() ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`;
@@ -164,6 +171,7 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
     admin: await freePort(),
   };
   const children: ChildProcess[] = [];
+  const groups: number[] = [];
   try {
     const sink = fork(`bench/sinks/${scenario.sink}-sink.ts`, ['--port', String(ports.sink)], {
       stdio: 'inherit',
@@ -205,12 +213,14 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
           .replaceAll('{config}', config)
       : undefined;
     writeFileSync(config, sutConfig(scenario, buffer, ports, redisUrl));
+    // Its own process group, so the SUT's workers go with it.
     const sut = sutCommand
-      ? spawn('sh', ['-c', `exec ${sutCommand}`], { stdio: ['ignore', 'ignore', 'inherit'] })
+      ? spawn('sh', ['-c', `exec ${sutCommand}`], { stdio: ['ignore', 'ignore', 'inherit'], detached: true })
       : spawn(process.execPath, ['src/cli.ts', 'run', '-c', config], {
           stdio: ['ignore', 'ignore', 'inherit'],
+          detached: true,
         });
-    children.push(sut);
+    groups.push(sut.pid!);
     await waitForPort(scenario.load.kind === 'http' ? ports.http : ports.forward);
 
     const sampler = new ProcSampler(sut.pid!);
@@ -263,6 +273,7 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
       scenario: scenario.id,
       name: scenario.name,
       sut: values.sut ?? 'estuary',
+      workers,
       buffer,
       rate: rate || null,
       duration_s: round(sent.seconds, 2),
@@ -282,6 +293,13 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
     };
   } finally {
     for (const c of children.reverse()) c.kill('SIGKILL');
+    for (const pgid of groups) {
+      try {
+        process.kill(-pgid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
   }
 }
 
@@ -297,6 +315,7 @@ function sutConfig(
       : `{ type: http, listen: 127.0.0.1, port: ${ports.http} }`;
   return `service:
   log_level: warn
+  workers: ${workers}
   http: { listen: 127.0.0.1, port: ${ports.admin} }
   buffer: { type: ${buffer}${redisUrl ? `, redis_url: "${redisUrl}"` : ''}, flush_interval: 1s }
 inputs:
@@ -351,7 +370,7 @@ function table(rows: BenchResult[]): string {
   const sep = `|${'---|'.repeat(13)}`;
   const lines = rows.map(
     (r) =>
-      `| ${r.scenario} | ${r.name} | ${r.buffer} | ${r.rate ?? 'max'} | ${r.records_per_sec} | ${r.cpu_seconds_per_million} | ${r.vcpu} | ${r.rss_peak_mb} | ${r.rss_steady_mb} | ${r.latency_p50_ms ?? '–'} | ${r.latency_p99_ms ?? '–'} | ${r.records_received}/${r.records_acked} | ${r.redis_used_memory_mb ?? '–'} |`,
+      `| ${r.scenario} | ${r.name} | ${r.buffer}${r.workers > 1 ? ` ×${r.workers} workers` : ''} | ${r.rate ?? 'max'} | ${r.records_per_sec} | ${r.cpu_seconds_per_million} | ${r.vcpu} | ${r.rss_peak_mb} | ${r.rss_steady_mb} | ${r.latency_p50_ms ?? '–'} | ${r.latency_p99_ms ?? '–'} | ${r.records_received}/${r.records_acked} | ${r.redis_used_memory_mb ?? '–'} |`,
   );
   return `\nMachine: ${machine}\n\n${[head, sep, ...lines].join('\n')}\n`;
 }
