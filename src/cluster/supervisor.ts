@@ -131,6 +131,8 @@ export function supervise(config: EstuaryConfig, options: SuperviseOptions, root
       }
       slot.answer(message);
     });
+    // A request sent as the worker dies fails here; its exit is handled below.
+    worker.on('error', (err) => logger.warn({ worker: slot.id, err: err.message }, 'worker IPC error'));
     worker.on('exit', (code, signal) => {
       const ranMs = slot.started ? Date.now() - slot.startedAt : 0;
       slot.gone();
