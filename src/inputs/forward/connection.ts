@@ -17,13 +17,16 @@ import {
   type ServerSecurity,
 } from '../../protocol/forward/handshake.ts';
 import {
+  type EntryOptions,
   type EntryStream,
   isKeepalive,
   type ParsedMessage,
+  type ParseLimits,
   parseJsonMessage,
   parseMessage,
   SIGNAL_LOGS,
   toEntries,
+  toEntriesNow,
 } from '../../protocol/forward/modes.ts';
 import type { EmitOptions } from '../input.ts';
 import type { DedupeState } from './dedupe.ts';
@@ -34,8 +37,11 @@ import type { DedupeState } from './dedupe.ts';
  *   accept ──(security)──► HELO sent ──PING ok──► PONG ──┐
  *      │                              └─PING bad─► PONG [false, reason] ─► close
  *      └──────────────────────────────────────────────────┴─► established
- *   established: bytes ─► frame decoder ─► queue ─► one message at a time:
+ *   established: bytes ─► frame decoder ─► queue ─► in order:
  *      parse ─► entries ─► emit(batch, {wait: true}) ─► ack {"ack": chunk} (if asked)
+ *   Message and Forward mode messages of one tag that were read together (a Docker log
+ *   driver sends one record per message) join one Group: one Batch, one emit, then each
+ *   message's ack. A group is never acked in part: a failed emit acks none of it.
  *   While an emit waits (buffer full under overflow_action block), the socket is not read:
  *   TCP flow control slows the sender instead of memory growing here.
  *   A bad frame (malformed, too large, too deep, unknown mode) closes this connection only;
@@ -67,13 +73,14 @@ export interface ConnectionContext {
 export interface ConnectionEvents {
   bytes(count: number): void;
   /** A message accepted: records buffered (0 for an empty or non-log message), time since it arrived. */
-  accepted(records: number, seconds: number): void;
+  accepted(records: number, seconds: number, messages?: number): void;
   duplicate(peer: Peer, tag: string): void;
   signalDropped(signal: number, peer: Peer, tag: string): void;
   sizeMismatch(peer: Peer, tag: string, declared: number, stream: EntryStream): void;
   badFrame(err: FrameError, peer: Peer): void;
   refused(peer: Peer, reason: string): void;
-  emitFailed(err: unknown, peer: Peer, tag: string): void;
+  /** `messages` not buffered (and not acked) by one failed emit. */
+  emitFailed(err: unknown, peer: Peer, tag: string, messages?: number): void;
   closed(connection: ForwardConnection): void;
 }
 
@@ -91,6 +98,52 @@ const HANDSHAKE_TIMEOUT_MS = 30_000;
 const CLOSE_GRACE_MS = 5_000;
 /** How long a draining connection may go on reading to finish the message it is in. */
 const DRAIN_LIMIT_MS = 30_000;
+/**
+ * A group's bounds (frame bytes, messages): what one emit carries at most. The frames are
+ * already read, so this bounds the copy of their entries, not what is read.
+ */
+const GROUP_MAX_BYTES = 1024 * 1024;
+const GROUP_MAX_MESSAGES = 1024;
+
+/** Consecutive messages of one tag: their entries, emitted as one Batch, then acked in order. */
+class Group {
+  readonly tag: string;
+  /** When the first message was taken: the ack latency of all. */
+  readonly arrived: number;
+  readonly parts: Buffer[] = [];
+  /** Chunk ids to ack once the group is durable; duplicates' included, in message order. */
+  readonly acks: Uint8Array[] = [];
+  /** Dedupe keys this group claimed: done or failed with it. */
+  readonly keys: string[] = [];
+  messages = 0;
+  duplicates = 0;
+  records = 0;
+  payloadBytes = 0;
+  frameBytes = 0;
+
+  constructor(tag: string, arrived: number) {
+    this.tag = tag;
+    this.arrived = arrived;
+  }
+
+  fits(tag: string, frameBytes: number): boolean {
+    return (
+      tag === this.tag &&
+      this.messages < GROUP_MAX_MESSAGES &&
+      this.frameBytes + frameBytes <= GROUP_MAX_BYTES
+    );
+  }
+
+  batch(): Batch {
+    const payload = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.payloadBytes);
+    return { tag: this.tag, payload, count: this.records, bytes: payload.length };
+  }
+}
+
+/** The dedupe key of a chunk id: latin1 maps each byte to one char, so no encoding work. */
+function chunkKey(tag: string, chunk: Uint8Array): string {
+  return `${tag}\u0000${Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('latin1')}`;
+}
 
 type State = 'handshake' | 'established' | 'closing' | 'closed';
 
@@ -106,6 +159,12 @@ export class ForwardConnection {
   /** Reads that arrived while the queue was being worked (the decoder's frames are views). */
   private readonly held: Buffer[] = [];
   private busy = false;
+  /** Messages taken but not emitted yet (only while `busy`). */
+  private group: Group | undefined;
+  /** The frame decoder checked each frame whole: parsing need not again. */
+  private readonly parseLimits: ParseLimits;
+  /** With the source_address_key / source_hostname_key fields, once resolved (once per connection). */
+  private entryOptions: EntryOptions | undefined;
   /** max_connection_age reached or the input stopping: finish what is read, ack, close. */
   private draining = false;
   /** The peer sent FIN: what is queued is handled, an unfinished message is dropped. */
@@ -124,6 +183,7 @@ export class ForwardConnection {
     this.peer = peer;
     this.ctx = ctx;
     this.state = ctx.security ? 'handshake' : 'established';
+    this.parseLimits = { maxDepth: ctx.limits.maxDepth, checked: true };
   }
 
   start(): void {
@@ -144,12 +204,37 @@ export class ForwardConnection {
           this.destroy();
         }
       });
+    } else {
+      // After the handshake when there is one: no name lookups for clients that fail it.
+      this.prepareEntries();
     }
     if (ctx.maxConnectionAgeMs > 0) {
       // ±10% so connections opened together (a rollout) do not all leave together.
       const age = ctx.maxConnectionAgeMs * (0.9 + Math.random() * 0.2);
       this.timer(age, () => this.drain());
     }
+  }
+
+  /**
+   * Resolves the source fields ahead of the first message, so it can be grouped too; without
+   * them by then, the first message resolves them itself (ingest).
+   */
+  private prepareEntries(): void {
+    this.ctx.fieldsFor(this.peer).then(
+      (fields) => {
+        this.entryOptions ??= this.makeEntryOptions(fields);
+      },
+      () => undefined,
+    );
+  }
+
+  private makeEntryOptions(fields: readonly (readonly [string, string])[] | undefined): EntryOptions {
+    const { ctx } = this;
+    return {
+      maxDepth: ctx.limits.maxDepth,
+      maxDecompressedSize: ctx.maxDecompressedSize,
+      ...(fields ? { fields } : {}),
+    };
   }
 
   /** Stop reading; handle what is already read (acking it), then close. */
@@ -204,17 +289,28 @@ export class ForwardConnection {
     try {
       for (;;) {
         const item = this.queue.shift();
+        let pending: Promise<unknown> | undefined;
         if (item === undefined) {
           const next = this.held.shift();
-          if (next === undefined) break;
-          this.feed(next);
-          continue;
-        }
-        if (item instanceof FrameError) {
-          this.badFrame(item);
+          if (next !== undefined) {
+            this.feed(next);
+            continue;
+          }
+          // All that is read is taken: the group goes out before reading on.
+          if (this.group === undefined) break;
+          pending = this.flushGroup();
+        } else if (item instanceof FrameError) {
+          // The messages before the bad frame are buffered and acked first.
+          if (await this.flushGroup()) this.badFrame(item);
           return;
+        } else {
+          try {
+            pending = this.handleFrame(item);
+          } catch (err) {
+            if (await this.flushGroup()) this.badFrame(asFrameError(err));
+            return;
+          }
         }
-        const pending = this.handleFrame(item);
         if (pending) {
           this.socket.pause();
           await pending;
@@ -222,12 +318,12 @@ export class ForwardConnection {
         if (this.state === 'closing' || this.state === 'closed') return;
       }
     } catch (err) {
-      this.badFrame(
-        err instanceof FrameError ? err : new FrameError('malformed', `cannot handle: ${errorMessage(err)}`),
-      );
+      this.badFrame(asFrameError(err));
       return;
     } finally {
       this.busy = false;
+      // Only reached with a group on a path that never emits it: its claims are released.
+      this.dropGroup();
     }
     if (this.draining && (this.peerEnded || (this.decoder?.pending ?? 0) === 0)) {
       this.end();
@@ -246,8 +342,106 @@ export class ForwardConnection {
       return undefined;
     }
     if (!json && isKeepalive(frame)) return undefined;
-    const message = json ? parseJsonMessage(frame) : parseMessage(frame, this.ctx.limits);
-    return this.ingest(message, json);
+    const message = json ? parseJsonMessage(frame) : parseMessage(frame, this.parseLimits);
+    return this.take(message, json, frame.length);
+  }
+
+  /** Joins the message to the group when it can; else it is ingested alone, after the group. */
+  private take(message: ParsedMessage, json: boolean, size: number): Promise<void> | undefined {
+    const options = this.entryOptions;
+    const groupable =
+      options !== undefined &&
+      // Fluentd's deny_keepalive: only the first message is acked, so none is joined to it.
+      this.ctx.keepalive &&
+      (message.mode === 'message' || message.mode === 'forward') &&
+      message.options.signal === SIGNAL_LOGS;
+    if (!groupable) return this.afterGroup(() => this.ingest(message, json));
+    const tag = this.ctx.tagFor(message.tag);
+    if (this.group && !this.group.fits(tag, size))
+      return this.afterGroup(() => this.take(message, json, size));
+    if (this.join(message, tag, size, options!)) return undefined;
+    return this.afterGroup(() => this.ingest(message, json));
+  }
+
+  /** Runs `next` once the group (if any) is durable and acked; not at all if it failed. */
+  private afterGroup(next: () => Promise<void> | undefined): Promise<void> | undefined {
+    if (this.group === undefined) return next();
+    return this.flushGroup().then((ok) => (ok && this.state === 'established' ? next() : undefined));
+  }
+
+  /** Adds the message to the group; false when it must go alone (its chunk is being emitted elsewhere). */
+  private join(message: ParsedMessage, tag: string, size: number, options: EntryOptions): boolean {
+    const { ctx, peer } = this;
+    const { chunk } = message.options;
+    const key = chunk && chunkKey(tag, chunk);
+    let duplicate = false;
+    if (key) {
+      const seen = ctx.dedupe(key);
+      // Claimed by another message in flight (this group's own, or another connection's):
+      // its outcome decides, so this one waits for it alone.
+      if (seen.state === 'pending') return false;
+      duplicate = seen.state === 'done';
+    }
+    let stream: EntryStream | undefined;
+    if (!duplicate) {
+      try {
+        stream = toEntriesNow(message, options);
+      } catch (err) {
+        if (key) ctx.dedupeDone(key, false);
+        throw err;
+      }
+      if (!stream) {
+        // Not reached for Message or Forward mode; a claimed chunk is released all the same.
+        if (key) ctx.dedupeDone(key, false);
+        return false;
+      }
+      const declared = message.options.size;
+      if (declared !== undefined && declared !== stream.items && declared !== stream.count)
+        ctx.events.sizeMismatch(peer, tag, declared, stream);
+    }
+    this.group ??= new Group(tag, performance.now());
+    const g = this.group;
+    g.messages += 1;
+    g.frameBytes += size;
+    if (chunk) g.acks.push(chunk);
+    if (duplicate) g.duplicates += 1;
+    else if (key) g.keys.push(key);
+    if (stream && stream.count > 0) {
+      g.parts.push(stream.payload);
+      g.records += stream.count;
+      g.payloadBytes += stream.payload.length;
+    }
+    return true;
+  }
+
+  /** Emits the group as one Batch and acks its messages; false (connection closing) when the emit failed. */
+  private async flushGroup(): Promise<boolean> {
+    const g = this.group;
+    if (g === undefined) return true;
+    this.group = undefined;
+    const { ctx, peer } = this;
+    try {
+      if (g.records > 0) await ctx.emit(g.batch(), { wait: true });
+    } catch (err) {
+      for (const key of g.keys) ctx.dedupeDone(key, false);
+      // No ack for any of them: the sender retries (elsewhere, once this connection is gone).
+      ctx.events.emitFailed(err, peer, g.tag, g.messages - g.duplicates);
+      this.end();
+      return false;
+    }
+    for (const key of g.keys) ctx.dedupeDone(key, true);
+    for (let i = 0; i < g.duplicates; i++) ctx.events.duplicate(peer, g.tag);
+    const accepted = g.messages - g.duplicates;
+    if (accepted > 0) ctx.events.accepted(g.records, (performance.now() - g.arrived) / 1000, accepted);
+    for (const chunk of g.acks) this.ack(chunk, this.decoder?.format === 'json');
+    return true;
+  }
+
+  private dropGroup(): void {
+    const g = this.group;
+    if (g === undefined) return;
+    this.group = undefined;
+    for (const key of g.keys) this.ctx.dedupeDone(key, false);
   }
 
   private handshake(frame: Uint8Array, json: boolean): void {
@@ -272,6 +466,7 @@ export class ForwardConnection {
       return;
     }
     this.state = 'established';
+    this.prepareEntries();
   }
 
   private async ingest(message: ParsedMessage, json: boolean): Promise<void> {
@@ -284,7 +479,7 @@ export class ForwardConnection {
       this.ack(chunk, json);
       return;
     }
-    const key = chunk && `${tag}\u0000${Buffer.from(chunk).toString('base64')}`;
+    const key = chunk && chunkKey(tag, chunk);
     if (key) {
       for (;;) {
         const seen = ctx.dedupe(key);
@@ -298,12 +493,8 @@ export class ForwardConnection {
     }
     let stream: EntryStream;
     try {
-      const fields = await ctx.fieldsFor(peer);
-      stream = await toEntries(message, {
-        maxDepth: ctx.limits.maxDepth,
-        maxDecompressedSize: ctx.maxDecompressedSize,
-        ...(fields ? { fields } : {}),
-      });
+      this.entryOptions ??= this.makeEntryOptions(await ctx.fieldsFor(peer));
+      stream = await toEntries(message, this.entryOptions);
     } catch (err) {
       if (key) ctx.dedupeDone(key, false);
       throw err;
@@ -388,4 +579,8 @@ export class ForwardConnection {
     this.ctx.events.closed(this);
     this.closedResolve();
   }
+}
+
+function asFrameError(err: unknown): FrameError {
+  return err instanceof FrameError ? err : new FrameError('malformed', `cannot handle: ${errorMessage(err)}`);
 }

@@ -15,14 +15,30 @@ export type DedupeState =
   | { state: 'pending'; settled: Promise<boolean> };
 
 interface Slot {
+  readonly key: string;
   expires: number;
-  pending?: { promise: Promise<boolean>; resolve: (ok: boolean) => void };
+  pending: boolean;
+  /** What copies arriving meanwhile wait on; made on first need, as most chunks are never re-sent. */
+  waiter?: { promise: Promise<boolean>; resolve: (ok: boolean) => void };
 }
+
+const NEW: DedupeState = { state: 'new' };
+const DONE: DedupeState = { state: 'done' };
 
 export class ChunkDedupe {
   private readonly windowMs: number;
   private readonly maxEntries: number;
   private readonly slots = new Map<string, Slot>();
+  /**
+   * Every slot set, oldest first; one whose key maps to another slot by now is skipped when it
+   * comes up. Expiry walks this, not the Map: a Map's deleted first entries stay as holes that
+   * every iteration from its start walks again, so with the Map full (a chunk per record in
+   * Message mode) pruning the oldest cost time in proportion to the Map, on every chunk.
+   * `done` renews a slot in place, so this is expiry order only nearly (by emit durations):
+   * a renewed slot at the front holds back the expiry of the few behind it, no more.
+   */
+  private order: (Slot | undefined)[] = [];
+  private head = 0;
 
   constructor(windowMs: number, maxEntries = 65_536) {
     this.windowMs = windowMs;
@@ -42,39 +58,71 @@ export class ChunkDedupe {
     this.prune(now);
     const slot = this.slots.get(key);
     if (slot && slot.expires > now) {
-      if (slot.pending) return { state: 'pending', settled: slot.pending.promise };
-      return { state: 'done' };
+      if (!slot.pending) return DONE;
+      if (!slot.waiter) {
+        let resolve!: (ok: boolean) => void;
+        const promise = new Promise<boolean>((r) => {
+          resolve = r;
+        });
+        slot.waiter = { promise, resolve };
+      }
+      return { state: 'pending', settled: slot.waiter.promise };
     }
-    let resolve!: (ok: boolean) => void;
-    const promise = new Promise<boolean>((r) => {
-      resolve = r;
-    });
-    this.slots.delete(key);
-    this.slots.set(key, { expires: now + this.windowMs, pending: { promise, resolve } });
-    return { state: 'new' };
+    // Expired yet still here (a clock step back): whoever waits on it retries.
+    slot?.waiter?.resolve(false);
+    this.set({ key, expires: now + this.windowMs, pending: true });
+    return NEW;
   }
 
   /** The chunk is buffered: remember it for the window, from now. */
   done(key: string, now = Date.now()): void {
     const slot = this.slots.get(key);
-    this.slots.delete(key);
-    this.slots.set(key, { expires: now + this.windowMs });
-    slot?.pending?.resolve(true);
+    if (slot === undefined) {
+      // Pushed out (maxEntries) while it was emitted: known again, as the newest.
+      this.set({ key, expires: now + this.windowMs, pending: false });
+      return;
+    }
+    slot.expires = now + this.windowMs;
+    slot.pending = false;
+    const waiter = slot.waiter;
+    slot.waiter = undefined;
+    waiter?.resolve(true);
   }
 
   /** The chunk was not buffered: forget it, so a re-send is emitted. */
   fail(key: string): void {
     const slot = this.slots.get(key);
     this.slots.delete(key);
-    slot?.pending?.resolve(false);
+    slot?.waiter?.resolve(false);
+  }
+
+  private set(slot: Slot): void {
+    this.slots.set(slot.key, slot);
+    this.order.push(slot);
   }
 
   private prune(now: number): void {
-    // Insertion order is expiry order (every update re-inserts), so stop at the first live one.
-    for (const [key, slot] of this.slots) {
-      if (slot.expires > now && this.slots.size < this.maxEntries) break;
-      this.slots.delete(key);
-      slot.pending?.resolve(false);
+    const { slots } = this;
+    let order = this.order;
+    // `order` is expiry order (every update appends), so stop at the first live one.
+    while (this.head < order.length) {
+      const slot = order[this.head]!;
+      const current = slots.get(slot.key) === slot;
+      if (current && slot.expires > now && slots.size < this.maxEntries) break;
+      order[this.head++] = undefined;
+      if (!current) continue;
+      slots.delete(slot.key);
+      slot.waiter?.resolve(false);
     }
+    if (order.length - this.head > 2 * this.maxEntries) {
+      // Superseded slots behind a live one (chunks that failed, say) pile up: keep the current only.
+      order = order.slice(this.head).filter((s) => s !== undefined && slots.get(s.key) === s);
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > order.length) {
+      // The consumed front goes once it is most of the array: amortised O(1) per slot.
+      order = order.slice(this.head);
+      this.head = 0;
+    }
+    this.order = order;
   }
 }

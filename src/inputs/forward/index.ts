@@ -330,22 +330,24 @@ export class ForwardInput implements Input {
         'forward option.size does not match the entries sent; records kept',
       ),
     );
+    const ok = { ...labels, result: 'ok' };
     return {
       bytes: (count) => m.inputBytes.inc(labels, count),
-      accepted: (records, seconds) => {
+      accepted: (records, seconds, messages = 1) => {
         if (records > 0) m.inputRecords.inc(labels, records);
-        m.inputRequests.inc({ ...labels, result: 'ok' });
-        m.ackLatency.observe(labels, seconds);
+        m.inputRequests.inc(ok, messages);
+        // One observation per message, as each waited this long for its ack.
+        for (let i = 0; i < messages; i++) m.ackLatency.observe(labels, seconds);
       },
       duplicate: (peer, tag) => {
         m.forwardDuplicateChunks.inc(labels);
-        m.inputRequests.inc({ ...labels, result: 'ok' });
+        m.inputRequests.inc(ok);
         log.debug({ remote: peer.label, tag }, 'forward chunk already buffered; acked again');
       },
       signalDropped: (signal, peer, tag) => {
         const name = signal === 1 ? 'metrics' : 'traces';
         m.recordsDropped.inc({ ...labels, reason: `unsupported_signal_${name}` });
-        m.inputRequests.inc({ ...labels, result: 'ok' });
+        m.inputRequests.inc(ok);
         if (warnedSignals.has(signal)) return;
         warnedSignals.add(signal);
         log.warn(
@@ -370,11 +372,12 @@ export class ForwardInput implements Input {
         m.inputRequests.inc({ ...labels, result: 'unauthorized' });
         log.warn({ remote: peer.label, reason }, 'forward handshake refused; connection closed');
       },
-      emitFailed: (err, peer, tag) => {
+      emitFailed: (err, peer, tag, messages = 1) => {
         const backpressure = err instanceof BackpressureError;
-        m.inputRequests.inc({ ...labels, result: backpressure ? 'backpressure' : 'error' });
+        if (messages > 0)
+          m.inputRequests.inc({ ...labels, result: backpressure ? 'backpressure' : 'error' }, messages);
         log[backpressure ? 'debug' : 'warn'](
-          { remote: peer.label, tag, err: errorMessage(err) },
+          { remote: peer.label, tag, messages, err: errorMessage(err) },
           'forward message not buffered; not acked, connection closed',
         );
       },

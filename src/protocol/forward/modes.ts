@@ -59,8 +59,11 @@ export interface ParsedMessage {
 }
 
 type Body =
-  /** An entry stream in `buf` between `start` and `end` (a view into the frame). */
-  | { kind: 'stream'; buf: Uint8Array; start: number; end: number; owned: boolean }
+  /**
+   * An entry stream in `buf` between `start` and `end` (a view into the frame); `single`: one
+   * entry whose record ends at `end` (Message mode, framed here), so its end need not be sought.
+   */
+  | { kind: 'stream'; buf: Uint8Array; start: number; end: number; owned: boolean; single?: boolean }
   | { kind: 'compressed'; data: Uint8Array; codec: 'gzip' | 'zstd' }
   /** JSON mode: entries already built. */
   | { kind: 'entries'; entries: Entry[]; items: number };
@@ -84,6 +87,11 @@ export interface EntryOptions {
 
 export interface ParseLimits {
   maxDepth: number;
+  /**
+   * The frame is known to be one whole value checked to this `maxDepth`, as the frame
+   * decoder's scan does: parseMessage need not check it again.
+   */
+  checked?: boolean;
 }
 
 /** A msgpack `nil` on its own: the sender's keepalive, answered with nothing. */
@@ -97,7 +105,7 @@ export function parseMessage(frame: Uint8Array, limits: ParseLimits): ParsedMess
   const end = frame.length;
   // Check the whole frame first (a no-op pass over a PackedForward payload's bytes), so what
   // follows reads only complete, valid values.
-  if (skipValue(frame, 0, end, limits.maxDepth) !== end)
+  if (!limits.checked && skipValue(frame, 0, end, limits.maxDepth) !== end)
     throw new FrameError('malformed', 'bytes after the end of the message');
   let p = readHeader(frame, 0, end, h);
   if (h.type !== ARRAY)
@@ -158,7 +166,7 @@ export function parseMessage(frame: Uint8Array, limits: ParseLimits): ParsedMess
       tag,
       mode: 'message',
       options,
-      body: { kind: 'stream', buf: entry, start: 0, end: entry.length, owned: true },
+      body: { kind: 'stream', buf: entry, start: 0, end: entry.length, owned: true, single: true },
     };
   }
   throw new FrameError(
@@ -188,17 +196,19 @@ function readOptionsWithMetadata(
   if (h.type !== MAP)
     throw new FrameError('malformed', `the option is not a map (msgpack type ${typeName(h.type)})`);
   let metadata: Uint8Array | undefined;
-  const seen = new Set<string>();
+  /** Bit i: OPTION_NAMES[i] seen. */
+  let seen = 0;
+  const v = newHeader();
   for (let i = 0; i < h.length; i++) {
     const keyAt = p;
     const valueAt = skipValue(buf, keyAt, end, limits.maxDepth);
     const valueEnd = skipValue(buf, valueAt, end, limits.maxDepth);
     p = valueEnd;
-    const key = keyName(buf, keyAt, valueAt);
+    const index = optionIndex(buf, keyAt, valueAt, v);
     // The first occurrence counts; any other key (including `__proto__`) is ignored.
-    if (key === undefined || seen.has(key)) continue;
-    seen.add(key);
-    const v = newHeader();
+    if (index < 0 || (seen & (1 << index)) !== 0) continue;
+    seen |= 1 << index;
+    const key = OPTION_NAMES[index];
     const body = readHeader(buf, valueAt, end, v);
     switch (key) {
       case 'chunk':
@@ -230,16 +240,21 @@ function readOptionsWithMetadata(
   return metadata ? { options, metadata } : { options };
 }
 
-/** A str key's text when it is one of the option names we read; else undefined. */
-function keyName(buf: Uint8Array, pos: number, end: number): string | undefined {
-  const h = newHeader();
-  const body = readHeader(buf, pos, end, h);
-  if (h.type !== STR || h.length > 13) return undefined;
-  const name = Buffer.from(buf.subarray(body, body + h.length)).toString('latin1');
-  return OPTION_NAMES.has(name) ? name : undefined;
-}
+const OPTION_NAMES = ['chunk', 'size', 'compressed', 'fluent_signal', 'metadata'] as const;
+const OPTION_KEYS = OPTION_NAMES.map((name) => Buffer.from(name, 'latin1'));
 
-const OPTION_NAMES = new Set(['chunk', 'size', 'compressed', 'fluent_signal', 'metadata']);
+/** Which of OPTION_NAMES the str key at `pos` is, or -1: compared as bytes, as every message has options. */
+function optionIndex(buf: Uint8Array, pos: number, end: number, h: Header): number {
+  const body = readHeader(buf, pos, end, h);
+  if (h.type !== STR) return -1;
+  next: for (let i = 0; i < OPTION_KEYS.length; i++) {
+    const key = OPTION_KEYS[i]!;
+    if (key.length !== h.length) continue;
+    for (let j = 0; j < key.length; j++) if (buf[body + j] !== key[j]) continue next;
+    return i;
+  }
+  return -1;
+}
 
 /** Fluent Bit's in_forward trusts magic bytes when `compressed` is absent; an entry stream never starts so. */
 function sniffCompression(data: Uint8Array): 'gzip' | 'zstd' | undefined {
@@ -255,16 +270,29 @@ const zstdDecompress = promisify(zlib.zstdDecompress);
 /** Decompresses (off the event loop) and checks the entries; the result owns its bytes. */
 export async function toEntries(message: ParsedMessage, options: EntryOptions): Promise<EntryStream> {
   const { body } = message;
+  if (body.kind === 'compressed') {
+    const data = await decompress(body.data, body.codec, options.maxDecompressedSize);
+    return scanEntries(data, 0, data.length, options, true);
+  }
+  return entriesOf(body, options);
+}
+
+/**
+ * `toEntries` without the wait, for a message that is not compressed (undefined if it is):
+ * lets a connection join many small messages into one Batch within one turn.
+ */
+export function toEntriesNow(message: ParsedMessage, options: EntryOptions): EntryStream | undefined {
+  const { body } = message;
+  return body.kind === 'compressed' ? undefined : entriesOf(body, options);
+}
+
+function entriesOf(body: Exclude<Body, { kind: 'compressed' }>, options: EntryOptions): EntryStream {
   if (body.kind === 'entries') {
     const entries = options.fields ? body.entries.map((e) => withFields(e, options.fields!)) : body.entries;
     const payload = Buffer.concat(entries.map(encodeEntry));
     return { payload, count: entries.length, items: body.items };
   }
-  if (body.kind === 'compressed') {
-    const data = await decompress(body.data, body.codec, options.maxDecompressedSize);
-    return scanEntries(data, 0, data.length, options, true);
-  }
-  return scanEntries(body.buf, body.start, body.end, options, body.owned);
+  return scanEntries(body.buf, body.start, body.end, options, body.owned, body.single);
 }
 
 export async function decompress(
@@ -299,9 +327,10 @@ export function scanEntries(
   end: number,
   options: EntryOptions,
   owned: boolean,
+  single = false,
 ): EntryStream {
   const h = newHeader();
-  const fields = options.fields && options.fields.length > 0 ? encodeFields(options.fields) : undefined;
+  const fields = options.fields && options.fields.length > 0 ? encodedFields(options.fields) : undefined;
   let now: Buffer | undefined;
   const nowBytes = () => {
     now ??= eventTimeBytes(EventTime.now());
@@ -340,7 +369,7 @@ export function scanEntries(
       metadata = buf.subarray(innerEnd, timeEnd);
     }
     // Record: a map; nil is skipped, as Fluentd does.
-    const recordEnd = skipValue(buf, timeEnd, end, options.maxDepth);
+    const recordEnd = single ? end : skipValue(buf, timeEnd, end, options.maxDepth);
     readHeader(buf, timeEnd, end, h);
     const recordType = h.type;
     if (recordType !== MAP && recordType !== NIL)
@@ -430,6 +459,18 @@ interface EncodedFields {
   keys: Buffer[];
   pairs: Buffer;
   count: number;
+}
+
+/** Per fields array: a connection passes the same one with every message. */
+const fieldsCache = new WeakMap<readonly (readonly [string, string])[], EncodedFields>();
+
+function encodedFields(fields: readonly (readonly [string, string])[]): EncodedFields {
+  let encoded = fieldsCache.get(fields);
+  if (encoded === undefined) {
+    encoded = encodeFields(fields);
+    fieldsCache.set(fields, encoded);
+  }
+  return encoded;
 }
 
 function encodeFields(fields: readonly (readonly [string, string])[]): EncodedFields {

@@ -192,8 +192,11 @@ export class ScanState {
   pos = -1;
 
   reset(): void {
-    this.left.length = 0;
-    this.maps.length = 0;
+    // A finished scan leaves both empty; setting length is not free, and skipValue resets every call.
+    if (this.left.length > 0) {
+      this.left.length = 0;
+      this.maps.length = 0;
+    }
     this.pos = -1;
   }
 
