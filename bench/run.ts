@@ -216,7 +216,7 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
     // Its own process group, so the SUT's workers go with it.
     const sut = sutCommand
       ? spawn('sh', ['-c', `exec ${sutCommand}`], { stdio: ['ignore', 'ignore', 'inherit'], detached: true })
-      : spawn(process.execPath, ['src/cli.ts', 'run', '-c', config], {
+      : spawn(process.execPath, ['bin/estuary.js', 'run', '-c', config], {
           stdio: ['ignore', 'ignore', 'inherit'],
           detached: true,
         });

@@ -213,7 +213,10 @@ async function run(
     const { supervise } = await import('./cluster/supervisor.ts');
     return supervise(
       config,
-      { exec: fileURLToPath(import.meta.url), args: ['run', '-c', resolve(file)] },
+      {
+        exec: fileURLToPath(new URL('../bin/estuary.js', import.meta.url)),
+        args: ['run', '-c', resolve(file)],
+      },
       logger,
     );
   }

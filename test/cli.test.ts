@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -118,5 +118,34 @@ outputs:
     const proc = startProcess(config);
     assert.equal(await proc.exited, 1);
     assert.match(proc.err(), new RegExp(`${config}:2: inputs\\[0\\]\\.port: `));
+  });
+});
+
+describe('bin/estuary.js (the installed entry point)', () => {
+  it('keeps stripped and compiled modules in the compile cache, which later starts read', () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'estuary-cc-'));
+    const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp };
+    delete env.NODE_COMPILE_CACHE;
+    const run = () => spawnSync(process.execPath, ['bin/estuary.js', 'version'], { env, encoding: 'utf8' });
+    const first = run();
+    assert.equal(first.status, 0, first.stderr);
+    assert.match(first.stdout, /^estuary \d+\.\d+\.\d+ \(node v24\./);
+    // No NODE_COMPILE_CACHE: the entry point turned it on, in the OS temp dir.
+    const cached = readdirSync(join(tmp, 'node-compile-cache'), { recursive: true });
+    assert.ok(cached.length > 1, `cache entries: ${cached.join(', ')}`);
+    assert.equal(run().status, 0);
+  });
+
+  it('scripts/warm-compile-cache.mjs fills the cache with every module of src/ (the image runs it)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'estuary-cc-'));
+    const warm = spawnSync(process.execPath, ['scripts/warm-compile-cache.mjs'], {
+      env: { ...process.env, NODE_COMPILE_CACHE: dir },
+      encoding: 'utf8',
+    });
+    assert.equal(warm.status, 0, warm.stderr);
+    const modules = readdirSync('src', { recursive: true, encoding: 'utf8' }).filter((f) =>
+      f.endsWith('.ts'),
+    );
+    assert.match(warm.stdout, new RegExp(`^compile cache: ${modules.length} modules in `));
   });
 });
