@@ -6,7 +6,12 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { Estuary, openRedisBackend } from './app.ts';
 import { builtinRegistry } from './builtins.ts';
-import { answerSupervisor, reportStarted } from './cluster/worker.ts';
+import {
+  answerSupervisor,
+  keepRunningOnDisconnect,
+  onSupervisorStop,
+  reportStarted,
+} from './cluster/worker.ts';
 import { ConfigError } from './config/errors.ts';
 import { type EstuaryConfig, loadConfigFile, maskSecrets } from './config/load.ts';
 import { createLogger } from './logger.ts';
@@ -220,6 +225,40 @@ async function run(
       logger,
     );
   }
+  let resolveExit!: (code: number) => void;
+  const exited = new Promise<number>((resolve) => {
+    resolveExit = resolve;
+  });
+  let phase: 'starting' | 'running' | 'stopping' = 'starting';
+  let stopReason: string | undefined;
+  let shutdown: ((reason: string) => void) | undefined;
+  /** `repeat`: a second stop exits without the flush (a second Ctrl-C); else it changes nothing. */
+  const stop = (reason: string, repeat: boolean) => {
+    if (stopReason !== undefined) {
+      if (!repeat) return;
+      logger.warn({ signal: reason }, 'second signal: exiting without waiting for the flush');
+      resolveExit(1);
+      return;
+    }
+    stopReason = reason;
+    // During startup the stop waits for start() to settle: what was acked by then is flushed.
+    shutdown?.(reason);
+  };
+  // Handlers go in before anything starts, so no signal finds the default (instant death).
+  if (inWorker) {
+    // The supervisor stops its workers by message. A signal to the whole process group
+    // (systemd, kill -- -PGID) also reaches them; it is a first stop, never a second.
+    process.on('SIGTERM', () => stop('SIGTERM', false));
+    process.on('SIGINT', () => undefined);
+    onSupervisorStop((now) => stop(now ? 'supervisor: stop now' : 'supervisor: stop', now));
+    // The supervisor is gone (killed): flush and leave rather than run on unsupervised.
+    keepRunningOnDisconnect();
+    process.on('disconnect', () => stop('supervisor gone', false));
+  } else {
+    process.on('SIGTERM', () => stop('SIGTERM', true));
+    process.on('SIGINT', () => stop('SIGINT', true));
+  }
+
   const app = await Estuary.create(config, { registry, logger });
   const http = config.service.http;
   const admin =
@@ -230,51 +269,46 @@ async function run(
           logger.child({ plugin_id: 'admin' }),
         )
       : undefined;
+  process.on('SIGHUP', () => {
+    if (phase === 'running') void app.reopen();
+  });
   if (inWorker) answerSupervisor(app);
   try {
     await app.start();
     await admin?.start();
-    if (inWorker) reportStarted();
   } catch (err) {
     logger.fatal({ err }, 'startup failed');
     await app.stop();
     await admin?.stop();
     return 1;
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) {
-        logger.warn({ signal }, 'second signal: exiting without waiting for the flush');
-        resolve(1);
-        return;
-      }
-      stopping = true;
-      logger.info({ signal, timeout_ms: config.service.shutdown_timeout }, 'stopping: flushing buffers');
-      // Whatever hangs (a Redis that stopped answering), the process leaves soon after the deadline.
-      setTimeout(() => {
-        logger.error('shutdown did not finish in service.shutdown_timeout + 5s; exiting');
-        resolve(1);
-      }, config.service.shutdown_timeout + 5000).unref();
-      // Admin last, so /metrics and /readyz answer while draining.
-      void app
-        .stop()
-        .then(() => admin?.stop())
-        .then(
-          () => resolve(0),
-          (err: unknown) => {
-            logger.error({ err }, 'error while stopping');
-            resolve(1);
-          },
-        );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    // A terminal's Ctrl-C reaches every worker too; the supervisor's SIGTERM is the one to obey.
-    process.on('SIGINT', () => (inWorker ? undefined : stop('SIGINT')));
-    process.on('SIGHUP', () => void app.reopen());
-    // The supervisor is gone (killed): flush and leave rather than run on unsupervised.
-    if (inWorker) process.on('disconnect', () => stop('supervisor gone'));
-  });
+  phase = 'running';
+  if (inWorker) reportStarted();
+  shutdown = (reason: string) => {
+    phase = 'stopping';
+    logger.info(
+      { signal: reason, timeout_ms: config.service.shutdown_timeout },
+      'stopping: flushing buffers',
+    );
+    // Whatever hangs (a Redis that stopped answering), the process leaves soon after the deadline.
+    setTimeout(() => {
+      logger.error('shutdown did not finish in service.shutdown_timeout + 5s; exiting');
+      resolveExit(1);
+    }, config.service.shutdown_timeout + 5000).unref();
+    // Admin last, so /metrics and /readyz answer while draining.
+    void app
+      .stop()
+      .then(() => admin?.stop())
+      .then(
+        () => resolveExit(0),
+        (err: unknown) => {
+          logger.error({ err }, 'error while stopping');
+          resolveExit(1);
+        },
+      );
+  };
+  if (stopReason !== undefined) shutdown(stopReason);
+  return exited;
 }
 
 /** Runs `main` on this process's arguments and exits with its code. */

@@ -33,6 +33,18 @@ function isTagged(value: unknown): value is { estuary: unknown } {
   return typeof value === 'object' && value !== null && 'estuary' in value;
 }
 
+/** Stop: flush and exit; `now`: exit without the flush (a second signal to the supervisor). */
+export interface StopMessage {
+  estuary: 'stop';
+  now: boolean;
+}
+
+export type SupervisorMessage = RequestMessage | StopMessage;
+
+export function isStopMessage(value: unknown): value is StopMessage {
+  return isTagged(value) && value.estuary === 'stop';
+}
+
 export function isRequestMessage(value: unknown): value is RequestMessage {
   return isTagged(value) && value.estuary === 'request';
 }

@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import { type Aggregator, AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { EstuaryConfig } from '../config/load.ts';
 import type { Logger } from '../logger.ts';
 import { type MetricSnapshot, registerProcessMetrics } from '../metrics/registry.ts';
@@ -19,6 +19,8 @@ const REQUEST_TIMEOUT_MS = 5000;
 const MAX_RESTART_DELAY_MS = 30_000;
 /** A worker that ran this long before dying is restarted after the shortest delay again. */
 const STABLE_AFTER_MS = 60_000;
+/** A worker that died this many times in a row before it was up stops the whole process. */
+const MAX_FAILED_STARTS = 5;
 
 interface Pending {
   resolve: (value: unknown) => void;
@@ -35,6 +37,10 @@ class Slot {
   restarts = 0;
   restartDelayMs = 0;
   restartTimer: NodeJS.Timeout | undefined;
+  /** Deaths before 'started' in a row: a worker that can no longer start stops the whole process. */
+  failedStarts = 0;
+  /** Its last metrics: stand in for a scrape it misses, and its counters outlive it. */
+  lastMetrics: MetricSnapshot | undefined;
   private nextRequest = 0;
   private readonly pending = new Map<number, Pending>();
 
@@ -58,6 +64,14 @@ class Slot {
       this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
       worker.send({ estuary: 'request', id, request });
     });
+  }
+
+  /** Asks the worker to stop (flush, exit); `now`: without the flush. */
+  stop(now: boolean): void {
+    const worker = this.worker;
+    if (!worker) return;
+    if (worker.isConnected()) worker.send({ estuary: 'stop', now });
+    else worker.process.kill(now ? 'SIGKILL' : 'SIGTERM');
   }
 
   answer(message: WorkerMessage): void {
@@ -92,8 +106,8 @@ export function supervise(config: EstuaryConfig, options: SuperviseOptions, root
   const logger = root.child({ plugin_id: 'supervisor' });
   const count = config.service.workers;
   const slots = Array.from({ length: count }, (_, i) => new Slot(i + 1));
-  const registry = new Registry();
-  registerProcessMetrics(registry);
+  const history = new MetricsHistory();
+  const registry = history.own;
   const restartsTotal = new Counter({
     name: 'estuary_worker_restarts_total',
     help: 'Worker processes that died and were started again.',
@@ -124,6 +138,7 @@ export function supervise(config: EstuaryConfig, options: SuperviseOptions, root
       if (!isWorkerMessage(message)) return;
       if (message.estuary === 'started') {
         slot.started = true;
+        slot.failedStarts = 0;
         slot.startedAt = Date.now();
         logger.info({ worker: slot.id, worker_pid: worker.process.pid }, 'worker started');
         if (phase === 'starting' && slots.every((s) => s.started)) void allStarted();
@@ -134,8 +149,10 @@ export function supervise(config: EstuaryConfig, options: SuperviseOptions, root
     // A request sent as the worker dies fails here; its exit is handled below.
     worker.on('error', (err) => logger.warn({ worker: slot.id, err: err.message }, 'worker IPC error'));
     worker.on('exit', (code, signal) => {
-      const ranMs = slot.started ? Date.now() - slot.startedAt : 0;
+      const wasUp = slot.started;
+      const ranMs = wasUp ? Date.now() - slot.startedAt : 0;
       slot.gone();
+      history.retire(slot);
       if (phase === 'stopping') {
         if (code !== 0) failed = true;
         if (slots.every((s) => !s.worker)) finish(failed ? 1 : 0);
@@ -146,6 +163,15 @@ export function supervise(config: EstuaryConfig, options: SuperviseOptions, root
         logger.fatal({ worker: slot.id, code, signal }, 'worker failed to start');
         failed = true;
         stop('startup failure');
+        return;
+      }
+      if (!wasUp && ++slot.failedStarts >= MAX_FAILED_STARTS) {
+        logger.fatal(
+          { worker: slot.id, code, signal, attempts: slot.failedStarts },
+          'worker cannot start again',
+        );
+        failed = true;
+        stop('worker cannot start');
         return;
       }
       slot.restarts += 1;
@@ -170,7 +196,7 @@ export function supervise(config: EstuaryConfig, options: SuperviseOptions, root
     const http = config.service.http;
     if (http.enabled) {
       admin = new AdminServer(
-        supervisorTarget(config, slots, registry),
+        supervisorTarget(config, slots, history),
         { listen: http.listen, port: http.port, authTokens: http.auth_tokens },
         root.child({ plugin_id: 'admin' }),
       );
@@ -188,15 +214,16 @@ export function supervise(config: EstuaryConfig, options: SuperviseOptions, root
 
   const stop = (reason: string) => {
     if (phase === 'stopping') {
-      // A second signal: the workers' own second-signal handling exits without the flush.
-      for (const s of slots) s.worker?.process.kill('SIGTERM');
+      // A second signal: the workers exit without the flush.
+      for (const s of slots) s.stop(true);
       return;
     }
     phase = 'stopping';
     logger.info({ reason, timeout_ms: config.service.shutdown_timeout }, 'stopping: flushing every worker');
     for (const s of slots) {
       clearTimeout(s.restartTimer);
-      s.worker?.process.kill('SIGTERM');
+      // A worker still starting stops once it is up: what it acked by then is flushed.
+      s.stop(false);
     }
     if (slots.every((s) => !s.worker)) finish(failed ? 1 : 0);
     // Each worker exits on its own 5 s after shutdown_timeout; this is for one that cannot.
@@ -213,7 +240,8 @@ export function supervise(config: EstuaryConfig, options: SuperviseOptions, root
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
-    for (const s of slots) s.worker?.process.kill('SIGHUP');
+    // Only to workers that are up: one still starting has no files open yet.
+    for (const s of slots) if (s.live) s.worker?.process.kill('SIGHUP');
   });
   for (const slot of slots) fork(slot);
   // Admin last, so /metrics and /readyz answer while the workers drain.
@@ -223,18 +251,76 @@ export function supervise(config: EstuaryConfig, options: SuperviseOptions, root
   });
 }
 
+/** Metric kinds whose values only grow: a dead worker's stay in the sum, or the sum would go back. */
+const CUMULATIVE = new Set<unknown>(['counter', 'histogram']);
+
+/**
+ * prom-client's default process metrics, merged: most add up (CPU, memory, open fds), but a
+ * limit, a start time and event-loop lag say most as the tightest, the first, the worst.
+ */
+function perProcessAggregator(name: string): Aggregator | undefined {
+  if (name === 'process_max_fds') return 'min';
+  if (name === 'process_start_time_seconds') return 'min';
+  if (name.startsWith('nodejs_eventloop_lag_')) return 'max';
+  return undefined;
+}
+
+function mergeMetrics(parts: MetricSnapshot[]): Registry {
+  return AggregatorRegistry.aggregate(
+    parts.map((part) =>
+      part.map((metric) => {
+        const aggregator = perProcessAggregator(metric.name);
+        return aggregator ? { ...metric, aggregator } : metric;
+      }),
+    ),
+  );
+}
+
+/** The supervisor's own metrics, and what workers that died had counted. */
+class MetricsHistory {
+  readonly own = new Registry();
+  /** Counters and histograms of dead workers, summed, as of their last scrape. */
+  retired: MetricSnapshot = [];
+  private retiring = Promise.resolve();
+
+  constructor() {
+    registerProcessMetrics(this.own);
+  }
+
+  retire(slot: Slot): void {
+    const last = slot.lastMetrics;
+    slot.lastMetrics = undefined;
+    if (!last) return;
+    const cumulative = last.filter((m) => CUMULATIVE.has(m.type));
+    this.retiring = this.retiring.then(async () => {
+      this.retired = await AggregatorRegistry.aggregate([this.retired, cumulative]).getMetricsAsJSON();
+    });
+  }
+}
+
 /** The admin API over every worker: each question goes to the workers that can answer it. */
-function supervisorTarget(config: EstuaryConfig, slots: readonly Slot[], own: Registry): AdminTarget {
+function supervisorTarget(
+  config: EstuaryConfig,
+  slots: readonly Slot[],
+  history: MetricsHistory,
+): AdminTarget {
   const live = () => slots.filter((s) => s.live);
   const askAll = <T>(request: WorkerRequest) => Promise.allSettled(live().map((s) => s.request<T>(request)));
   const sharedBuffer = config.service.buffer.type !== 'memory';
   return {
     async metrics() {
-      // A worker that does not answer in time is left out of this scrape rather than failing it.
-      const snapshots = (await askAll<MetricSnapshot>({ op: 'metrics' }))
-        .filter((r) => r.status === 'fulfilled')
-        .map((r) => r.value);
-      const merged = AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...snapshots]);
+      const snapshots = await Promise.all(
+        live().map(async (s) => {
+          try {
+            s.lastMetrics = await s.request<MetricSnapshot>({ op: 'metrics' });
+          } catch {
+            // Slow to answer (a long GC, a busy loop): its last figures stand in, so no counter
+            // of the sum goes back for a scrape.
+          }
+          return s.lastMetrics ?? [];
+        }),
+      );
+      const merged = mergeMetrics([await history.own.getMetricsAsJSON(), history.retired, ...snapshots]);
       return { contentType: merged.contentType, text: await merged.metrics() };
     },
     async readiness(): Promise<Readiness> {
@@ -243,11 +329,21 @@ function supervisorTarget(config: EstuaryConfig, slots: readonly Slot[], own: Re
           slot: s,
           readiness: await s
             .request<Readiness>({ op: 'readiness' })
-            .catch((): Readiness => ({ ready: false, inputs_not_ready: [], buffer: 'worker not running' })),
+            .catch(
+              (err: Error): Readiness => ({
+                ready: false,
+                inputs_not_ready: [],
+                buffer: `worker: ${err.message}`,
+              }),
+            ),
         })),
       );
       const notReady = replies.filter((r) => !r.readiness.ready);
       if (notReady.length === 0) return { ready: true };
+      // The ports are shared: while one worker is up, connections go to it. A worker being
+      // restarted does not take the pod out of its Service (nor, if every pod restarts one, all pods).
+      if (notReady.length < replies.length)
+        return { ready: true, workers_not_ready: notReady.map((r) => r.slot.id) };
       const first = notReady[0]!.readiness as Extract<Readiness, { ready: false }>;
       return {
         ready: false,
@@ -282,10 +378,17 @@ type DeadLetterRequest = Extract<WorkerRequest, { op: 'dead-letter' }>;
 
 /** Redis: every worker sees the same queue, so any one answers. */
 function oneWorkerDeadLetter(outputId: string, live: () => Slot[]): DeadLetterApi {
-  const ask = <T>(action: DeadLetterRequest['action'], chunk?: string) => {
-    const slot = live()[0];
-    if (!slot) return Promise.reject(new Error('no worker is running'));
-    return slot.request<T>({ op: 'dead-letter', outputId, action, chunk });
+  const ask = async <T>(action: DeadLetterRequest['action'], chunk?: string): Promise<T> => {
+    let failure: unknown = new Error('no worker is running');
+    // One that does not answer (busy, dying): the next one reads the same queue.
+    for (const slot of live()) {
+      try {
+        return await slot.request<T>({ op: 'dead-letter', outputId, action, chunk });
+      } catch (err) {
+        failure = err;
+      }
+    }
+    throw failure;
   };
   return {
     outputId,
@@ -309,7 +412,8 @@ function everyWorkerDeadLetter(
     });
   return {
     outputId,
-    list: async () => (await all<DescribedDeadLetter[]>('list')).flat(),
+    list: async () =>
+      (await all<DescribedDeadLetter[]>('list')).flat().sort((a, b) => a.time.localeCompare(b.time)),
     show: async (chunk) => (await all<DescribedWithEntries | undefined>('show', chunk)).find(Boolean),
     replay: async (chunk) => (await all<boolean>('replay', chunk)).some(Boolean),
     purge: async (chunk) => (await all<number>('purge', chunk)).reduce((a, b) => a + b, 0),

@@ -1,7 +1,8 @@
+import cluster from 'node:cluster';
 import type { Estuary } from '../app.ts';
 import { errorMessage } from '../core/errors.ts';
 import { adminTarget } from '../server/admin.ts';
-import { isRequestMessage, type ResponseMessage, type WorkerRequest } from './ipc.ts';
+import { isRequestMessage, isStopMessage, type ResponseMessage, type WorkerRequest } from './ipc.ts';
 
 /** The worker side of the supervisor's admin server: answers its requests from `app`. */
 export function answerSupervisor(app: Estuary): void {
@@ -31,6 +32,21 @@ export function answerSupervisor(app: Estuary): void {
       (err: unknown) => send({ estuary: 'response', id: message.id, ok: false, error: errorMessage(err) }),
     );
   });
+}
+
+/** Calls `stop` for each stop message of the supervisor. */
+export function onSupervisorStop(stop: (now: boolean) => void): void {
+  process.on('message', (message: unknown) => {
+    if (isStopMessage(message)) stop(message.now);
+  });
+}
+
+/**
+ * node:cluster makes a worker exit at once when its supervisor goes away, before any
+ * listener of ours runs: buffered records would be lost. This worker stops itself instead.
+ */
+export function keepRunningOnDisconnect(): void {
+  if (cluster.worker) cluster.worker.exitedAfterDisconnect = true;
 }
 
 /** Tells the supervisor this worker takes traffic. */

@@ -195,8 +195,8 @@ export class Metrics {
         s.totalLimitBytes > 0
           ? Math.max(0, 100 * (1 - (s.stageBytes + s.queueBytes) / s.totalLimitBytes))
           : 100,
-      // Each worker's share of its own limit (memory), or the one store's (redis).
-      options.sharedBuffer ? 'min' : 'average',
+      // The fullest: a connection stays with its worker, and a full one blocks its senders.
+      'min',
     );
     gauge('fluentd_output_status_emit_count', 'Batches handed to the output buffer.', (s) => s.emitCount);
     gauge('fluentd_output_status_emit_records', 'Records handed to the output buffer.', (s) => s.emitRecords);

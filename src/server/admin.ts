@@ -7,7 +7,8 @@ import { type DeadLetterApi, deadLetterApi, deadLetterRoutes } from './dead-lett
 import { jsonSafe } from './json.ts';
 
 export type Readiness =
-  | { ready: true }
+  /** `workers_not_ready`: some worker processes are down while others serve. */
+  | { ready: true; workers_not_ready?: number[] }
   | { ready: false; inputs_not_ready: string[]; buffer: string; workers_not_ready?: number[] };
 
 /**

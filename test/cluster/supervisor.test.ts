@@ -24,7 +24,7 @@ interface WorkerStatus {
 }
 
 /** `estuary run` with service.workers: 2, as a real process tree. */
-async function startCluster(body: (ports: { forward: number; http: number }) => string) {
+async function startCluster(body: (ports: { forward: number; http: number }) => string, detached = false) {
   const dir = mkdtempSync(join(tmpdir(), 'estuary-cluster-'));
   const ports = { forward: await freePort(), http: await freePort(), admin: await freePort() };
   const file = join(dir, 'estuary.yaml');
@@ -38,6 +38,8 @@ ${body(ports)}`,
   );
   const child = spawn(process.execPath, ['src/cli.ts', 'run', '-c', file], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    // Its own process group, for a signal to the whole group (systemd, kill -- -PGID).
+    detached,
   });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
@@ -212,6 +214,11 @@ outputs:
       });
       assert.deepEqual(await purged.json(), { removed: list.chunks.length });
 
+      const counted = async () =>
+        sample(await cluster.metrics(), 'fluentd_input_status_num_records_total', { plugin_id: 'forward.0' })
+          .value;
+      // Prometheus scrapes: from here on no counter of the sum may go back.
+      assert.equal(await counted(), 80);
       const before = (await cluster.status()).workers[0]!;
       process.kill(before.pid!, 'SIGKILL');
       await waitFor(
@@ -228,11 +235,66 @@ outputs:
       // Both places take traffic again.
       await sendForward(cluster.ports.forward, 4, 5, (c, i) => ({ c, i, after: true }));
       await waitFor(() => es.documents(index).length === 92, { what: 'records after the restart' });
+      // The dead worker's count (as last scraped) stays in the sum: else Prometheus sees a reset.
+      assert.equal(await counted(), 100);
       assert.match(cluster.stderr(), /"msg":"worker died; starting another"/);
     } finally {
       es.itemFault = undefined;
       assert.equal(await cluster.stop(), 0, cluster.stderr());
     }
+  });
+
+  test('what workers acked is flushed when the supervisor is SIGKILLed, or the whole group gets SIGTERM', async () => {
+    for (const how of ['SIGKILL to the supervisor', 'SIGTERM to the process group'] as const) {
+      const index = how.startsWith('SIGKILL') ? 'orphaned' : 'group';
+      const cluster = await startCluster(
+        ({ forward }) => `  buffer: { flush_interval: 1h }
+inputs:
+  - { type: forward, listen: 127.0.0.1, port: ${forward} }
+outputs:
+  - { type: elasticsearch, id: es, hosts: ["${es.url}"], index: ${index} }
+`,
+        true,
+      );
+      try {
+        await cluster.ready();
+        await sendForward(cluster.ports.forward, 4, 10, (c, i) => ({ c, i }));
+        assert.equal(es.documents(index).length, 0);
+        const code = await (async () => {
+          if (how.startsWith('SIGKILL')) {
+            cluster.child.kill('SIGKILL');
+            return null;
+          }
+          process.kill(-cluster.child.pid!, 'SIGTERM');
+          return cluster.exited;
+        })();
+        if (code !== null) assert.equal(code, 0, cluster.stderr());
+        await waitFor(() => es.documents(index).length === 40, {
+          what: `every record after ${how}`,
+          timeoutMs: 10_000,
+        });
+        assert.doesNotMatch(cluster.stderr(), /second signal/);
+      } finally {
+        try {
+          process.kill(-cluster.child.pid!, 'SIGKILL');
+        } catch {
+          // The group is gone.
+        }
+      }
+    }
+  });
+
+  test('SIGTERM while the workers start: they start, flush and exit 0', async () => {
+    const cluster = await startCluster(
+      ({ forward }) => `inputs:
+  - { type: forward, listen: 127.0.0.1, port: ${forward} }
+outputs:
+  - { type: "null", id: nothing }
+`,
+    );
+    await waitFor(() => cluster.stderr().includes('"msg":"worker started"'), { what: 'a first worker up' });
+    cluster.child.kill('SIGTERM');
+    assert.equal(await cluster.exited, 0, cluster.stderr());
   });
 
   test('a worker that cannot start stops the whole process with exit 1', async () => {

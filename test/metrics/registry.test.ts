@@ -45,8 +45,8 @@ describe('metrics of several workers', () => {
     assert.equal(sample(text, 'fluentd_output_status_buffer_queue_length', out).value, 7);
     assert.equal(sample(text, 'fluentd_output_status_buffer_total_bytes', out).value, 700);
     assert.equal(sample(text, 'estuary_dead_letter_chunks', out).value, 2);
-    // Each worker's own limit: 70% and 60% free.
-    assert.equal(sample(text, 'fluentd_output_status_buffer_available_space_ratio', out).value, 65);
+    // Each worker's own limit, 70% and 60% free: the fullest shows (its senders wait).
+    assert.equal(sample(text, 'fluentd_output_status_buffer_available_space_ratio', out).value, 60);
     assert.equal(sample(text, 'fluentd_output_status_emit_records', out).value, 12);
     assert.equal(sample(text, 'fluentd_output_status_retry_wait', out).value, 9);
     assert.equal(sample(text, 'fluentd_input_status_num_records_total', { plugin_id: 'in' }).value, 30);
