@@ -327,15 +327,13 @@ function supervisorTarget(
       const replies = await Promise.all(
         slots.map(async (s) => ({
           slot: s,
-          readiness: await s
-            .request<Readiness>({ op: 'readiness' })
-            .catch(
-              (err: Error): Readiness => ({
-                ready: false,
-                inputs_not_ready: [],
-                buffer: `worker: ${err.message}`,
-              }),
-            ),
+          readiness: await s.request<Readiness>({ op: 'readiness' }).catch(
+            (err: Error): Readiness => ({
+              ready: false,
+              inputs_not_ready: [],
+              buffer: `worker: ${err.message}`,
+            }),
+          ),
         })),
       );
       const notReady = replies.filter((r) => !r.readiness.ready);
