@@ -8,14 +8,16 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY bin ./bin
 COPY src ./src
 COPY config ./config
-# Every module stripped and compiled ahead: starts skip the type stripper (~20 MB resident).
-# Read-only at run time (the node user cannot write it), which the cache tolerates.
+# Never root: the `node` user (uid 1000) owns nothing but what it writes under /var/log/estuary
+# and the compile cache.
 ENV NODE_COMPILE_CACHE=/app/.compile-cache
 COPY scripts/warm-compile-cache.mjs ./scripts/
-RUN node scripts/warm-compile-cache.mjs
-# Never root: the `node` user (uid 1000) owns nothing but what it writes under /var/log/estuary.
-RUN mkdir -p /var/log/estuary && chown node:node /var/log/estuary
+RUN mkdir -p /var/log/estuary /app/.compile-cache && chown node:node /var/log/estuary /app/.compile-cache
 USER node
+# Every module stripped and compiled ahead, so starts skip the type stripper (~20 MB resident).
+# The cache is kept per user id, so it is filled as the user that runs; read-only at run time
+# (readOnlyRootFilesystem) is fine.
+RUN node scripts/warm-compile-cache.mjs
 EXPOSE 24224 9880 24231
 ENTRYPOINT ["node", "/app/bin/estuary.js"]
 CMD ["run", "-c", "/app/config/estuary.yaml"]
