@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import { startEstuary } from './support/estuary.ts';
 import { postJson } from './support/http.ts';
@@ -56,5 +57,40 @@ outputs:
     assert.equal(slow.delivered.length, 0, 'flush_interval 1h: nothing flushed yet');
     await e.stop();
     assert.equal(slow.delivered.length, 5);
+  });
+});
+
+describe('what a config does not use is not loaded', () => {
+  it('a memory-buffer config with forward, HTTP and stdout loads no Redis, Elasticsearch or Loki client', () => {
+    // Every module URL the process loads, recorded by a module hook, after a full start.
+    const script = `
+      import { registerHooks } from 'node:module';
+      const loaded = [];
+      registerHooks({ load(url, context, next) { loaded.push(url); return next(url, context); } });
+      const { Estuary } = await import('./src/app.ts');
+      const { builtinRegistry } = await import('./src/builtins.ts');
+      const { loadConfig } = await import('./src/config/load.ts');
+      const { silentLogger } = await import('./src/logger.ts');
+      const registry = builtinRegistry();
+      const config = loadConfig(
+        'inputs: [{ type: forward, port: 0 }, { type: http, port: 0 }]\\noutputs: [{ type: stdout }]',
+        't.yaml', registry, {});
+      const app = await Estuary.create(config, { registry, logger: silentLogger() });
+      await app.start();
+      await app.stop();
+      process.stdout.write(JSON.stringify(loaded));`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    const loaded = JSON.parse(run.stdout) as string[];
+    assert.ok(
+      loaded.some((u) => u.endsWith('/src/inputs/forward/index.ts')),
+      'the hook saw our modules',
+    );
+    const heavy = loaded.filter((u) =>
+      /\/node_modules\/(bullmq|ioredis|@elastic)\/|\/src\/(buffer\/redis|outputs\/elasticsearch\/client|outputs\/loki\/client)/.test(
+        u,
+      ),
+    );
+    assert.deepEqual(heavy, []);
   });
 });

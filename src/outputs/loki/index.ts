@@ -7,7 +7,7 @@ import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics/registry.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import type { Chunk, Output, Rejection, WriteResult } from '../output.ts';
-import { LokiClient } from './client.ts';
+import type { LokiClient } from './client.ts';
 import { isTenantId, type LokiConfig, lokiSchema, TENANT_RULE } from './config.ts';
 import {
   encodeRequest,
@@ -106,11 +106,11 @@ export class LokiOutput implements Output {
 
   /** Reads the label map and TLS files and builds the client; contacts nothing, so Estuary starts while Loki is down. */
   async start(): Promise<void> {
-    this.open();
+    await this.open();
   }
 
   async write(chunk: Chunk): Promise<WriteResult | undefined> {
-    const client = this.open();
+    const client = await this.open();
     const { entries, rejected, demoted } = this.prepare(chunk.entries());
     const tally = new Tally(rejected, demoted);
     const stoppedTenants = new Map<string | undefined, Stop>();
@@ -133,7 +133,11 @@ export class LokiOutput implements Output {
     this.client = undefined;
   }
 
-  private open(): LokiClient {
+  private async open(): Promise<LokiClient> {
+    if (this.client) return this.client;
+    // Loaded only by configs that ship to Loki: an ESM import of node:http loads its client
+    // side (undici, ~2 MB resident) at once.
+    const { LokiClient } = await import('./client.ts');
     if (this.client) return this.client;
     const c = this.config;
     this.rules ??= {
