@@ -231,9 +231,9 @@ export function supervise(config: EstuaryConfig, options: SuperviseOptions, root
       for (const s of slots) {
         if (!s.worker) continue;
         logger.error({ worker: s.id }, 'worker did not stop in service.shutdown_timeout + 7s; killing it');
+        failed = true;
         s.worker.process.kill('SIGKILL');
       }
-      failed = true;
     }, config.service.shutdown_timeout + 7000).unref();
   };
 
