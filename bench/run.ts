@@ -20,6 +20,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/core/units.ts';
+import { info, RedisServer } from '../test/support/redis.ts';
 import { freePort, waitFor } from '../test/support/wait.ts';
 import type { LoadResult } from './load/forward.ts';
 import { ProcSampler } from './proc.ts';
@@ -172,6 +173,7 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
   };
   const children: ChildProcess[] = [];
   const groups: number[] = [];
+  let redis: RedisServer | undefined;
   try {
     const sink = fork(`bench/sinks/${scenario.sink}-sink.ts`, ['--port', String(ports.sink)], {
       stdio: 'inherit',
@@ -179,30 +181,9 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
     children.push(sink);
     await new Promise((resolve) => sink.once('message', resolve));
 
-    let redisUrl: string | undefined;
-    let redisPort: number | undefined;
-    if (buffer === 'redis') {
-      redisPort = await freePort();
-      const redis = spawn(
-        'redis-server',
-        [
-          '--port',
-          String(redisPort),
-          '--bind',
-          '127.0.0.1',
-          '--save',
-          '',
-          '--appendonly',
-          'yes',
-          '--dir',
-          dir,
-        ],
-        { stdio: 'ignore' },
-      );
-      children.push(redis);
-      await waitForPort(redisPort);
-      redisUrl = `redis://127.0.0.1:${redisPort}`;
-    }
+    // Durable as we document it for production: AOF, fsync every second.
+    if (buffer === 'redis') redis = await RedisServer.start(['--appendfsync', 'everysec']);
+    const redisUrl = redis?.url;
 
     const config = join(dir, 'estuary.yaml');
     const sutCommand = values.sut
@@ -258,7 +239,8 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
       load.once('message', (m) => resolve(m as LoadResult)),
     );
     const proc = sampler.stop();
-    const redisMemory = redisPort ? await redisUsedMemory(redisPort) : null;
+    const usedMemory = redis && (await info(redis, 'memory', 'used_memory'));
+    const redisMemory = usedMemory ? Number(usedMemory) : null;
 
     // Drain: what was acked must reach the sink (bounded wait; what is missing is reported).
     let stats = await sinkStats(sink);
@@ -300,6 +282,7 @@ async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise
         // Already gone.
       }
     }
+    await redis?.stop();
   }
 }
 
@@ -344,20 +327,6 @@ function waitForPort(port: number): Promise<unknown> {
       }),
     { timeoutMs: 15_000, intervalMs: 50, what: `port ${port}` },
   );
-}
-
-async function redisUsedMemory(port: number): Promise<number | null> {
-  const out = await new Promise<string>((resolve) => {
-    const child = spawn('redis-cli', ['-p', String(port), 'info', 'memory']);
-    let text = '';
-    child.stdout.on('data', (d) => {
-      text += d;
-    });
-    child.on('close', () => resolve(text));
-    child.on('error', () => resolve(''));
-  });
-  const m = /used_memory:(\d+)/.exec(out);
-  return m ? Number(m[1]) : null;
 }
 
 function round(n: number, digits: number): number {
