@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import { z } from 'zod';
+import { errorMessage, FatalError } from '../core/errors.ts';
 import { TagPattern } from '../core/tag-pattern.ts';
 import { parseDuration, parseSize } from '../core/units.ts';
 
@@ -69,6 +71,45 @@ export const tlsServer = () =>
     /** Require and verify client certificates against ca_file. */
     client_auth: z.boolean().default(false),
   });
+
+/** TLS to a server (HTTP outputs); files relative to the config's directory, read by readClientTls. */
+export const tlsClient = () =>
+  z
+    .strictObject({
+      /** PEM CA bundle to verify the server's certificate. */
+      ca_file: z.string().min(1).optional(),
+      /** Client certificate and key, for servers (or gateways) that require one. */
+      cert_file: z.string().min(1).optional(),
+      key_file: z.string().min(1).optional(),
+      /** Verify the certificate and host name. */
+      verify: z.boolean().default(true),
+    })
+    .superRefine((tls, ctx) => {
+      if ((tls.cert_file === undefined) !== (tls.key_file === undefined))
+        ctx.addIssue({ code: 'custom', message: 'cert_file and key_file go together' });
+    });
+
+/** The TLS options of a `tls:` block of tlsClient (none: verify with the system CAs). */
+export function readClientTls(
+  tls: z.output<ReturnType<typeof tlsClient>> | undefined,
+  configDir: string,
+): Pick<TlsOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'> {
+  const read = (path: string | undefined) => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(resolve(configDir, path));
+    } catch (err) {
+      // No retry brings a missing certificate back.
+      throw new FatalError(`cannot read ${path}: ${errorMessage(err)}`);
+    }
+  };
+  return {
+    ca: read(tls?.ca_file),
+    cert: read(tls?.cert_file),
+    key: read(tls?.key_file),
+    rejectUnauthorized: tls?.verify ?? true,
+  };
+}
 
 /** Keys whose values `estuary check` and logs never show. */
 export const SECRET_KEY =

@@ -125,6 +125,22 @@ outputs:
     }
   });
 
+  it('an output client tls: cert_file and key_file go together', () => {
+    assert.deepEqual(
+      errorsOf(`outputs:
+  - type: loki
+    url: https://loki:3100/loki/api/v1/push
+    tls: { cert_file: /c.pem }
+  - type: elasticsearch
+    tls: { key_file: /k.pem, verify: false }
+`),
+      [
+        'estuary.yaml:4: outputs[0].tls: cert_file and key_file go together',
+        'estuary.yaml:6: outputs[1].tls: cert_file and key_file go together',
+      ],
+    );
+  });
+
   it('masks secrets for printing', () => {
     assert.deepEqual(
       maskSecrets({ auth_tokens: ['abc'], shared_key: 'k', redis_url: 'redis://user:pw@host:6379', port: 1 }),

@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import {
   Client,
   type ClientOptions,
@@ -8,6 +6,7 @@ import {
   SniffingTransport,
   type TransportOptions,
 } from '@elastic/elasticsearch';
+import { readClientTls } from '../../config/values.ts';
 import { errorMessage, FatalError, parseRetryAfter, RetryableError } from '../../core/errors.ts';
 import { DEFAULT_HOST, type ElasticsearchConfig } from './config.ts';
 import type { BulkItem, BulkOp } from './encode.ts';
@@ -225,19 +224,7 @@ function transportClass(productCheck: boolean, compatibility: number | undefined
 
 export function clientOptions(config: ElasticsearchConfig, configDir: string): ClientOptions {
   const opensearch = config.flavor === 'opensearch';
-  const file = (path: string) => {
-    try {
-      return readFileSync(resolve(configDir, path));
-    } catch (err) {
-      throw new FatalError(`cannot read ${path}: ${errorMessage(err)}`);
-    }
-  };
-  const tls = config.tls && {
-    ca: config.tls.ca_file === undefined ? undefined : file(config.tls.ca_file),
-    cert: config.tls.cert_file === undefined ? undefined : file(config.tls.cert_file),
-    key: config.tls.key_file === undefined ? undefined : file(config.tls.key_file),
-    rejectUnauthorized: config.tls.verify,
-  };
+  const tls = config.tls && readClientTls(config.tls, configDir);
   const auth =
     config.api_key !== undefined
       ? { apiKey: config.api_key }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, httpUrl, size } from '../../config/values.ts';
+import { duration, httpUrl, size, tlsClient } from '../../config/values.ts';
 import { parseRecordPath } from '../../core/record-path.ts';
 import { checkIndexTemplate } from './index-name.ts';
 
@@ -67,17 +67,7 @@ export const elasticsearchSchema = z
     api_key: z.string().min(1).optional(),
     username: z.string().min(1).optional(),
     password: z.string().optional(),
-    tls: z
-      .strictObject({
-        /** PEM CA bundle to verify the nodes' certificates (relative to the config file). */
-        ca_file: z.string().min(1).optional(),
-        /** Client certificate and key, for clusters that require them. */
-        cert_file: z.string().min(1).optional(),
-        key_file: z.string().min(1).optional(),
-        /** Verify the node's certificate and host name. */
-        verify: z.boolean().default(true),
-      })
-      .optional(),
+    tls: tlsClient().optional(),
     /** `gzip` compresses request bodies (Elasticsearch and OpenSearch accept gzip); default off, on for `cloud_id`. */
     compression: z.enum(['none', 'gzip']).optional(),
     /** One `_bulk` request may take this long; then the chunk is retried. */
@@ -160,8 +150,6 @@ export const elasticsearchSchema = z
     if (c.password !== undefined && c.username === undefined) issue('password', 'password needs a username');
     if (c.compatibility_version !== undefined && c.flavor === 'opensearch')
       issue('compatibility_version', 'OpenSearch does not take Elasticsearch compatibility media types');
-    if ((c.tls?.cert_file === undefined) !== (c.tls?.key_file === undefined))
-      issue('tls', 'cert_file and key_file go together');
     if ((c.write_operation === 'update' || c.write_operation === 'upsert') && c.id_key === undefined)
       issue(
         'id_key',

@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
+import { readClientTls } from '../../config/values.ts';
 import { errorMessage, FatalError, parseRetryAfter, RetryableError } from '../../core/errors.ts';
 import type { LokiConfig } from './config.ts';
 import type { Body } from './encode.ts';
@@ -50,21 +49,11 @@ export class LokiClient {
     this.target = `${this.url.origin}${this.url.pathname}`;
     this.gzip = config.encoding === 'json' && config.compression === 'gzip';
     this.timeoutMs = config.request_timeout;
-    const file = (path: string) => {
-      try {
-        return readFileSync(resolve(configDir, path));
-      } catch (err) {
-        throw new FatalError(`cannot read ${path}: ${errorMessage(err)}`);
-      }
-    };
     this.agent =
       this.url.protocol === 'https:'
         ? new HttpsAgent({
             keepAlive: true,
-            ca: config.tls?.ca_file === undefined ? undefined : file(config.tls.ca_file),
-            cert: config.tls?.cert_file === undefined ? undefined : file(config.tls.cert_file),
-            key: config.tls?.key_file === undefined ? undefined : file(config.tls.key_file),
-            rejectUnauthorized: config.tls?.verify ?? true,
+            ...readClientTls(config.tls, configDir),
           })
         : new HttpAgent({ keepAlive: true });
     this.headers = { ...config.headers, 'user-agent': USER_AGENT };

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, httpUrl, size } from '../../config/values.ts';
+import { duration, httpUrl, size, tlsClient } from '../../config/values.ts';
 import { type LabelSpec, labelKey, parseLabels, recordKey } from './labels.ts';
 
 export const PUSH_PATH = '/loki/api/v1/push';
@@ -72,17 +72,7 @@ export const lokiSchema = z
     password: z.string().optional(),
     /** `Authorization: Bearer …`. */
     bearer_token: z.string().min(1).optional(),
-    tls: z
-      .strictObject({
-        /** PEM CA bundle to verify Loki's certificate (relative to the config file). */
-        ca_file: z.string().min(1).optional(),
-        /** Client certificate and key, for a Loki (or gateway) that requires one. */
-        cert_file: z.string().min(1).optional(),
-        key_file: z.string().min(1).optional(),
-        /** Verify the certificate and host name. */
-        verify: z.boolean().default(true),
-      })
-      .optional(),
+    tls: tlsClient().optional(),
     /** Extra HTTP headers on every request. */
     headers: z.record(z.string(), z.string()).default({}),
     /** A push without an answer by then is abandoned and retried. */
@@ -122,8 +112,6 @@ export const lokiSchema = z
     if (c.password !== undefined && c.username === undefined) issue('password', 'password needs a username');
     if (c.bearer_token !== undefined && c.username !== undefined)
       issue('bearer_token', 'set bearer_token or username, not both');
-    if ((c.tls?.cert_file === undefined) !== (c.tls?.key_file === undefined))
-      issue('tls', 'cert_file and key_file go together');
     if (c.compression === 'gzip' && c.encoding === 'protobuf')
       issue(
         'compression',
