@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { BufferOverrides } from './config/schema.ts';
 import type { Filter } from './filters/filter.ts';
 import type { Input } from './inputs/input.ts';
 import type { Logger } from './logger.ts';
@@ -30,6 +31,8 @@ export interface Factory<K extends Kind = Kind> {
   readonly kind: K;
   readonly type: string;
   readonly schema: z.ZodObject;
+  /** Outputs: buffer settings this type defaults to, under `service.buffer` and the output's own. */
+  readonly bufferDefaults?: BufferOverrides;
   create(config: unknown, deps: ComponentDeps): Kinds[K];
 }
 
@@ -37,6 +40,7 @@ export function defineComponent<K extends Kind, S extends z.ZodObject>(spec: {
   kind: K;
   type: string;
   schema: S;
+  bufferDefaults?: BufferOverrides;
   create(config: z.output<S>, deps: ComponentDeps): Kinds[K];
 }): Factory<K> {
   // The loader validated the config with this very schema before calling create.

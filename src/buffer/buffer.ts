@@ -13,7 +13,7 @@ import type { Output } from '../outputs/output.ts';
  *                                                                        │
  *            ┌──── retry after backoff ◄── RetryableError / partial ◄────┤ flush worker × flush_thread_count
  *            ▼                                                           │   Output.write(chunk)
- *      sealed queue            dead-letter ◄── FatalError / rejected / retries exhausted
+ *      sealed queue            dead-letter ◄── RejectError / rejected / retries exhausted
  *
  * `stage` resolves only when the batch is as durable as the backend makes it; that is when
  * inputs acknowledge. Nothing is removed before the output has succeeded or given up.

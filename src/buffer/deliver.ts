@@ -1,5 +1,5 @@
 import type { TaggedEntry } from '../core/entry.ts';
-import { errorMessage, FatalError, RetryableError } from '../core/errors.ts';
+import { errorMessage, RejectError, RetryableError } from '../core/errors.ts';
 import type { Logger } from '../logger.ts';
 import type { BufferStats, Metrics } from '../metrics/registry.ts';
 import type { Chunk, Output, Rejection } from '../outputs/output.ts';
@@ -63,7 +63,7 @@ export async function deliver(ctx: DeliverContext, chunk: Chunk): Promise<Outcom
   } catch (err) {
     const error = err instanceof Error ? err : new Error(String(err));
     // Anything unclassified is treated as transient: a bug in an output must not drop data.
-    outcome = err instanceof FatalError ? { kind: 'fatal', error } : { kind: 'retryable', error };
+    outcome = err instanceof RejectError ? { kind: 'fatal', error } : { kind: 'retryable', error };
   }
   const elapsed = performance.now() - started;
   counters.flushTimeCount += Math.round(elapsed);
@@ -94,6 +94,6 @@ export async function deliver(ctx: DeliverContext, chunk: Chunk): Promise<Outcom
 }
 
 export function reasonOf(error: Error): string {
-  if (error instanceof RetryableError || error instanceof FatalError) return error.message;
+  if (error instanceof RetryableError || error instanceof RejectError) return error.message;
   return `${error.name}: ${errorMessage(error)}`;
 }

@@ -145,6 +145,7 @@ export function loadConfig(
       else if (kind === 'filter') out.filters.push({ ...base, match: match as TagPattern });
       else {
         const settings = resolveBufferSettings(
+          factory.bufferDefaults,
           serviceConfig.buffer,
           buffer as z.output<typeof bufferOverridesSchema>,
         );

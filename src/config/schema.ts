@@ -31,6 +31,10 @@ export const bufferOverridesSchema = z.strictObject({
   flush_at_shutdown: z.boolean().optional(),
   /** Writes slower than this are logged and counted (fluentd's slow_flush_log_threshold). */
   slow_flush_log_threshold: duration().optional(),
+  /** The write deadline: a write still running after this is aborted and retried (on any replica). */
+  write_timeout: duration().optional(),
+  /** Oldest chunk first, and a chunk waiting on its backoff holds newer ones back (Loki: on by default). */
+  ordered: z.boolean().optional(),
   retry: retrySchema.optional(),
   dead_letter: z
     .strictObject({
@@ -61,6 +65,8 @@ export interface BufferSettings {
   overflowAction: 'block' | 'throw_exception' | 'drop_oldest_chunk';
   flushAtShutdown: boolean;
   slowFlushThresholdMs: number;
+  writeTimeoutMs: number;
+  ordered: boolean;
   retry: RetrySettings;
   deadLetter: { enabled: boolean; maxSize: number };
 }
@@ -74,6 +80,8 @@ export const BUFFER_DEFAULTS: BufferSettings = {
   overflowAction: 'block',
   flushAtShutdown: true,
   slowFlushThresholdMs: 20_000,
+  writeTimeoutMs: 60_000,
+  ordered: false,
   retry: {
     waitMs: 1000,
     backoffBase: 2,
@@ -99,6 +107,8 @@ export function resolveBufferSettings(...layers: (BufferOverrides | undefined)[]
     s.overflowAction = o.overflow_action ?? s.overflowAction;
     s.flushAtShutdown = o.flush_at_shutdown ?? s.flushAtShutdown;
     s.slowFlushThresholdMs = o.slow_flush_log_threshold ?? s.slowFlushThresholdMs;
+    s.writeTimeoutMs = o.write_timeout ?? s.writeTimeoutMs;
+    s.ordered = o.ordered ?? s.ordered;
     const r = o.retry ?? {};
     s.retry = {
       waitMs: r.wait ?? s.retry.waitMs,
@@ -203,6 +213,11 @@ export const serviceSchema = z.strictObject({
     }),
   /** Bound on draining buffers at SIGTERM. */
   shutdown_timeout: duration().default(30_000),
+  /**
+   * Bytes read from sockets and request bodies and not yet staged in the buffers, for the
+   * whole process; past it the HTTP input answers 503 and forward stops reading.
+   */
+  max_inflight_bytes: size().default(256 * 1024 ** 2),
   /** Admin server: /metrics, /healthz, /readyz, /api/v1/*. */
   http: z
     .strictObject({

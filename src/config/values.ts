@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import { z } from 'zod';
-import { errorMessage, FatalError } from '../core/errors.ts';
+import { errorMessage, RejectError } from '../core/errors.ts';
 import { TagPattern } from '../core/tag-pattern.ts';
 import { parseDuration, parseSize } from '../core/units.ts';
 
@@ -100,7 +100,7 @@ export function readClientTls(
       return readFileSync(resolve(configDir, path));
     } catch (err) {
       // No retry brings a missing certificate back.
-      throw new FatalError(`cannot read ${path}: ${errorMessage(err)}`);
+      throw new RejectError(`cannot read ${path}: ${errorMessage(err)}`);
     }
   };
   return {

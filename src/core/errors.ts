@@ -1,6 +1,9 @@
 /**
- * The errors that steer data. An output throws `RetryableError` or `FatalError`; the buffer
- * decides what happens next. Inputs map `BackpressureError` to "no ack" / HTTP 503.
+ * The errors that steer data. A write fails in one of three ways, and the sink driver decides
+ * what happens next: `RetryableError` (transient: back off, try again), `RejectError` (this
+ * data will never pass: dead-letter it) or `HaltError` (the sink refuses everything, e.g. a
+ * revoked credential: keep the data, probe, resume). Inputs map `BackpressureError` to
+ * "no ack" / HTTP 503.
  */
 export class RetryableError extends Error {
   override readonly name = 'RetryableError';
@@ -22,8 +25,18 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
-export class FatalError extends Error {
-  override readonly name = 'FatalError';
+/** These entries will never pass (a mapping error, a record over the sink's limit): dead-letter them. */
+export class RejectError extends Error {
+  override readonly name = 'RejectError';
+}
+
+/**
+ * The sink refuses everything for a reason no retry of this data fixes (401, 403, a missing
+ * index / stream / bucket, a TLS verification failure, an unknown host). The output stops and
+ * keeps its data; the driver probes with the oldest chunk and resumes when the sink takes it.
+ */
+export class HaltError extends Error {
+  override readonly name = 'HaltError';
 }
 
 /** The buffer refuses a batch right now; the sender should try again later. */

@@ -1,4 +1,4 @@
-import { errorMessage, FatalError, RetryableError } from '../core/errors.ts';
+import { errorMessage, RejectError, RetryableError } from '../core/errors.ts';
 
 /**
  * Errors no retry can fix without an operator: permissions, a directory (or file) where the
@@ -20,10 +20,10 @@ const FATAL_CODES = new Set([
   'ERR_STREAM_DESTROYED',
 ]);
 
-export function classifyIoError(err: unknown, what: string): RetryableError | FatalError {
-  if (err instanceof RetryableError || err instanceof FatalError) return err;
+export function classifyIoError(err: unknown, what: string): RetryableError | RejectError {
+  if (err instanceof RetryableError || err instanceof RejectError) return err;
   const code = (err as { code?: unknown } | null)?.code;
   const message = `${what}: ${errorMessage(err)}`;
-  if (typeof code === 'string' && FATAL_CODES.has(code)) return new FatalError(message, { cause: err });
+  if (typeof code === 'string' && FATAL_CODES.has(code)) return new RejectError(message, { cause: err });
   return new RetryableError(message, { cause: err });
 }

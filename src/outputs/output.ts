@@ -31,13 +31,25 @@ export interface WriteResult {
   reject?: readonly Rejection[];
 }
 
+export interface WriteOptions {
+  /**
+   * Aborted at the write deadline (`buffer.write_timeout`) or at shutdown. Pass it to every
+   * request; the driver stops waiting at the deadline either way.
+   */
+  signal: AbortSignal;
+}
+
 export interface Output {
   readonly id: string;
   readonly type: string;
-  /** Opens clients; throw FatalError for configuration the sink refuses. */
+  /** Opens clients and reads files; throw for configuration that cannot work (a startup error). */
   start?(): Promise<void>;
-  /** Throws RetryableError (network, 429, 5xx) or FatalError (will never pass). Never sleeps or retries. */
-  write(chunk: Chunk): Promise<WriteResult | undefined>;
+  /**
+   * Throws RetryableError (network, timeout, 429, 5xx), RejectError (this chunk will never
+   * pass) or HaltError (the sink refuses everything: 401, 403, missing index). Anything else
+   * counts as retryable. Never sleeps, never retries, honours `options.signal`.
+   */
+  write(chunk: Chunk, options: WriteOptions): Promise<WriteResult | undefined>;
   /** Releases clients and files. Safe without start, safe twice. */
   stop?(): Promise<void>;
   /** SIGHUP: reopen files (log rotation). */

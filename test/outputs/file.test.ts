@@ -8,12 +8,13 @@ import { pino } from 'pino';
 import { makeChunk } from '../../src/buffer/chunk.ts';
 import { makeBatch } from '../../src/core/batch.ts';
 import type { Entry } from '../../src/core/entry.ts';
-import { FatalError, RetryableError } from '../../src/core/errors.ts';
+import { RejectError, RetryableError } from '../../src/core/errors.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
 import { fileOutput } from '../../src/outputs/file/index.ts';
 import { sanitize } from '../../src/outputs/file/path-template.ts';
 import type { Output } from '../../src/outputs/output.ts';
+import { NO_DEADLINE } from '../support/outputs.ts';
 
 const T = new EventTime(1_700_000_000, 123_456_789); // 2023-11-14T22:13:20.123456789Z
 
@@ -105,7 +106,7 @@ describe('file output', () => {
   it('appends json lines with nanosecond times, fsynced, with file_mode', async () => {
     const path = join(dir, 'out.log');
     const output = create({ path });
-    assert.equal(await output.write(chunk(['app.web', entries(2)])), undefined);
+    assert.equal(await output.write(chunk(['app.web', entries(2)]), NO_DEADLINE), undefined);
     assert.deepEqual(await lines(path), [
       '{"tag":"app.web","time":"2023-11-14T22:13:20.123456789Z","record":{"i":0}}',
       '{"tag":"app.web","time":"2023-11-14T22:13:20.123456789Z","record":{"i":1}}',
@@ -114,26 +115,29 @@ describe('file output', () => {
   });
 
   it('honours the record and fluentd formats', async () => {
-    await create({ path: 'r.log', format: 'record' }).write(chunk(['a', entries(1)]));
-    await create({ path: 'f.log', format: 'fluentd' }).write(chunk(['a', entries(1)]));
+    await create({ path: 'r.log', format: 'record' }).write(chunk(['a', entries(1)]), NO_DEADLINE);
+    await create({ path: 'f.log', format: 'fluentd' }).write(chunk(['a', entries(1)]), NO_DEADLINE);
     assert.deepEqual(await lines(join(dir, 'r.log')), ['{"i":0}']);
     assert.deepEqual(await lines(join(dir, 'f.log')), ['2023-11-14T22:13:20.123456789Z\ta\t{"i":0}']);
   });
 
   it('resolves a relative path against the config directory and creates parents', async () => {
     const output = create({ path: 'nested/deeper/out.log' });
-    await output.write(chunk(['a', entries(1)]));
+    await output.write(chunk(['a', entries(1)]), NO_DEADLINE);
     assert.equal((await lines(join(dir, 'nested/deeper/out.log'))).length, 1);
   });
 
   it('with mkdir: false, a missing directory is retryable (it may be mounted later)', async () => {
     const output = create({ path: 'missing/out.log', mkdir: false });
-    await assert.rejects(output.write(chunk(['a', entries(1)])), RetryableError);
+    await assert.rejects(output.write(chunk(['a', entries(1)]), NO_DEADLINE), RetryableError);
   });
 
   it('splits a multi-tag chunk into one file per ${tag}', async () => {
     const output = create({ path: 'by-tag/${tag}.log' });
-    await output.write(chunk(['app.a', entries(2)], ['app.b', entries(3)], ['app.a', entries(1)]));
+    await output.write(
+      chunk(['app.a', entries(2)], ['app.b', entries(3)], ['app.a', entries(1)]),
+      NO_DEADLINE,
+    );
     assert.deepEqual((await readdir(join(dir, 'by-tag'))).sort(), ['app.a.log', 'app.b.log']);
     assert.equal((await lines(join(dir, 'by-tag/app.a.log'))).length, 3);
     assert.equal((await lines(join(dir, 'by-tag/app.b.log'))).length, 3);
@@ -141,7 +145,7 @@ describe('file output', () => {
 
   it('fills ${tag[N]} parts, negative indexes counting from the end', async () => {
     const output = create({ path: '${tag[0]}/${tag[1]}-${tag[-1]}.log' });
-    await output.write(chunk(['kube.ns.pod', entries(1)]));
+    await output.write(chunk(['kube.ns.pod', entries(1)]), NO_DEADLINE);
     assert.equal((await lines(join(dir, 'kube/ns-pod.log'))).length, 1);
   });
 
@@ -149,7 +153,7 @@ describe('file output', () => {
     const before = new EventTime(1_704_067_199, 999_999_999); // 2023-12-31T23:59:59.999999999Z
     const after = new EventTime(1_704_067_200, 1); // 2024-01-01T00:00:00.000000001Z
     const output = create({ path: 'day-%Y%m%d.log' });
-    await output.write(chunk(['a', [...entries(1, before), ...entries(1, after)]]));
+    await output.write(chunk(['a', [...entries(1, before), ...entries(1, after)]]), NO_DEADLINE);
     assert.deepEqual(await lines(join(dir, 'day-20231231.log')), [
       '{"tag":"a","time":"2023-12-31T23:59:59.999999999Z","record":{"i":0}}',
     ]);
@@ -163,7 +167,7 @@ describe('file output', () => {
     process.env.TZ = 'Asia/Tokyo'; // UTC+9, no daylight saving
     try {
       const output = create({ path: 'h-%Y%m%d%H.log', timezone: 'local' });
-      await output.write(chunk(['a', entries(1, new EventTime(1_704_056_400, 0))])); // 2023-12-31T21:00Z
+      await output.write(chunk(['a', entries(1, new EventTime(1_704_056_400, 0))]), NO_DEADLINE); // 2023-12-31T21:00Z
       assert.deepEqual(await readdir(dir), ['h-2024010106.log']);
     } finally {
       if (previous === undefined) delete process.env.TZ;
@@ -173,19 +177,19 @@ describe('file output', () => {
 
   it('keeps files open between chunks and logs each open at debug', async () => {
     const output = create({ path: '${tag}.log' });
-    await output.write(chunk(['a', entries(1)]));
-    await output.write(chunk(['a', entries(1)]));
+    await output.write(chunk(['a', entries(1)]), NO_DEADLINE);
+    await output.write(chunk(['a', entries(1)]), NO_DEADLINE);
     assert.deepEqual(opened, [join(dir, 'a.log')]);
     assert.equal((await lines(join(dir, 'a.log'))).length, 2);
   });
 
   it('closes the least recently used file past max_open_files', async () => {
     const output = create({ path: '${tag}.log', max_open_files: 2 });
-    await output.write(chunk(['a', entries(1)], ['b', entries(1)]));
-    await output.write(chunk(['a', entries(1)])); // a is now the most recent
-    await output.write(chunk(['c', entries(1)])); // evicts b
-    await output.write(chunk(['a', entries(1)])); // still open
-    await output.write(chunk(['b', entries(1)])); // reopened
+    await output.write(chunk(['a', entries(1)], ['b', entries(1)]), NO_DEADLINE);
+    await output.write(chunk(['a', entries(1)]), NO_DEADLINE); // a is now the most recent
+    await output.write(chunk(['c', entries(1)]), NO_DEADLINE); // evicts b
+    await output.write(chunk(['a', entries(1)]), NO_DEADLINE); // still open
+    await output.write(chunk(['b', entries(1)]), NO_DEADLINE); // reopened
     assert.deepEqual(
       opened.map((p) => p.slice(dir.length + 1)),
       ['a.log', 'b.log', 'c.log', 'b.log'],
@@ -197,10 +201,10 @@ describe('file output', () => {
   it('reopen() after logrotate moved the file: new writes go to a new file at the same path', async () => {
     const path = join(dir, 'app.log');
     const output = create({ path, format: 'record' });
-    await output.write(chunk(['a', [{ time: T, record: { n: 'first' } }]]));
+    await output.write(chunk(['a', [{ time: T, record: { n: 'first' } }]]), NO_DEADLINE);
     await rename(path, `${path}.1`);
     await output.reopen?.();
-    await output.write(chunk(['a', [{ time: T, record: { n: 'second' } }]]));
+    await output.write(chunk(['a', [{ time: T, record: { n: 'second' } }]]), NO_DEADLINE);
     assert.deepEqual(await lines(`${path}.1`), ['{"n":"first"}']);
     assert.deepEqual(await lines(path), ['{"n":"second"}']);
   });
@@ -209,14 +213,14 @@ describe('file output', () => {
     const path = join(dir, 'torn.log');
     await writeFile(path, '{"n":"whole"}\n{"n":"to');
     const output = create({ path, format: 'record' });
-    await output.write(chunk(['a', [{ time: T, record: { n: 'next' } }]]));
+    await output.write(chunk(['a', [{ time: T, record: { n: 'next' } }]]), NO_DEADLINE);
     assert.equal(await readFile(path, 'utf8'), '{"n":"whole"}\n{"n":"to\n{"n":"next"}\n');
   });
 
   it('writes a chunk of 10,000 records as 10,000 lines', async () => {
     const path = join(dir, 'big.log');
     const output = create({ path });
-    assert.equal(await output.write(chunk(['big', entries(10_000)])), undefined);
+    assert.equal(await output.write(chunk(['big', entries(10_000)]), NO_DEADLINE), undefined);
     const written = await lines(path);
     assert.equal(written.length, 10_000);
     assert.deepEqual(JSON.parse(written[9_999]!).record, { i: 9_999 });
@@ -231,6 +235,7 @@ describe('file output', () => {
           ['a', Array.from({ length: 300 }, (_, i) => ({ time: T, record: { w, i, long } }))],
           ['b', entries(10)],
         ),
+        NO_DEADLINE,
       ),
     );
     await Promise.all(writes);
@@ -242,7 +247,7 @@ describe('file output', () => {
   it('stop() is safe without start and twice; a later write opens again', async () => {
     const output = create({ path: 'out.log' });
     await output.stop?.();
-    await output.write(chunk(['a', entries(1)]));
+    await output.write(chunk(['a', entries(1)]), NO_DEADLINE);
     await output.stop?.();
     await output.stop?.();
     assert.equal((await lines(join(dir, 'out.log'))).length, 1);
@@ -250,22 +255,22 @@ describe('file output', () => {
 });
 
 describe('file output errors', () => {
-  it('a path under a regular file is a FatalError', async () => {
+  it('a path under a regular file is a RejectError', async () => {
     await writeFile(join(dir, 'plain'), 'not a directory');
     const output = create({ path: 'plain/out.log' });
-    await assert.rejects(output.write(chunk(['a', entries(1)])), FatalError);
+    await assert.rejects(output.write(chunk(['a', entries(1)]), NO_DEADLINE), RejectError);
   });
 
-  it('a directory where the file should be is a FatalError', async () => {
+  it('a directory where the file should be is a RejectError', async () => {
     await mkdir(join(dir, 'taken.log'));
     const output = create({ path: 'taken.log' });
-    await assert.rejects(output.write(chunk(['a', entries(1)])), FatalError);
+    await assert.rejects(output.write(chunk(['a', entries(1)]), NO_DEADLINE), RejectError);
   });
 
   it('rejects only the entries of a bad file and writes the rest', async () => {
     await mkdir(join(dir, 'bad.log'));
     const output = create({ path: '${tag}.log' });
-    const result = await output.write(chunk(['good', entries(2)], ['bad', entries(3)]));
+    const result = await output.write(chunk(['good', entries(2)], ['bad', entries(3)]), NO_DEADLINE);
     assert.equal(result?.retry?.length ?? 0, 0);
     assert.equal(result?.reject?.length, 3);
     assert.ok(result?.reject?.every((r) => r.entry.tag === 'bad' && /EISDIR/.test(r.reason)));
@@ -275,7 +280,7 @@ describe('file output errors', () => {
   it('returns the entries of a retryable file for retry and writes the rest', async () => {
     const output = create({ path: '${tag}/out.log', mkdir: false });
     await mkdir(join(dir, 'good'));
-    const result = await output.write(chunk(['good', entries(2)], ['gone', entries(3)]));
+    const result = await output.write(chunk(['good', entries(2)], ['gone', entries(3)]), NO_DEADLINE);
     assert.deepEqual(
       result?.retry?.map((e) => e.tag),
       ['gone', 'gone', 'gone'],
@@ -299,7 +304,10 @@ describe('file output tag sanitizing', () => {
     const base = join(dir, 'logs');
     const output = create({ path: 'logs/${tag}/${tag[0]}-${tag[1]}.log' });
     const tags = ['..', '../../escape', 'a/../../b', '/etc/passwd', '.', 'x..y', '...'];
-    const result = await output.write(chunk(...tags.map((t): [string, Entry[]] => [t, entries(1)])));
+    const result = await output.write(
+      chunk(...tags.map((t): [string, Entry[]] => [t, entries(1)])),
+      NO_DEADLINE,
+    );
     assert.equal(result, undefined);
     assert.deepEqual((await readdir(dir)).sort(), ['logs']);
     const files = (await readdir(base, { recursive: true })).filter((p) => p.endsWith('.log')).sort();

@@ -6,6 +6,7 @@ import { EventTime } from '../../src/core/event-time.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
 import { nullOutput } from '../../src/outputs/null/index.ts';
+import { NO_DEADLINE } from '../support/outputs.ts';
 
 const deps = { id: 'null.0', logger: silentLogger(), metrics: new Metrics(), configDir: '/' };
 
@@ -20,7 +21,7 @@ describe('null output', () => {
     assert.equal(output.type, 'null');
     assert.equal(output.id, 'null.0');
     const chunk = makeChunk('c1', [makeBatch('a', [{ time: new EventTime(1, 0), record: { x: 1 } }])], 0);
-    assert.equal(await output.write(chunk), undefined);
-    assert.equal(await output.write(makeChunk('c2', [], 0)), undefined);
+    assert.equal(await output.write(chunk, NO_DEADLINE), undefined);
+    assert.equal(await output.write(makeChunk('c2', [], 0), NO_DEADLINE), undefined);
   });
 });

@@ -3,11 +3,12 @@ import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { makeChunk } from '../../src/buffer/chunk.ts';
 import { makeBatch } from '../../src/core/batch.ts';
-import { FatalError } from '../../src/core/errors.ts';
+import { RejectError } from '../../src/core/errors.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
 import { createStdoutOutput, stdoutOutput, stdoutSchema } from '../../src/outputs/stdout/index.ts';
+import { NO_DEADLINE } from '../support/outputs.ts';
 
 const deps = { id: 'stdout.0', logger: silentLogger(), metrics: new Metrics(), configDir: '/' };
 const time = new EventTime(1_700_000_000, 123_456_789);
@@ -46,7 +47,7 @@ describe('stdout output', () => {
     const writes: string[] = [];
     out.on('data', (d: Buffer) => writes.push(d.toString()));
     const output = createStdoutOutput(stdoutSchema.parse({}), deps, out);
-    assert.equal(await output.write(chunkOf('a', 'b')), undefined);
+    assert.equal(await output.write(chunkOf('a', 'b'), NO_DEADLINE), undefined);
     assert.equal(writes.length, 1);
     assert.equal(
       writes[0],
@@ -63,7 +64,7 @@ describe('stdout output', () => {
     ] as const) {
       const out = new PassThrough();
       const output = createStdoutOutput(stdoutSchema.parse({ format }), deps, out);
-      await output.write(chunkOf('a'));
+      await output.write(chunkOf('a'), NO_DEADLINE);
       assert.equal(out.read()?.toString(), line);
     }
   });
@@ -72,7 +73,7 @@ describe('stdout output', () => {
     const { stream, writes, release } = sink();
     const output = createStdoutOutput(stdoutSchema.parse({}), deps, stream);
     let done = false;
-    const pending = output.write(chunkOf('a')).then(() => {
+    const pending = output.write(chunkOf('a'), NO_DEADLINE).then(() => {
       done = true;
     });
     await new Promise((r) => setImmediate(r));
@@ -86,19 +87,19 @@ describe('stdout output', () => {
   it('writes nothing for an empty chunk', async () => {
     const { stream, writes } = sink();
     const output = createStdoutOutput(stdoutSchema.parse({}), deps, stream);
-    assert.equal(await output.write(makeChunk('c0', [], 0)), undefined);
+    assert.equal(await output.write(makeChunk('c0', [], 0), NO_DEADLINE), undefined);
     assert.equal(writes.length, 0);
   });
 
-  it('a closed stream is a FatalError, and does not crash the process', async () => {
+  it('a closed stream is a RejectError, and does not crash the process', async () => {
     const stream = new Writable({
       write(_data, _enc, cb) {
         cb(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
       },
     });
     const output = createStdoutOutput(stdoutSchema.parse({}), deps, stream);
-    await assert.rejects(output.write(chunkOf('a')), FatalError);
-    await assert.rejects(output.write(chunkOf('a')), FatalError);
+    await assert.rejects(output.write(chunkOf('a'), NO_DEADLINE), RejectError);
+    await assert.rejects(output.write(chunkOf('a'), NO_DEADLINE), RejectError);
     await new Promise((r) => setImmediate(r));
     await output.stop?.();
     await output.stop?.();

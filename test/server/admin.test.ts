@@ -6,7 +6,7 @@ import { Estuary } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { makeBatch } from '../../src/core/batch.ts';
 import type { Entry, TaggedEntry } from '../../src/core/entry.ts';
-import { FatalError } from '../../src/core/errors.ts';
+import { RejectError } from '../../src/core/errors.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { ComponentRegistry, defineComponent } from '../../src/registry.ts';
@@ -28,7 +28,7 @@ const testSink = defineComponent({
     id: deps.id,
     type: 'test_sink',
     async write(chunk) {
-      if (config.fail === 'fatal') throw new FatalError('test_sink refuses everything');
+      if (config.fail === 'fatal') throw new RejectError('test_sink refuses everything');
       received.set(deps.id, [...(received.get(deps.id) ?? []), ...chunk.entries()]);
       return undefined;
     },

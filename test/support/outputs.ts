@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { TaggedEntry } from '../../src/core/entry.ts';
-import { FatalError, RetryableError } from '../../src/core/errors.ts';
-import type { Chunk, Output, WriteResult } from '../../src/outputs/output.ts';
+import { RejectError, RetryableError } from '../../src/core/errors.ts';
+import type { Chunk, Output, WriteOptions, WriteResult } from '../../src/outputs/output.ts';
 import { defineComponent } from '../../src/registry.ts';
 
 /** What one write does; when the script runs out, writes succeed. */
@@ -51,7 +51,7 @@ export class ScriptedOutput implements Output {
     try {
       const step = this.script.shift() ?? 'ok';
       if (step === 'retryable') throw new RetryableError('sink unavailable (503)');
-      if (step === 'fatal') throw new FatalError('sink refused: 401 unauthorized');
+      if (step === 'fatal') throw new RejectError('sink refused: 401 unauthorized');
       if (step === 'ok') {
         this.delivered.push(...entries);
         return undefined;
@@ -104,3 +104,6 @@ export const scriptedOutput = defineComponent({
     return out;
   },
 });
+
+/** For tests that call an output's write directly: a signal that never aborts. */
+export const NO_DEADLINE: WriteOptions = { signal: new AbortController().signal };

@@ -7,7 +7,7 @@ import {
   type TransportOptions,
 } from '@elastic/elasticsearch';
 import { readClientTls } from '../../config/values.ts';
-import { errorMessage, FatalError, parseRetryAfter, RetryableError } from '../../core/errors.ts';
+import { errorMessage, parseRetryAfter, RejectError, RetryableError } from '../../core/errors.ts';
 import { DEFAULT_HOST, type ElasticsearchConfig } from './config.ts';
 import type { BulkItem, BulkOp } from './encode.ts';
 import { TooLargeError } from './too-large.ts';
@@ -55,7 +55,7 @@ export class BulkClient {
 
   /**
    * One `_bulk` request. Resolves with one report per item; throws TooLargeError (413),
-   * FatalError (401, 403, other refusals of the request itself) or RetryableError
+   * RejectError (401, 403, other refusals of the request itself) or RetryableError
    * (connection errors, timeouts, 429, 5xx; with the cluster's Retry-After).
    */
   async bulk(items: readonly BulkItem[]): Promise<ItemReport[]> {
@@ -107,7 +107,7 @@ export class BulkClient {
   }
 
   /** A client error as the buffer should see it. */
-  classify(err: unknown, what: string): RetryableError | FatalError | TooLargeError {
+  classify(err: unknown, what: string): RetryableError | RejectError | TooLargeError {
     const at = `${this.target}: ${what}`;
     if (err instanceof errors.ResponseError) {
       const status = err.statusCode ?? 0;
@@ -117,26 +117,26 @@ export class BulkClient {
       const retryAfterMs = parseRetryAfter(err.headers?.['retry-after']);
       if (status === 413) return new TooLargeError(`${at}: 413 request entity too large${said}`);
       if (status === 401) {
-        return new FatalError(
+        return new RejectError(
           `${at}: 401 unauthorized${said}: the cluster refused the credentials; check username/password or api_key`,
         );
       }
       if (status === 403 && errorCause(err.body)?.type !== 'cluster_block_exception') {
-        return new FatalError(
+        return new RejectError(
           `${at}: 403 forbidden${said}: the user lacks a privilege (writing needs create_doc or index on the target indices)`,
         );
       }
       if (status === 403 || status === 408 || status === 429 || status >= 500) {
         return new RetryableError(`${at}: ${status}${said}`, { retryAfterMs, cause: err });
       }
-      return new FatalError(`${at}: the cluster refused the request: ${status}${said}`, { cause: err });
+      return new RejectError(`${at}: the cluster refused the request: ${status}${said}`, { cause: err });
     }
     if (err instanceof errors.ProductNotSupportedError) {
-      return new FatalError(
+      return new RejectError(
         `${at}: the server does not say it is Elasticsearch (no X-Elastic-Product header): set flavor: opensearch for OpenSearch, or product_check: false for Elasticsearch before 7.14`,
       );
     }
-    if (err instanceof errors.ConfigurationError) return new FatalError(`${at}: ${err.message}`);
+    if (err instanceof errors.ConfigurationError) return new RejectError(`${at}: ${err.message}`);
     if (err instanceof errors.TimeoutError)
       return new RetryableError(`${at}: no answer within request_timeout (${this.requestTimeout}ms)`, {
         cause: err,

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { TaggedEntry } from '../../core/entry.ts';
-import { errorMessage, FatalError, type RetryableError } from '../../core/errors.ts';
+import { errorMessage, RejectError, type RetryableError } from '../../core/errors.ts';
 import type { Logger } from '../../logger.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import type { Chunk, Output, Rejection, WriteResult } from '../output.ts';
@@ -29,7 +29,7 @@ class Tally {
   readonly reject: Rejection[] = [];
   /** Entries of the request that failed as a whole, and of every request after it. */
   readonly stopped: TaggedEntry[] = [];
-  stoppedBy: RetryableError | FatalError | undefined;
+  stoppedBy: RetryableError | RejectError | undefined;
   firstItemError: { item: BulkItem; report: ItemReport } | undefined;
   firstRetryReason: string | undefined;
 
@@ -37,7 +37,7 @@ class Tally {
     this.reject.push(...rejected);
   }
 
-  stop(items: readonly BulkItem[], error: RetryableError | FatalError): void {
+  stop(items: readonly BulkItem[], error: RetryableError | RejectError): void {
     this.stoppedBy ??= error;
     for (const item of items) this.stopped.push(item.entry);
   }
@@ -49,7 +49,7 @@ class Tally {
   result(): WriteResult | undefined {
     const error = this.stoppedBy;
     if (error && this.delivered === 0 && this.retry.length === 0 && this.reject.length === 0) throw error;
-    if (error instanceof FatalError) {
+    if (error instanceof RejectError) {
       for (const entry of this.stopped) this.reject.push({ entry, reason: error.message });
     } else {
       this.retry.push(...this.stopped);
@@ -145,7 +145,7 @@ export class ElasticsearchOutput implements Output {
       },
       (err: unknown) => {
         this.templateReady = undefined;
-        throw err instanceof TooLargeError ? new FatalError(err.message) : err;
+        throw err instanceof TooLargeError ? new RejectError(err.message) : err;
       },
     );
     return this.templateReady;
@@ -161,7 +161,7 @@ export class ElasticsearchOutput implements Output {
       reports = await client.bulk(items);
     } catch (err) {
       if (!(err instanceof TooLargeError)) {
-        tally.stop(items, err instanceof FatalError ? err : (err as RetryableError));
+        tally.stop(items, err instanceof RejectError ? err : (err as RetryableError));
         return false;
       }
       if (items.length === 1) {
@@ -234,12 +234,12 @@ function readTemplate(path: string): unknown {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new FatalError(`cannot read template_file ${path}: ${errorMessage(err)}`);
+    throw new RejectError(`cannot read template_file ${path}: ${errorMessage(err)}`);
   }
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new FatalError(`template_file ${path} is not JSON: ${errorMessage(err)}`);
+    throw new RejectError(`template_file ${path} is not JSON: ${errorMessage(err)}`);
   }
 }
 

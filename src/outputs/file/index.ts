@@ -1,6 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { TaggedEntry } from '../../core/entry.ts';
-import { errorMessage, FatalError, type RetryableError } from '../../core/errors.ts';
+import { errorMessage, RejectError, type RetryableError } from '../../core/errors.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import { type Format, formatLine } from '../format.ts';
 import { classifyIoError } from '../io-errors.ts';
@@ -24,7 +24,7 @@ interface Group {
 
 interface Failure {
   entries: TaggedEntry[];
-  error: RetryableError | FatalError;
+  error: RetryableError | RejectError;
 }
 
 export class FileOutput implements Output {
@@ -105,13 +105,13 @@ export class FileOutput implements Output {
       }
     }
     if (failures.length === 0) return undefined;
-    const fatal = failures.filter((f) => f.error instanceof FatalError);
+    const fatal = failures.filter((f) => f.error instanceof RejectError);
     // Nothing written and one kind of failure: say it as the error the buffer acts on directly.
     if (failures.length === groups.size && (fatal.length === 0 || fatal.length === failures.length)) {
       throw failures[0]!.error;
     }
     return {
-      retry: failures.filter((f) => !(f.error instanceof FatalError)).flatMap((f) => f.entries),
+      retry: failures.filter((f) => !(f.error instanceof RejectError)).flatMap((f) => f.entries),
       reject: fatal.flatMap((f) => f.entries.map((entry) => ({ entry, reason: errorMessage(f.error) }))),
     };
   }

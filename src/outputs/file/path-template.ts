@@ -1,5 +1,5 @@
 import { dirname, resolve, sep } from 'node:path';
-import { FatalError } from '../../core/errors.ts';
+import { RejectError } from '../../core/errors.ts';
 import type { EventTime } from '../../core/event-time.ts';
 import { strftime } from '../../core/strftime.ts';
 
@@ -40,7 +40,7 @@ export class PathTemplate {
     const dated = strftime(this.template, time, this.local);
     const path = resolve(dated.replace(PLACEHOLDER, (_whole, inner: string) => this.tagValue(tag, inner)));
     // Unreachable with sanitized values; kept so a template edge case cannot write elsewhere.
-    if (!path.startsWith(this.root)) throw new FatalError(`path ${path} escapes ${this.root}`);
+    if (!path.startsWith(this.root)) throw new RejectError(`path ${path} escapes ${this.root}`);
     return path;
   }
 

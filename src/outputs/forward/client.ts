@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { FatalError, RetryableError } from '../../core/errors.ts';
+import { RejectError, RetryableError } from '../../core/errors.ts';
 import { unpack } from '../../core/msgpack.ts';
 import { parseAck } from '../../protocol/forward/ack.ts';
 import { MsgpackFrameDecoder } from '../../protocol/forward/decoder.ts';
@@ -110,7 +110,7 @@ export class ForwardConnection {
     this.socket.write(ping.bytes);
     const result = checkPong(await this.next(), helo, ping.salt, credentials);
     if (!result.ok)
-      throw new FatalError(`${label(this.server)}: forward handshake refused: ${result.reason}`);
+      throw new RejectError(`${label(this.server)}: forward handshake refused: ${result.reason}`);
   }
 
   private next(): Promise<Buffer> {

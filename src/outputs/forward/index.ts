@@ -1,4 +1,4 @@
-import { FatalError, RetryableError } from '../../core/errors.ts';
+import { RejectError, RetryableError } from '../../core/errors.ts';
 import type { Logger } from '../../logger.ts';
 import type { ClientCredentials } from '../../protocol/forward/handshake.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
@@ -66,7 +66,7 @@ export class ForwardOutput implements Output {
       await Promise.all(sends);
     } catch (err) {
       this.markDown(server, err);
-      if (err instanceof RetryableError || err instanceof FatalError) throw err;
+      if (err instanceof RetryableError || err instanceof RejectError) throw err;
       throw new RetryableError(String(err), { cause: err });
     }
     const expired =

@@ -3,7 +3,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { readClientTls } from '../../config/values.ts';
-import { errorMessage, FatalError, parseRetryAfter, RetryableError } from '../../core/errors.ts';
+import { errorMessage, parseRetryAfter, RejectError, RetryableError } from '../../core/errors.ts';
 import type { LokiConfig } from './config.ts';
 import type { Body } from './encode.ts';
 
@@ -65,7 +65,7 @@ export class LokiClient {
     }
   }
 
-  /** One push. Resolves with what Loki made of it, or throws RetryableError / FatalError. */
+  /** One push. Resolves with what Loki made of it, or throws RetryableError / RejectError. */
   async push(body: Body, tenant: string | undefined): Promise<PushOutcome> {
     const headers: Record<string, string> = { ...this.headers, 'content-type': body.contentType };
     let payload = body.body;
@@ -146,7 +146,7 @@ function classify(
   headers: IncomingHttpHeaders,
   target: string,
   tenant: string | undefined,
-): PushOutcome | RetryableError | FatalError {
+): PushOutcome | RetryableError | RejectError {
   if (status >= 200 && status < 300) return { kind: 'ok' };
   const said = body.trim().slice(0, MAX_REASON);
   const words = said === '' ? '' : `: ${said}`;
@@ -154,12 +154,12 @@ function classify(
   if (status === 400) return { kind: 'reject', reason: `Loki refused the entries (400)${who}${words}` };
   if (status === 413) return { kind: 'too_large', reason: `${target}: 413 request entity too large${words}` };
   if (status === 401) {
-    return new FatalError(
+    return new RejectError(
       `${target}: 401 unauthorized${who}${words}: Loki (or the gateway before it) refused the credentials; check username/password or bearer_token, and tenant_id`,
     );
   }
   if (status === 403) {
-    return new FatalError(
+    return new RejectError(
       `${target}: 403 forbidden${who}${words}: the credentials may not push logs${tenant === undefined ? '' : ' for this tenant'}`,
     );
   }
@@ -169,9 +169,9 @@ function classify(
     });
   }
   if (status === 404) {
-    return new FatalError(
+    return new RejectError(
       `${target}: 404 not found: is url Loki's push endpoint (…/loki/api/v1/push)?${words}`,
     );
   }
-  return new FatalError(`${target}: Loki refused the request: ${status}${who}${words}`);
+  return new RejectError(`${target}: Loki refused the request: ${status}${who}${words}`);
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { TaggedEntry } from '../../core/entry.ts';
-import { errorMessage, FatalError, RetryableError } from '../../core/errors.ts';
+import { errorMessage, RejectError, RetryableError } from '../../core/errors.ts';
 import { getPath } from '../../core/record-path.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics/registry.ts';
@@ -27,10 +27,12 @@ export const lokiOutput = defineComponent({
   kind: 'output',
   type: 'loki',
   schema: lokiSchema,
+  // Loki refuses entries older than a stream's newest by more than its window: a retried chunk must not be overtaken.
+  bufferDefaults: { ordered: true },
   create: (config, deps) => new LokiOutput(config, deps),
 });
 
-type Stop = RetryableError | FatalError;
+type Stop = RetryableError | RejectError;
 
 /** What happened to a chunk's entries, request by request. */
 class Tally {
@@ -66,7 +68,7 @@ class Tally {
     }
     const retry: TaggedEntry[] = [];
     for (const { entries, error } of this.stopped) {
-      if (error instanceof FatalError)
+      if (error instanceof RejectError)
         for (const entry of entries) this.reject.push({ entry, reason: error.message });
       else retry.push(...entries);
     }
@@ -225,7 +227,7 @@ export class LokiOutput implements Output {
       outcome = await client.push(encodeRequest(request, this.config.encoding), request.tenant);
     } catch (err) {
       const error: Stop =
-        err instanceof RetryableError || err instanceof FatalError
+        err instanceof RetryableError || err instanceof RejectError
           ? err
           : new RetryableError(errorMessage(err), { cause: err });
       tally.stopped.push({ entries: requestEntries(request), error });
@@ -264,11 +266,11 @@ function readLabelMap(path: string): { name: string; path: readonly string[] }[]
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new FatalError(`cannot read label_map_path ${path}: ${errorMessage(err)}`);
+    throw new RejectError(`cannot read label_map_path ${path}: ${errorMessage(err)}`);
   }
   try {
     return parseLabelMap(JSON.parse(text));
   } catch (err) {
-    throw new FatalError(`label_map_path ${path}: ${errorMessage(err)}`);
+    throw new RejectError(`label_map_path ${path}: ${errorMessage(err)}`);
   }
 }

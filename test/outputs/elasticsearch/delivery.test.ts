@@ -14,6 +14,7 @@ import type { Chunk, Output } from '../../../src/outputs/output.ts';
 import { ElasticsearchFake, ITEM_429 } from '../../support/elasticsearch-fake.ts';
 import { startEstuary } from '../../support/estuary.ts';
 import { postJson } from '../../support/http.ts';
+import { NO_DEADLINE } from '../../support/outputs.ts';
 import { sample } from '../../support/prom-text.ts';
 import { freePort, waitFor } from '../../support/wait.ts';
 
@@ -55,7 +56,7 @@ async function setup(options: Record<string, unknown> = {}) {
   const write = output.write.bind(output);
   output.write = (chunk: Chunk) => {
     attempts.push({ attempt: chunk.attempt, count: chunk.count });
-    return write(chunk);
+    return write(chunk, NO_DEADLINE);
   };
   const settings = resolveBufferSettings({
     flush_interval: 10,

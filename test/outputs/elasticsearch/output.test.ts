@@ -9,12 +9,13 @@ import { pino } from 'pino';
 import { makeChunk } from '../../../src/buffer/chunk.ts';
 import { makeBatch } from '../../../src/core/batch.ts';
 import type { Entry } from '../../../src/core/entry.ts';
-import { FatalError, parseRetryAfter, RetryableError } from '../../../src/core/errors.ts';
+import { parseRetryAfter, RejectError, RetryableError } from '../../../src/core/errors.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { elasticsearchOutput } from '../../../src/outputs/elasticsearch/index.ts';
 import type { Output } from '../../../src/outputs/output.ts';
 import { ElasticsearchFake, ITEM_429, mappingError } from '../../support/elasticsearch-fake.ts';
+import { NO_DEADLINE } from '../../support/outputs.ts';
 import { freePort } from '../../support/wait.ts';
 
 const T = new EventTime(1_700_000_000, 123_456_789); // 2023-11-14T22:13:20.123456789Z
@@ -68,7 +69,7 @@ const chunk = (entries: Entry[], tag = 'app.web', attempt = 0) =>
 describe('elasticsearch output: results, item by item', () => {
   it('indexes a chunk in one _bulk request with @timestamp to the nanosecond', async () => {
     const out = create();
-    assert.equal(await out.write(chunk(records(3))), undefined);
+    assert.equal(await out.write(chunk(records(3)), NO_DEADLINE), undefined);
     assert.equal(fake.bulkRequests.length, 1);
     assert.equal(fake.count(), 3);
     const doc = fake.documents('fluentd').find((d) => d.source.n === 1)!;
@@ -79,7 +80,7 @@ describe('elasticsearch output: results, item by item', () => {
 
   it('retries only the items answered 429 or 5xx, rejects 400s with type and reason, counts 409 as done', async () => {
     const out = create();
-    await out.write(chunk(records(1, () => ({ n: 'already there' }))));
+    await out.write(chunk(records(1, () => ({ n: 'already there' }))), NO_DEADLINE);
     fake.itemFault = (a) => {
       const n = a.source?.n;
       if (n === 1) return ITEM_429;
@@ -89,7 +90,7 @@ describe('elasticsearch output: results, item by item', () => {
       return undefined;
     };
     const entries = [...records(5), { time: T, record: { n: 'already there' } }];
-    const result = await out.write(chunk(entries));
+    const result = await out.write(chunk(entries), NO_DEADLINE);
     assert.deepEqual(
       result!.retry!.map((e) => e.record.n),
       [1, 2],
@@ -114,13 +115,13 @@ describe('elasticsearch output: results, item by item', () => {
 
   it('splits a chunk into requests by bulk_max_actions and bulk_max_bytes', async () => {
     const out = create({ bulk_max_actions: 4 });
-    await out.write(chunk(records(10)));
+    await out.write(chunk(records(10)), NO_DEADLINE);
     assert.deepEqual(
       fake.bulkRequests.map((r) => r.actions),
       [4, 4, 2],
     );
     const bySize = create({ bulk_max_bytes: 1000 });
-    await bySize.write(chunk(records(20, (i) => ({ n: i + 100, pad: 'p'.repeat(100) }))));
+    await bySize.write(chunk(records(20, (i) => ({ n: i + 100, pad: 'p'.repeat(100) }))), NO_DEADLINE);
     const sizes = fake.bulkRequests.slice(3);
     assert.ok(sizes.length >= 4, `${sizes.length} requests`);
     for (const r of sizes) assert.ok(r.bytes <= 1000, `request of ${r.bytes} bytes`);
@@ -131,7 +132,7 @@ describe('elasticsearch output: results, item by item', () => {
     const out = create();
     const entries = records(8, (i) => ({ n: i, pad: randomBytes(300).toString('base64') }));
     fake.maxBodyBytes = 2000; // each document ~500 bytes: 8 → 4 → 2 fit
-    assert.equal(await out.write(chunk(entries)), undefined);
+    assert.equal(await out.write(chunk(entries), NO_DEADLINE), undefined);
     assert.equal(fake.count(), 8);
     assert.deepEqual(
       fake.bulkRequests.map((r) => [r.status, r.actions]),
@@ -154,7 +155,7 @@ describe('elasticsearch output: results, item by item', () => {
       { time: T, record: { n: 0 } },
       { time: T, record: { n: 1, pad: 'x'.repeat(2000) } },
     ];
-    const result = await out.write(chunk(entries));
+    const result = await out.write(chunk(entries), NO_DEADLINE);
     assert.equal(result!.retry!.length, 0);
     assert.equal(result!.reject![0]!.entry.record.n, 1);
     assert.match(result!.reject![0]!.reason, /413 request entity too large.*one document of \d+ bytes/);
@@ -164,8 +165,8 @@ describe('elasticsearch output: results, item by item', () => {
   it('401 and 403 are fatal with a message that says what to fix', async () => {
     const out = create();
     fake.requestFaults.push({ status: 401 });
-    await assert.rejects(out.write(chunk(records(2))), (err: unknown) => {
-      assert.ok(err instanceof FatalError);
+    await assert.rejects(out.write(chunk(records(2)), NO_DEADLINE), (err: unknown) => {
+      assert.ok(err instanceof RejectError);
       assert.match(
         err.message,
         /401 unauthorized \(security_exception: .*\): .*check username\/password or api_key/,
@@ -173,37 +174,40 @@ describe('elasticsearch output: results, item by item', () => {
       return true;
     });
     fake.requestFaults.push({ status: 403 });
-    await assert.rejects(out.write(chunk(records(2))), /403 forbidden .*create_doc or index/);
+    await assert.rejects(out.write(chunk(records(2)), NO_DEADLINE), /403 forbidden .*create_doc or index/);
     assert.equal(fake.count(), 0);
   });
 
   it('sends the credentials it is given (basic and ApiKey)', async () => {
     await fake.stop();
     fake = await ElasticsearchFake.start({ auth: { apiKey: 'aWQ6a2V5' } });
-    assert.equal(await create({ api_key: 'aWQ6a2V5' }).write(chunk(records(1))), undefined);
-    await assert.rejects(create({ username: 'elastic', password: 'x' }).write(chunk(records(1))), FatalError);
+    assert.equal(await create({ api_key: 'aWQ6a2V5' }).write(chunk(records(1)), NO_DEADLINE), undefined);
+    await assert.rejects(
+      create({ username: 'elastic', password: 'x' }).write(chunk(records(1)), NO_DEADLINE),
+      RejectError,
+    );
   });
 
   it('429, 503 and connection errors are retryable; Retry-After is passed on', async () => {
     const out = create();
     fake.requestFaults.push({ status: 429, retryAfter: 3 });
-    await assert.rejects(out.write(chunk(records(2))), (err: unknown) => {
+    await assert.rejects(out.write(chunk(records(2)), NO_DEADLINE), (err: unknown) => {
       assert.ok(err instanceof RetryableError);
       assert.equal(err.retryAfterMs, 3000);
       assert.match(err.message, /429 \(es_rejected_execution_exception/);
       return true;
     });
     fake.requestFaults.push({ status: 503 });
-    await assert.rejects(out.write(chunk(records(2))), RetryableError);
+    await assert.rejects(out.write(chunk(records(2)), NO_DEADLINE), RetryableError);
     const port = await freePort();
     const down = create({ hosts: [`http://127.0.0.1:${port}`] });
-    await assert.rejects(down.write(chunk(records(1))), (err: unknown) => {
+    await assert.rejects(down.write(chunk(records(1)), NO_DEADLINE), (err: unknown) => {
       assert.ok(err instanceof RetryableError);
       assert.match(err.message, /ECONNREFUSED/);
       return true;
     });
     const later = await ElasticsearchFake.start({ port });
-    assert.equal(await down.write(chunk(records(1))), undefined, 'the node comes back');
+    assert.equal(await down.write(chunk(records(1)), NO_DEADLINE), undefined, 'the node comes back');
     await later.stop();
     assert.equal(
       parseRetryAfter('Wed, 21 Oct 2015 07:28:05 GMT', Date.parse('Wed, 21 Oct 2015 07:28:00 GMT')),
@@ -215,14 +219,17 @@ describe('elasticsearch output: results, item by item', () => {
     const out = create({ request_timeout: '100ms' });
     fake.delayMs = 1000;
     const started = Date.now();
-    await assert.rejects(out.write(chunk(records(1))), /no answer within request_timeout \(100ms\)/);
+    await assert.rejects(
+      out.write(chunk(records(1)), NO_DEADLINE),
+      /no answer within request_timeout \(100ms\)/,
+    );
     assert.ok(Date.now() - started < 900);
   });
 
   it('a request failing as a whole after others went through: only what was not indexed comes back', async () => {
     const out = create({ bulk_max_actions: 2 });
     fake.requestFaults = [null, { status: 503 }];
-    const result = await out.write(chunk(records(6)));
+    const result = await out.write(chunk(records(6)), NO_DEADLINE);
     assert.deepEqual(
       result!.retry!.map((e) => e.record.n),
       [2, 3, 4, 5],
@@ -233,7 +240,7 @@ describe('elasticsearch output: results, item by item', () => {
       'the third request is not sent',
     );
     fake.requestFaults = [null, { status: 401 }];
-    const fatal = await out.write(chunk(records(6)));
+    const fatal = await out.write(chunk(records(6)), NO_DEADLINE);
     assert.equal(fatal!.retry!.length, 0);
     assert.deepEqual(
       fatal!.reject!.map((r) => r.entry.record.n),
@@ -247,7 +254,7 @@ describe('elasticsearch output: connection options, flavors, templates, data str
   it('gzips request bodies with compression: gzip, and sends extra headers', async () => {
     const out = create({ compression: 'gzip', headers: { 'x-tenant': 'shop' } });
     const entries = records(50, (i) => ({ n: i, msg: 'the same words again and again' }));
-    assert.equal(await out.write(chunk(entries)), undefined);
+    assert.equal(await out.write(chunk(entries), NO_DEADLINE), undefined);
     const [req] = fake.bulkRequests;
     assert.equal(req!.headers['content-encoding'], 'gzip');
     assert.equal(req!.headers['x-tenant'], 'shop');
@@ -256,7 +263,7 @@ describe('elasticsearch output: connection options, flavors, templates, data str
   });
 
   it('sends compatible-with media types only when compatibility_version is set', async () => {
-    await create({ compatibility_version: 8 }).write(chunk(records(1)));
+    await create({ compatibility_version: 8 }).write(chunk(records(1)), NO_DEADLINE);
     const [req] = fake.bulkRequests;
     assert.equal(req!.headers['content-type'], 'application/vnd.elasticsearch+x-ndjson; compatible-with=8');
     assert.match(String(req!.headers.accept), /compatible-with=8/);
@@ -266,14 +273,14 @@ describe('elasticsearch output: connection options, flavors, templates, data str
   it('flavor opensearch: no product check, plain media types; flavor elasticsearch refuses OpenSearch', async () => {
     await fake.stop();
     fake = await ElasticsearchFake.start({ flavor: 'opensearch' });
-    assert.equal(await create({ flavor: 'opensearch' }).write(chunk(records(2))), undefined);
+    assert.equal(await create({ flavor: 'opensearch' }).write(chunk(records(2)), NO_DEADLINE), undefined);
     assert.equal(fake.count(), 2);
-    await assert.rejects(create().write(chunk(records(1))), (err: unknown) => {
-      assert.ok(err instanceof FatalError);
+    await assert.rejects(create().write(chunk(records(1)), NO_DEADLINE), (err: unknown) => {
+      assert.ok(err instanceof RejectError);
       assert.match(err.message, /set flavor: opensearch for OpenSearch/);
       return true;
     });
-    assert.equal(await create({ product_check: false }).write(chunk(records(1))), undefined);
+    assert.equal(await create({ product_check: false }).write(chunk(records(1)), NO_DEADLINE), undefined);
   });
 
   it('installs the index template before the first write, once; keeps an existing one unless told', async () => {
@@ -288,17 +295,21 @@ describe('elasticsearch output: connection options, flavors, templates, data str
     const out = create({ template_name: 'golang', template_file: 'template.json' });
     await out.start?.();
     assert.equal(fake.templates.size, 0, 'start contacts no node');
-    await out.write(chunk(records(1)));
-    await out.write(chunk(records(1)));
+    await out.write(chunk(records(1)), NO_DEADLINE);
+    await out.write(chunk(records(1)), NO_DEADLINE);
     assert.deepEqual(fake.templates.get('golang')!.index_patterns, ['golang-app-metrics-*']);
     const puts = () =>
       fake.requests.filter((r) => r.method === 'PUT' && r.path === '/_index_template/golang').length;
     assert.equal(puts(), 1);
     fake.templates.set('golang', { index_patterns: ['old-*'] });
-    await create({ template_name: 'golang', template_file: 'template.json' }).write(chunk(records(1)));
+    await create({ template_name: 'golang', template_file: 'template.json' }).write(
+      chunk(records(1)),
+      NO_DEADLINE,
+    );
     assert.deepEqual(fake.templates.get('golang')!.index_patterns, ['old-*'], 'left as is');
     await create({ template_name: 'golang', template_file: file, template_overwrite: true }).write(
       chunk(records(1)),
+      NO_DEADLINE,
     );
     assert.deepEqual(fake.templates.get('golang')!.index_patterns, ['golang-app-metrics-*'], 'overwritten');
     assert.ok(logLines.some((l) => l.msg === 'index template installed'));
@@ -313,10 +324,10 @@ describe('elasticsearch output: connection options, flavors, templates, data str
     await writeFile(join(dir, 'ok.json'), '{"index_patterns":["x-*"]}');
     const out = create({ template_name: 't', template_file: 'ok.json' });
     await fake.stop();
-    await assert.rejects(out.write(chunk(records(1))), RetryableError);
+    await assert.rejects(out.write(chunk(records(1)), NO_DEADLINE), RetryableError);
     const port = fake.port;
     fake = await ElasticsearchFake.start({ port });
-    await out.write(chunk(records(1)));
+    await out.write(chunk(records(1)), NO_DEADLINE);
     assert.ok(fake.templates.has('t'));
     assert.equal(fake.count(), 1);
   });
@@ -324,7 +335,7 @@ describe('elasticsearch output: connection options, flavors, templates, data str
   it('data_stream: create into the stream named by index, @timestamp set', async () => {
     fake.templates.set('logs', { index_patterns: ['logs-*-*'], data_stream: {} });
     const out = create({ data_stream: true, index: 'logs-${tag}-default', generate_id: false });
-    assert.equal(await out.write(chunk(records(3), 'golang')), undefined);
+    assert.equal(await out.write(chunk(records(3), 'golang'), NO_DEADLINE), undefined);
     const docs = fake.documents('logs-golang-default');
     assert.equal(docs.length, 3);
     assert.ok(fake.isDataStream('logs-golang-default'));
@@ -334,14 +345,14 @@ describe('elasticsearch output: connection options, flavors, templates, data str
   it('trace_error logs the first failed item of a write with its action, document and answer', async () => {
     const out = create({ trace_error: true });
     fake.itemFault = (a) => (a.source!.n === 1 || a.source!.n === 2 ? mappingError('n', 'x') : undefined);
-    await out.write(chunk(records(3)));
+    await out.write(chunk(records(3)), NO_DEADLINE);
     const traced = logLines.filter((l) => l.msg === 'first failed bulk item (trace_error)');
     assert.equal(traced.length, 1);
     assert.equal(traced[0]!.status, 400);
     assert.match(String(traced[0]!.action), /^\{"create":\{"_index":"fluentd","_id":"/);
     assert.match(String(traced[0]!.document), /"n":1/);
     assert.equal((traced[0]!.error as { type: string }).type, 'document_parsing_exception');
-    await create().write(chunk(records(3)));
+    await create().write(chunk(records(3)), NO_DEADLINE);
     assert.equal(
       logLines.filter((l) => l.msg === 'first failed bulk item (trace_error)').length,
       1,
@@ -355,6 +366,6 @@ describe('elasticsearch output: connection options, flavors, templates, data str
     await out.start?.();
     await out.stop?.();
     await out.stop?.();
-    assert.equal(await out.write(chunk(records(1))), undefined);
+    assert.equal(await out.write(chunk(records(1)), NO_DEADLINE), undefined);
   });
 });

@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { makeChunk } from '../../../src/buffer/chunk.ts';
 import { makeBatch } from '../../../src/core/batch.ts';
-import { FatalError, RetryableError } from '../../../src/core/errors.ts';
+import { RejectError, RetryableError } from '../../../src/core/errors.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
 import { pack, unpack, unpackr } from '../../../src/core/msgpack.ts';
 import { silentLogger } from '../../../src/logger.ts';
@@ -211,7 +211,7 @@ outputs:
     const wrongKey = secure('guess');
     await assert.rejects(
       wrongKey.write(makeChunk('x', [batch('a', 1)], 0)),
-      (err) => err instanceof FatalError && /shared_key mismatch/.test(err.message),
+      (err) => err instanceof RejectError && /shared_key mismatch/.test(err.message),
     );
     await Promise.all([good.stop(), wrongKey.stop(), downstream.stop()]);
     rmSync(dir, { recursive: true, force: true });

@@ -18,6 +18,7 @@ import { lokiOutput } from '../../../src/outputs/loki/index.ts';
 import type { Chunk, Output } from '../../../src/outputs/output.ts';
 import { postJson } from '../../support/http.ts';
 import { LokiFake } from '../../support/loki-fake.ts';
+import { NO_DEADLINE } from '../../support/outputs.ts';
 import { sample } from '../../support/prom-text.ts';
 import { freePort, waitFor } from '../../support/wait.ts';
 
@@ -53,7 +54,7 @@ describe('loki output behind the memory buffer', () => {
     const write = output.write.bind(output);
     output.write = (chunk: Chunk) => {
       attempts.push({ attempt: chunk.attempt, count: chunk.count, at: Date.now() });
-      return write(chunk);
+      return write(chunk, NO_DEADLINE);
     };
     const settings = resolveBufferSettings({
       flush_interval: 10,

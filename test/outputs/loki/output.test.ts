@@ -8,12 +8,13 @@ import { pino } from 'pino';
 import { makeChunk } from '../../../src/buffer/chunk.ts';
 import { makeBatch } from '../../../src/core/batch.ts';
 import type { Entry } from '../../../src/core/entry.ts';
-import { FatalError, RetryableError } from '../../../src/core/errors.ts';
+import { RejectError, RetryableError } from '../../../src/core/errors.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { lokiOutput } from '../../../src/outputs/loki/index.ts';
 import type { Chunk, Output } from '../../../src/outputs/output.ts';
 import { LokiFake, type LokiFakeOptions } from '../../support/loki-fake.ts';
+import { NO_DEADLINE } from '../../support/outputs.ts';
 import { sample } from '../../support/prom-text.ts';
 import { selfSignedCert } from '../../support/tls.ts';
 
@@ -91,7 +92,7 @@ describe('loki output: streams and lines', () => {
     });
     await out.start?.();
     const entry = { time: at(0, 123_456_789), record: K8S_RECORD };
-    assert.equal(await out.write(chunk([entry], 'kube.var.log.containers.checkout')), undefined);
+    assert.equal(await out.write(chunk([entry], 'kube.var.log.containers.checkout'), NO_DEADLINE), undefined);
     assert.equal(fake.pushes.length, 1);
     assert.equal(fake.pushes[0]!.encoding, 'protobuf');
     assert.equal(fake.pushes[0]!.headers['content-type'], 'application/x-protobuf');
@@ -136,7 +137,7 @@ describe('loki output: streams and lines', () => {
       { time: at(1), record: { log: 'GET /health 200', stream: 'stdout' } },
       { time: at(2), record: { log: 'level=warn msg="slow"', stream: 'stderr' } },
     ];
-    for (const out of [kv, raw, quoted]) await out.write(chunk(entries));
+    for (const out of [kv, raw, quoted]) await out.write(chunk(entries), NO_DEADLINE);
     assert.equal(fake.pushes[0]!.encoding, 'json');
     assert.equal(fake.pushes[0]!.headers['content-encoding'], 'gzip');
     assert.deepEqual(
@@ -162,7 +163,7 @@ describe('loki output: streams and lines', () => {
     const out = create({ label_keys: 'app' });
     const times = [at(5, 2), at(5, 1), at(4, 999_999_999), at(5, 10), at(6, 0), at(5, 2)];
     const entries = times.map((time, i) => ({ time, record: { app: i % 2 === 0 ? 'a' : 'b', i } }));
-    assert.equal(await out.write(chunk(entries)), undefined, 'no entry out of order');
+    assert.equal(await out.write(chunk(entries), NO_DEADLINE), undefined, 'no entry out of order');
     for (const app of ['a', 'b']) {
       const stored = fake.stream({ job: 'fluent-bit', app })!.entries.map((e) => e.ts);
       assert.deepEqual(
@@ -179,7 +180,7 @@ describe('loki output: streams and lines', () => {
   it('cuts a chunk larger than batch_size into several pushes, every entry stored once', async () => {
     const out = create({ batch_size: '4KiB', label_keys: 'k' });
     const entries = records(300, (i) => ({ k: String(i % 3), msg: `request ${i} ${'x'.repeat(40)}` }));
-    assert.equal(await out.write(chunk(entries)), undefined);
+    assert.equal(await out.write(chunk(entries), NO_DEADLINE), undefined);
     assert.ok(fake.pushes.length >= 5, `${fake.pushes.length} pushes`);
     assert.equal(
       fake.pushes.reduce((n, p) => n + p.entries, 0),
@@ -203,7 +204,7 @@ describe('loki output: tenants', () => {
       { time: at(3), record: { kubernetes: { namespace_name: 'billing' }, n: 3 } },
       { time: at(4), record: { kubernetes: { namespace_name: 'shop' }, n: 4 } },
     ];
-    assert.equal(await out.write(chunk(entries)), undefined);
+    assert.equal(await out.write(chunk(entries), NO_DEADLINE), undefined);
     assert.deepEqual(
       fake.pushes.map((p) => [p.headers['x-scope-orgid'], p.entries]),
       [
@@ -224,7 +225,7 @@ describe('loki output: tenants', () => {
       { time: at(2), record: { tenant: 'b', n: 2 } },
       { time: at(3), record: { tenant: 'a/../b', n: 3 } },
     ];
-    const result = await out.write(chunk(entries));
+    const result = await out.write(chunk(entries), NO_DEADLINE);
     assert.deepEqual(
       result!.retry!.map((e) => e.record.n),
       [1],
@@ -239,7 +240,10 @@ describe('loki output: the cardinality guard', () => {
   it('past max_label_values a new value goes as structured metadata; one warning per label; the metric counts', async () => {
     const out = create({ label_keys: ['user', 'region'], max_label_values: 2 });
     const users = ['ann', 'bob', 'cid', 'dan', 'ann', 'cid'];
-    await out.write(chunk(users.map((user, i) => ({ time: at(i), record: { user, region: 'eu', n: i } }))));
+    await out.write(
+      chunk(users.map((user, i) => ({ time: at(i), record: { user, region: 'eu', n: i } }))),
+      NO_DEADLINE,
+    );
     assert.deepEqual(
       fake
         .streams()
@@ -260,7 +264,7 @@ describe('loki output: the cardinality guard', () => {
         [5, { user: 'cid' }],
       ],
     );
-    await out.write(chunk([{ time: at(10), record: { user: 'eve', region: 'eu', n: 10 } }]));
+    await out.write(chunk([{ time: at(10), record: { user: 'eve', region: 'eu', n: 10 } }]), NO_DEADLINE);
     const text = await metrics.registry.metrics();
     assert.equal(
       sample(text, 'estuary_loki_labels_demoted_total', { plugin_id: 'loki.0', label: 'user' }).value,
@@ -283,7 +287,7 @@ describe('loki output: what Loki answers', () => {
       { time: at(2), record: { app: 'a', msg: longLine } },
       { time: old, record: { app: 'b', msg: 'three hours late' } },
     ];
-    const result = await out.write(chunk(entries));
+    const result = await out.write(chunk(entries), NO_DEADLINE);
     assert.equal(result!.retry!.length, 0);
     assert.equal(result!.reject!.length, 3, 'every entry of the request');
     const reason = result!.reject![0]!.reason;
@@ -303,21 +307,21 @@ describe('loki output: what Loki answers', () => {
   it('401 and 403 are fatal, saying what to check', async () => {
     await restartFake({ auth: { username: 'u', password: 'right' } });
     const wrong = create({ username: 'u', password: 'wrong' });
-    await assert.rejects(wrong.write(chunk(records(2))), (err: Error) => {
-      assert.ok(err instanceof FatalError);
+    await assert.rejects(wrong.write(chunk(records(2)), NO_DEADLINE), (err: Error) => {
+      assert.ok(err instanceof RejectError);
       assert.match(err.message, /401 unauthorized: Unauthorized: .*check username\/password or bearer_token/);
       return true;
     });
     const right = create({ username: 'u', password: 'right' }, 'ok');
-    assert.equal(await right.write(chunk(records(2))), undefined);
+    assert.equal(await right.write(chunk(records(2)), NO_DEADLINE), undefined);
     fake.faults = [{ status: 403, body: 'tenant not allowed' }];
-    await assert.rejects(right.write(chunk(records(1))), /403 forbidden: tenant not allowed/);
+    await assert.rejects(right.write(chunk(records(1)), NO_DEADLINE), /403 forbidden: tenant not allowed/);
   });
 
   it('bearer_token and headers travel on every push', async () => {
     await restartFake({ auth: { bearerToken: 's3cret' } });
     const out = create({ bearer_token: 's3cret', headers: { 'x-team': 'platform' } });
-    assert.equal(await out.write(chunk(records(1))), undefined);
+    assert.equal(await out.write(chunk(records(1)), NO_DEADLINE), undefined);
     assert.equal(fake.pushes[0]!.headers['x-team'], 'platform');
     assert.match(String(fake.pushes[0]!.headers['user-agent']), /^estuary/);
   });
@@ -325,10 +329,16 @@ describe('loki output: what Loki answers', () => {
   it('TLS: Loki’s certificate verified against tls.ca_file, or not at all with verify: false', async () => {
     const { cert, key } = selfSignedCert(dir);
     await restartFake({ tls: { cert, key } });
-    assert.equal(await create({ tls: { ca_file: 'cert.pem' } }).write(chunk(records(1))), undefined);
-    assert.equal(await create({ tls: { verify: false } }, 'noverify').write(chunk(records(1))), undefined);
+    assert.equal(
+      await create({ tls: { ca_file: 'cert.pem' } }).write(chunk(records(1)), NO_DEADLINE),
+      undefined,
+    );
+    assert.equal(
+      await create({ tls: { verify: false } }, 'noverify').write(chunk(records(1)), NO_DEADLINE),
+      undefined,
+    );
     await assert.rejects(
-      create({}, 'system-cas').write(chunk(records(1))),
+      create({}, 'system-cas').write(chunk(records(1)), NO_DEADLINE),
       (err: Error) => err instanceof RetryableError && /self-signed certificate/.test(err.message),
     );
     assert.equal(fake.count(), 1, 'the same entry twice is one entry');
@@ -341,17 +351,17 @@ describe('loki output: what Loki answers', () => {
   it('429 and 5xx are retryable, with Loki’s Retry-After; nothing sent is lost', async () => {
     const out = create();
     fake.faults = [{ status: 429, retryAfter: 3 }, { status: 503 }];
-    await assert.rejects(out.write(chunk(records(2))), (err: Error) => {
+    await assert.rejects(out.write(chunk(records(2)), NO_DEADLINE), (err: Error) => {
       assert.ok(err instanceof RetryableError);
       assert.equal(err.retryAfterMs, 3000);
       assert.match(err.message, /: 429: Ingestion rate limit exceeded/);
       return true;
     });
     await assert.rejects(
-      out.write(chunk(records(2))),
+      out.write(chunk(records(2)), NO_DEADLINE),
       (err: Error) => err instanceof RetryableError && err.retryAfterMs === undefined,
     );
-    assert.equal(await out.write(chunk(records(2))), undefined);
+    assert.equal(await out.write(chunk(records(2)), NO_DEADLINE), undefined);
     assert.equal(fake.count(), 2);
   });
 
@@ -360,7 +370,7 @@ describe('loki output: what Loki answers', () => {
     await fake.stop();
     const out = create({ url: `http://127.0.0.1:${port}` });
     await assert.rejects(
-      out.write(chunk(records(2))),
+      out.write(chunk(records(2)), NO_DEADLINE),
       (err: Error) => err instanceof RetryableError && /ECONNREFUSED/.test(err.message),
     );
     fake = await LokiFake.start();
@@ -369,9 +379,9 @@ describe('loki output: what Loki answers', () => {
   it('after a push failed as a whole, the chunk’s later pushes for that tenant are not tried', async () => {
     const out = create({ batch_size: 200 });
     fake.faults = [{ status: 503 }];
-    await assert.rejects(out.write(chunk(records(20))), RetryableError);
+    await assert.rejects(out.write(chunk(records(20)), NO_DEADLINE), RetryableError);
     assert.equal(fake.pushes.length, 1);
-    assert.equal(await out.write(chunk(records(20))), undefined);
+    assert.equal(await out.write(chunk(records(20)), NO_DEADLINE), undefined);
     assert.ok(fake.pushes.length > 3);
     assert.equal(fake.count(), 20);
   });
@@ -379,7 +389,7 @@ describe('loki output: what Loki answers', () => {
   it('413 halves the push until it fits; one entry still too large is rejected', async () => {
     const out = create();
     fake.faults = [{ status: 413 }, null, { status: 413 }, { status: 413 }];
-    const result = await out.write(chunk(records(3)));
+    const result = await out.write(chunk(records(3)), NO_DEADLINE);
     // [0,1,2] → 413; [0,1] → ok; [2] → 413 → alone, rejected
     assert.equal(result!.reject!.length, 1);
     assert.match(
@@ -396,6 +406,7 @@ describe('loki output: what Loki answers', () => {
         { time: at(1), record: { app: 'web' } },
         { time: at(2), record: { msg: 'no app' } },
       ]),
+      NO_DEADLINE,
     );
     assert.equal(result!.reject!.length, 1);
     assert.match(result!.reject![0]!.reason, /no labels: Loki needs at least one label per stream/);
@@ -406,7 +417,7 @@ describe('loki output: what Loki answers', () => {
     const out = create({ label_map_path: 'missing.json' });
     await assert.rejects(
       out.start!(),
-      (err: Error) => err instanceof FatalError && /cannot read label_map_path/.test(err.message),
+      (err: Error) => err instanceof RejectError && /cannot read label_map_path/.test(err.message),
     );
     await writeFile(join(dir, 'bad.json'), '{"a": 1}');
     await assert.rejects(create({ label_map_path: 'bad.json' }).start!(), /expected a label name/);
