@@ -81,7 +81,7 @@ function message(): ForwardMessage {
 
 const result: LoadResult = { sent: 0, acked: 0, failed: 0, seconds: 0 };
 const server = { host: values.host!, port, weight: 1, standby: false };
-const options = { connect_timeout: 10_000, ack_response_timeout: 60_000, tls: undefined };
+const settings = { connectTimeoutMs: 10_000, ackTimeoutMs: 60_000, tls: undefined, credentials: undefined };
 const started = performance.now();
 const deadline = started + durationMs;
 
@@ -118,7 +118,7 @@ async function openLoop(conns: ForwardConnection[]): Promise<void> {
 
 const conns = await Promise.all(
   Array.from({ length: connections }, () =>
-    ForwardConnection.open(server, options, process.cwd(), undefined),
+    ForwardConnection.open(server, settings, new AbortController().signal),
   ),
 );
 if (rate > 0) await openLoop(conns);

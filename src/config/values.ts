@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import { z } from 'zod';
-import { errorMessage, RejectError } from '../core/errors.ts';
+import { errorMessage, HaltError } from '../core/errors.ts';
 import { TagPattern } from '../core/tag-pattern.ts';
 import { parseDuration, parseSize } from '../core/units.ts';
 
@@ -89,24 +89,29 @@ export const tlsClient = () =>
         ctx.addIssue({ code: 'custom', message: 'cert_file and key_file go together' });
     });
 
-/** The TLS options of a `tls:` block of tlsClient (none: verify with the system CAs). */
+/**
+ * The TLS options of a `tls:` block of tlsClient (none: verify with the system CAs). Read once,
+ * when the output starts; an unreadable file is an error naming its key (`tls.ca_file: …`).
+ */
 export function readClientTls(
   tls: z.output<ReturnType<typeof tlsClient>> | undefined,
   configDir: string,
 ): Pick<TlsOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'> {
-  const read = (path: string | undefined) => {
+  const read = (key: 'ca_file' | 'cert_file' | 'key_file') => {
+    const path = tls?.[key];
     if (path === undefined) return undefined;
     try {
       return readFileSync(resolve(configDir, path));
     } catch (err) {
-      // No retry brings a missing certificate back.
-      throw new RejectError(`cannot read ${path}: ${errorMessage(err)}`);
+      // Called at start, where any error is a startup error; should a caller read later,
+      // HaltError keeps the data: no retry brings a certificate back, and it is not the data's fault.
+      throw new HaltError(`tls.${key}: cannot read ${path}: ${errorMessage(err)}`);
     }
   };
   return {
-    ca: read(tls?.ca_file),
-    cert: read(tls?.cert_file),
-    key: read(tls?.key_file),
+    ca: read('ca_file'),
+    cert: read('cert_file'),
+    key: read('key_file'),
     rejectUnauthorized: tls?.verify ?? true,
   };
 }

@@ -1,8 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
-import { resolve } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
-import { RejectError, RetryableError } from '../../core/errors.ts';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
+import { HaltError, RetryableError } from '../../core/errors.ts';
 import { unpack } from '../../core/msgpack.ts';
 import { parseAck } from '../../protocol/forward/ack.ts';
 import { MsgpackFrameDecoder } from '../../protocol/forward/decoder.ts';
@@ -12,8 +10,20 @@ import {
   encodePing,
   parseHelo,
 } from '../../protocol/forward/handshake.ts';
-import type { ForwardOutputConfig, ForwardServer } from './config.ts';
+import { abortError, untilAborted } from '../abort.ts';
+import { classifyNetError } from '../net-errors.ts';
+import type { ForwardServer } from './config.ts';
 import type { ForwardMessage } from './encode.ts';
+
+/** How to reach any receiver of an output; built once, TLS files read then. */
+export interface DialSettings {
+  connectTimeoutMs: number;
+  ackTimeoutMs: number;
+  /** Plain TCP when undefined. */
+  tls: ConnectionOptions | undefined;
+  /** The forward handshake (`security`), when configured. */
+  credentials: ClientCredentials | undefined;
+}
 
 interface PendingAck {
   resolve: () => void;
@@ -46,27 +56,27 @@ export class ForwardConnection {
     this.socket = socket;
     this.ackTimeoutMs = ackTimeoutMs;
     socket.on('data', (data) => this.onData(data));
-    socket.on('error', (err) =>
-      this.fail(new RetryableError(`${label(server)}: ${err.message}`, { cause: err })),
-    );
+    // After a TLS 1.3 handshake the server may still refuse our certificate: classified too.
+    socket.on('error', (err) => this.fail(classifyNetError(err, label(server))));
     socket.on('close', () => this.fail(new RetryableError(`${label(server)}: connection closed`)));
   }
 
+  /** Connects (and shakes hands); `signal` abandons both. */
   static async open(
     server: ForwardServer,
-    config: Pick<ForwardOutputConfig, 'connect_timeout' | 'ack_response_timeout' | 'tls'>,
-    configDir: string,
-    credentials: ClientCredentials | undefined,
+    settings: DialSettings,
+    signal: AbortSignal,
   ): Promise<ForwardConnection> {
-    const socket = await dial(server, config, configDir);
-    const conn = new ForwardConnection(server, socket, config.ack_response_timeout);
-    if (credentials) {
+    const socket = await dial(server, settings, signal);
+    const conn = new ForwardConnection(server, socket, settings.ackTimeoutMs);
+    if (settings.credentials) {
       try {
-        await withTimeout(
-          conn.handshake(credentials),
-          config.connect_timeout,
+        const handshake = withTimeout(
+          conn.handshake(settings.credentials),
+          settings.connectTimeoutMs,
           `${label(server)}: handshake timed out`,
         );
+        await untilAborted(handshake, signal, label(server), () => conn.close());
       } catch (err) {
         conn.close();
         throw err;
@@ -99,7 +109,10 @@ export class ForwardConnection {
     return acked ? Promise.all([written, acked]).then(() => undefined) : written;
   }
 
-  /** HELO → PING → PONG, as Fluentd's out_forward. A refusal is fatal: only a config change fixes it. */
+  /**
+   * HELO → PING → PONG, as Fluentd's out_forward. A refusal (a wrong shared_key, user or
+   * password, or a receiver whose own key differs) halts the output: only a config change fixes it.
+   */
   private async handshake(credentials: ClientCredentials): Promise<void> {
     const helo = parseHelo(await this.next());
     if (!helo)
@@ -109,8 +122,7 @@ export class ForwardConnection {
     const ping = encodePing(helo, credentials);
     this.socket.write(ping.bytes);
     const result = checkPong(await this.next(), helo, ping.salt, credentials);
-    if (!result.ok)
-      throw new RejectError(`${label(this.server)}: forward handshake refused: ${result.reason}`);
+    if (!result.ok) throw new HaltError(`${label(this.server)}: forward handshake refused: ${result.reason}`);
   }
 
   private next(): Promise<Buffer> {
@@ -123,8 +135,8 @@ export class ForwardConnection {
     });
   }
 
-  close(): void {
-    this.fail(new RetryableError(`${label(this.server)}: connection closed by us`));
+  close(reason = 'connection closed by us'): void {
+    this.fail(new RetryableError(`${label(this.server)}: ${reason}`));
   }
 
   private onData(data: Buffer): void {
@@ -174,39 +186,38 @@ export function label(server: ForwardServer): string {
   return server.name ?? `${server.host}:${server.port}`;
 }
 
-function dial(
-  server: ForwardServer,
-  config: Pick<ForwardOutputConfig, 'connect_timeout' | 'tls'>,
-  configDir: string,
-): Promise<Socket> {
+/** A connected (TLS: verified) socket; connect_timeout, `signal` and errors destroy it. */
+function dial(server: ForwardServer, settings: DialSettings, signal: AbortSignal): Promise<Socket> {
+  const where = label(server);
+  if (signal.aborted) return Promise.reject(abortError(signal, where));
   return new Promise((resolveDial, rejectDial) => {
-    const tls = config.tls;
-    const read = (file: string | undefined) => (file ? readFileSync(resolve(configDir, file)) : undefined);
-    const socket = tls
-      ? tlsConnect({
-          host: server.host,
-          port: server.port,
-          ca: read(tls.ca_file),
-          cert: read(tls.cert_file),
-          key: read(tls.key_file),
-          rejectUnauthorized: tls.verify,
-          servername: tls.server_name ?? server.host,
-        })
-      : netConnect({ host: server.host, port: server.port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      rejectDial(new RetryableError(`${label(server)}: connect timed out after ${config.connect_timeout}ms`));
-    }, config.connect_timeout);
-    socket.once(tls ? 'secureConnect' : 'connect', () => {
+    const { host, port } = server;
+    const socket = settings.tls ? tlsConnect({ host, port, ...settings.tls }) : netConnect({ host, port });
+    let settled = false;
+    const settle = (err?: Error) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      socket.off('error', onError);
+      if (!err) return resolveDial(socket);
+      // A destroyed socket may still report an error; heard, it cannot crash the process.
+      socket.on('error', () => {});
+      socket.destroy();
+      rejectDial(err);
+    };
+    const onAbort = () => settle(abortError(signal, where));
+    const onError = (err: Error) => settle(classifyNetError(err, where));
+    const timer = setTimeout(
+      () => settle(new RetryableError(`${where}: connect timed out after ${settings.connectTimeoutMs}ms`)),
+      settings.connectTimeoutMs,
+    );
+    signal.addEventListener('abort', onAbort, { once: true });
+    socket.on('error', onError);
+    socket.once(settings.tls ? 'secureConnect' : 'connect', () => {
       socket.setNoDelay(true);
       socket.setKeepAlive(true, 30_000);
-      socket.removeAllListeners('error');
-      resolveDial(socket);
-    });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      rejectDial(new RetryableError(`${label(server)}: ${err.message}`, { cause: err }));
+      settle();
     });
   });
 }

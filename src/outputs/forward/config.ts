@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, port } from '../../config/values.ts';
+import { duration, port, tlsClient } from '../../config/values.ts';
 
 const server = z.strictObject({
   host: z.string().min(1),
@@ -33,15 +33,11 @@ export const forwardOutputSchema = z.strictObject({
   compress: z.enum(['text', 'gzip']).default('text'),
   /** Send integer seconds instead of EventTime, for receivers older than Fluentd 0.14. */
   time_as_integer: z.boolean().default(false),
-  tls: z
-    .strictObject({
-      ca_file: z.string().optional(),
-      cert_file: z.string().optional(),
-      key_file: z.string().optional(),
-      /** Verify the server certificate and host name. */
-      verify: z.boolean().default(true),
+  /** TLS to the receivers (files read once, at start); the same block as the HTTP outputs', plus SNI. */
+  tls: tlsClient()
+    .safeExtend({
       /** SNI and verification name when it differs from `host`. */
-      server_name: z.string().optional(),
+      server_name: z.string().min(1).optional(),
     })
     .optional(),
   /** The forward handshake, as Fluentd's `<security>`. */

@@ -1,9 +1,10 @@
-import { RejectError, RetryableError } from '../../core/errors.ts';
+import { readClientTls } from '../../config/values.ts';
+import { errorMessage, HaltError, RetryableError } from '../../core/errors.ts';
 import type { Logger } from '../../logger.ts';
-import type { ClientCredentials } from '../../protocol/forward/handshake.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
-import type { Chunk, Output } from '../output.ts';
-import { ForwardConnection, label } from './client.ts';
+import { abortError, untilAborted } from '../abort.ts';
+import type { Chunk, Output, WriteOptions } from '../output.ts';
+import { type DialSettings, ForwardConnection, label } from './client.ts';
 import { type ForwardOutputConfig, type ForwardServer, forwardOutputSchema } from './config.ts';
 import { chunkIdFor, packBatch } from './encode.ts';
 
@@ -19,12 +20,16 @@ interface ServerState {
   connection: ForwardConnection | undefined;
   /** Skipped until then after a failure. */
   downUntil: number;
+  /** Its last failure refused us for good (handshake, certificate, unknown host). */
+  halted: boolean;
 }
 
 /**
  * Aggregator → aggregator: each chunk goes to one receiver as PackedForward messages (one
  * per tag run), acked per message. Receivers are chosen by weight among healthy primaries,
- * standbys only when every primary is down. Failures are RetryableErrors; the buffer retries.
+ * standbys only when every primary is down. Network failures and timeouts are retried; a
+ * refused handshake, an unverifiable certificate or an unknown host halts the output once no
+ * other receiver is left to try.
  */
 export class ForwardOutput implements Output {
   readonly id: string;
@@ -33,42 +38,58 @@ export class ForwardOutput implements Output {
   private readonly deps: ComponentDeps;
   private readonly logger: Logger;
   private readonly servers: ServerState[];
-  private readonly credentials: ClientCredentials | undefined;
+  /** Read once (TLS files): a missing file is a startup error, not a retry per write. */
+  private settings: Promise<DialSettings> | undefined;
+  private stopped = false;
 
   constructor(config: ForwardOutputConfig, deps: ComponentDeps) {
     this.id = deps.id;
     this.config = config;
     this.deps = deps;
     this.logger = deps.logger;
-    this.servers = config.servers.map((s) => ({ config: s, connection: undefined, downUntil: 0 }));
-    const security = config.security;
-    this.credentials = security && {
-      hostname: security.self_hostname,
-      sharedKey: security.shared_key,
-      username: security.username,
-      password: security.password,
-    };
+    this.servers = config.servers.map((s) => ({
+      config: s,
+      connection: undefined,
+      downUntil: 0,
+      halted: false,
+    }));
   }
 
-  async write(chunk: Chunk): Promise<undefined> {
+  /** Reads the TLS files; contacts no receiver, so Estuary starts (and buffers) while they are down. */
+  async start(): Promise<void> {
+    await this.dialSettings();
+    this.stopped = false;
+  }
+
+  async write(chunk: Chunk, options: WriteOptions): Promise<undefined> {
+    const { signal } = options;
+    // Stopped: connecting now would leave a socket open that nothing closes.
+    if (this.stopped) throw new RetryableError(`${this.id}: output stopped`);
+    if (signal.aborted) throw abortError(signal, this.id);
+    const settings = await this.dialSettings();
     const server = this.pick();
     let connection: ForwardConnection;
     try {
-      connection = await this.connectionTo(server);
+      connection = await this.connectionTo(server, settings, signal);
+      const open = connection;
       const sends = chunk.batches.map((batch, i) =>
-        connection.send(
+        open.send(
           packBatch(batch, this.config.require_ack_response ? chunkIdFor(chunk.id, i) : undefined, {
             compress: this.config.compress,
             timeAsInteger: this.config.time_as_integer,
           }),
         ),
       );
-      await Promise.all(sends);
+      // An abandoned wait closes the connection: a late ack must not count for a chunk
+      // that is retried, and a receiver that stopped answering gets a fresh connection.
+      await untilAborted(Promise.all(sends), signal, label(server.config), () =>
+        open.close('write abandoned'),
+      );
     } catch (err) {
       this.markDown(server, err);
-      if (err instanceof RetryableError || err instanceof RejectError) throw err;
-      throw new RetryableError(String(err), { cause: err });
+      throw this.verdict(server, err);
     }
+    server.halted = false;
     const expired =
       this.config.keepalive_timeout !== undefined &&
       Date.now() - connection.openedAt > this.config.keepalive_timeout;
@@ -77,7 +98,34 @@ export class ForwardOutput implements Output {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     for (const s of this.servers) this.drop(s);
+  }
+
+  /** Built once; a failure is not kept, so a probe after the file is fixed reads it again. */
+  private dialSettings(): Promise<DialSettings> {
+    this.settings ??= readDialSettings(this.config, this.deps.configDir).catch((err: unknown) => {
+      this.settings = undefined;
+      throw err;
+    });
+    return this.settings;
+  }
+
+  /**
+   * A halt from one receiver is the output's only when every other receiver refused us too:
+   * until then the next try goes elsewhere, so it is a retry.
+   */
+  private verdict(server: ServerState, err: unknown): RetryableError | HaltError {
+    const error =
+      err instanceof RetryableError || err instanceof HaltError
+        ? err
+        : new RetryableError(`${label(server.config)}: ${errorMessage(err)}`, { cause: err });
+    if (!(error instanceof HaltError)) return error;
+    server.halted = true;
+    const another = this.servers.some((s) => s !== server && !s.halted && s.config.weight > 0);
+    return another
+      ? new RetryableError(`${error.message}; the next try goes to another server`, { cause: error })
+      : error;
   }
 
   private pick(): ServerState {
@@ -99,14 +147,13 @@ export class ForwardOutput implements Output {
     return candidates[candidates.length - 1]!;
   }
 
-  private async connectionTo(server: ServerState): Promise<ForwardConnection> {
+  private async connectionTo(
+    server: ServerState,
+    settings: DialSettings,
+    signal: AbortSignal,
+  ): Promise<ForwardConnection> {
     if (server.connection?.alive) return server.connection;
-    server.connection = await ForwardConnection.open(
-      server.config,
-      this.config,
-      this.deps.configDir,
-      this.credentials,
-    );
+    server.connection = await ForwardConnection.open(server.config, settings, signal);
     this.logger.debug({ server: label(server.config) }, 'forward connection opened');
     return server.connection;
   }
@@ -115,7 +162,7 @@ export class ForwardOutput implements Output {
     this.drop(server);
     server.downUntil = Date.now() + this.config.recover_wait;
     this.logger.warn(
-      { server: label(server.config), retry_in_ms: this.config.recover_wait, err: (err as Error).message },
+      { server: label(server.config), retry_in_ms: this.config.recover_wait, err: errorMessage(err) },
       'forward server failed; trying others',
     );
   }
@@ -124,4 +171,22 @@ export class ForwardOutput implements Output {
     server.connection?.close();
     server.connection = undefined;
   }
+}
+
+async function readDialSettings(config: ForwardOutputConfig, configDir: string): Promise<DialSettings> {
+  const { tls, security } = config;
+  return {
+    connectTimeoutMs: config.connect_timeout,
+    ackTimeoutMs: config.ack_response_timeout,
+    tls: tls && {
+      ...readClientTls(tls, configDir),
+      ...(tls.server_name === undefined ? {} : { servername: tls.server_name }),
+    },
+    credentials: security && {
+      hostname: security.self_hostname,
+      sharedKey: security.shared_key,
+      username: security.username,
+      password: security.password,
+    },
+  };
 }

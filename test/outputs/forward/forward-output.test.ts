@@ -1,22 +1,23 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { makeChunk } from '../../../src/buffer/chunk.ts';
 import { makeBatch } from '../../../src/core/batch.ts';
-import { RejectError, RetryableError } from '../../../src/core/errors.ts';
+import { HaltError, RetryableError } from '../../../src/core/errors.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
-import { pack, unpack, unpackr } from '../../../src/core/msgpack.ts';
+import { unpack, unpackr } from '../../../src/core/msgpack.ts';
 import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { forwardOutputSchema } from '../../../src/outputs/forward/config.ts';
 import { chunkIdFor, packBatch } from '../../../src/outputs/forward/encode.ts';
 import { ForwardOutput } from '../../../src/outputs/forward/index.ts';
 import { startEstuary } from '../../support/estuary.ts';
-import { scriptedInstances } from '../../support/outputs.ts';
+import { forwardReceiver } from '../../support/forward-receiver.ts';
+import { NO_DEADLINE, scriptedInstances } from '../../support/outputs.ts';
 import { selfSignedCert } from '../../support/tls.ts';
 import { freePort, waitFor } from '../../support/wait.ts';
 
@@ -66,42 +67,6 @@ describe('forward output encoding', () => {
   });
 });
 
-/** A receiver that records messages and acks them unless told to stay silent. */
-async function receiver(ack = true) {
-  const port = await freePort();
-  const messages: unknown[][] = [];
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((socket) => {
-    sockets.add(socket);
-    let pending = Buffer.alloc(0);
-    socket.on('data', (d) => {
-      pending = Buffer.concat([pending, d]);
-      let values: unknown[] = [];
-      try {
-        values = unpackr.unpackMultiple(pending) as unknown[];
-        pending = Buffer.alloc(0);
-      } catch (err) {
-        const e = err as { values?: unknown[]; lastPosition?: number };
-        values = e.values ?? [];
-        pending = pending.subarray(e.lastPosition ?? 0);
-      }
-      for (const v of values as unknown[][]) {
-        messages.push(v);
-        const chunk = (v[2] as { chunk?: string }).chunk;
-        if (ack && chunk) socket.write(pack({ ack: chunk }));
-      }
-    });
-    socket.on('error', () => undefined);
-  });
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  const close = () =>
-    new Promise<void>((r) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => r());
-    });
-  return { port, messages, close };
-}
-
 function output(options: Record<string, unknown>) {
   const config = forwardOutputSchema.parse(options);
   return new ForwardOutput(config, {
@@ -119,11 +84,11 @@ describe('forward output delivery', () => {
   });
 
   it('sends one message per tag run and resolves only when each is acked', async () => {
-    const r = await receiver();
+    const r = await forwardReceiver();
     cleanups.push(r.close);
     const out = output({ servers: [{ host: '127.0.0.1', port: r.port }] });
     const chunk = makeChunk('c1', [batch('a', 2), batch('b', 3)], 0);
-    await out.write(chunk);
+    await out.write(chunk, NO_DEADLINE);
     assert.deepEqual(
       r.messages.map((m) => [m[0], (m[2] as { size: number }).size, (m[2] as { chunk: string }).chunk]),
       [
@@ -135,18 +100,18 @@ describe('forward output delivery', () => {
   });
 
   it('fails with a RetryableError when no ack comes in time', async () => {
-    const r = await receiver(false);
+    const r = await forwardReceiver({ answer: 'silent' });
     cleanups.push(r.close);
     const out = output({ servers: [{ host: '127.0.0.1', port: r.port }], ack_response_timeout: '100ms' });
     await assert.rejects(
-      out.write(makeChunk('c2', [batch('a', 1)], 0)),
+      out.write(makeChunk('c2', [batch('a', 1)], 0), NO_DEADLINE),
       (err) => err instanceof RetryableError && /no ack/.test(err.message),
     );
     await out.stop();
   });
 
   it('fails over to the standby while the primary is down, and back once it recovers', async () => {
-    const standby = await receiver();
+    const standby = await forwardReceiver();
     cleanups.push(standby.close);
     const deadPort = await freePort();
     const out = output({
@@ -157,8 +122,8 @@ describe('forward output delivery', () => {
       recover_wait: '50ms',
       connect_timeout: '500ms',
     });
-    await assert.rejects(out.write(makeChunk('c3', [batch('a', 1)], 0)), RetryableError);
-    await out.write(makeChunk('c3', [batch('a', 1)], 1));
+    await assert.rejects(out.write(makeChunk('c3', [batch('a', 1)], 0), NO_DEADLINE), RetryableError);
+    await out.write(makeChunk('c3', [batch('a', 1)], 1), NO_DEADLINE);
     assert.equal(standby.messages.length, 1, 'the retry went to the standby');
     await out.stop();
   });
@@ -194,7 +159,7 @@ outputs:
       });
     const good = secure('s3cret');
     const chunk = makeChunk('chain-1', [batch('a.b', 3), batch('c', 2)], 0);
-    await good.write(chunk);
+    await good.write(chunk, NO_DEADLINE);
     const landed = scriptedInstances.get('landed')!;
     await waitFor(() => landed.delivered.length === 5, { what: 'records downstream' });
     assert.deepEqual(
@@ -203,17 +168,193 @@ outputs:
     );
 
     // The same chunk again (a retry after a lost ack) is acked but not buffered twice.
-    await good.write(makeChunk('chain-1', chunk.batches, 1));
-    await good.write(makeChunk('chain-2', [batch('d', 1)], 0));
+    await good.write(makeChunk('chain-1', chunk.batches, 1), NO_DEADLINE);
+    await good.write(makeChunk('chain-2', [batch('d', 1)], 0), NO_DEADLINE);
     await waitFor(() => landed.delivered.length === 6);
     assert.equal(landed.delivered.filter((e) => e.tag === 'a.b').length, 3);
 
     const wrongKey = secure('guess');
     await assert.rejects(
-      wrongKey.write(makeChunk('x', [batch('a', 1)], 0)),
-      (err) => err instanceof RejectError && /shared_key mismatch/.test(err.message),
+      wrongKey.write(makeChunk('x', [batch('a', 1)], 0), NO_DEADLINE),
+      (err) => err instanceof HaltError && /shared_key mismatch/.test(err.message),
     );
     await Promise.all([good.stop(), wrongKey.stop(), downstream.stop()]);
     rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+/** Settles `promise`, failing the test if that takes longer than `ms`; resolves with its outcome. */
+async function settlesWithin<T>(promise: Promise<T>, ms: number): Promise<{ value?: T; error?: unknown }> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still pending after ${ms}ms`)), ms);
+  });
+  try {
+    return await Promise.race([
+      promise.then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('forward output: what each failure becomes', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const c of cleanups) await c();
+  });
+
+  it('a receiver that never acks is abandoned when the signal aborts: RetryableError, connection closed', async () => {
+    const r = await forwardReceiver({ answer: 'silent' });
+    cleanups.push(r.close);
+    const out = output({ servers: [{ host: '127.0.0.1', port: r.port }] }); // ack timeout: 190s
+    const deadline = new AbortController();
+    const write = out.write(makeChunk('c-abort', [batch('a', 1)], 0), { signal: deadline.signal });
+    await waitFor(() => r.messages.length === 1, { what: 'the message sent' });
+    const abortedAt = Date.now();
+    deadline.abort(new Error('write_timeout'));
+    const { error } = await settlesWithin(write, 1000);
+    assert.ok(error instanceof RetryableError, String(error));
+    assert.match(error.message, /abandoned: write_timeout/);
+    assert.ok(Date.now() - abortedAt < 1000);
+    await waitFor(() => r.stats.closed === 1, { what: 'the connection closed' });
+    await out.stop();
+  });
+
+  it('a receiver that never sends HELO is abandoned on abort, mid-handshake', async () => {
+    const silent = createServer((socket) => socket.on('error', () => undefined));
+    const sockets: Socket[] = [];
+    silent.on('connection', (s) => sockets.push(s));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanups.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    });
+    const out = output({
+      servers: [{ host: '127.0.0.1', port: (silent.address() as { port: number }).port }],
+      security: { self_hostname: 'up', shared_key: 'k' },
+      connect_timeout: '60s',
+    });
+    const deadline = new AbortController();
+    const write = out.write(makeChunk('c-hs', [batch('a', 1)], 0), { signal: deadline.signal });
+    await waitFor(() => sockets.length === 1, { what: 'a connection' });
+    deadline.abort();
+    const { error } = await settlesWithin(write, 1000);
+    assert.ok(error instanceof RetryableError, String(error));
+    await waitFor(() => sockets[0]!.destroyed || sockets[0]!.readableEnded, { what: 'the socket closed' });
+    await out.stop();
+  });
+
+  it('an already aborted signal fails at once, without connecting', async () => {
+    const r = await forwardReceiver();
+    cleanups.push(r.close);
+    const out = output({ servers: [{ host: '127.0.0.1', port: r.port }] });
+    const { error } = await settlesWithin(
+      out.write(makeChunk('c-pre', [batch('a', 1)], 0), { signal: AbortSignal.abort() }),
+      200,
+    );
+    assert.ok(error instanceof RetryableError);
+    assert.equal(r.stats.connections, 0);
+    await out.stop();
+  });
+
+  it('a wrong shared_key is a HaltError; with another receiver left to try, a RetryableError first', async () => {
+    const a = await forwardReceiver({ sharedKey: 'right' });
+    const b = await forwardReceiver({ sharedKey: 'right' });
+    cleanups.push(a.close, b.close);
+    const out = output({
+      servers: [
+        { host: '127.0.0.1', port: a.port, name: 'a' },
+        { host: '127.0.0.1', port: b.port, name: 'b' },
+      ],
+      security: { self_hostname: 'up', shared_key: 'wrong' },
+    });
+    const first = await settlesWithin(out.write(makeChunk('k1', [batch('a', 1)], 0), NO_DEADLINE), 2000);
+    assert.ok(first.error instanceof RetryableError, String(first.error));
+    assert.match(first.error.message, /shared_key mismatch; the next try goes to another server/);
+    const second = await settlesWithin(out.write(makeChunk('k1', [batch('a', 1)], 1), NO_DEADLINE), 2000);
+    assert.ok(second.error instanceof HaltError, String(second.error));
+    assert.match(
+      second.error.message,
+      /forward handshake refused: authentication failed: shared_key mismatch/,
+    );
+    assert.equal(a.stats.refusedHandshakes + b.stats.refusedHandshakes, 2);
+    await out.stop();
+  });
+
+  /** A receiver behind TLS with a fresh self-signed certificate, kept in `dir`. */
+  async function tlsReceiver() {
+    const dir = mkdtempSync(join(tmpdir(), 'estuary-fwd-tls-'));
+    const { cert, key } = selfSignedCert(dir);
+    const r = await forwardReceiver({ tls: { cert: readFileSync(cert), key: readFileSync(key) } });
+    cleanups.push(r.close);
+    return { r, cert, dir };
+  }
+
+  it('a certificate that does not verify is a HaltError', async () => {
+    const { r, dir } = await tlsReceiver();
+    const out = output({ servers: [{ host: '127.0.0.1', port: r.port }], tls: {} }); // system CAs only
+    const { error } = await settlesWithin(out.write(makeChunk('t1', [batch('a', 1)], 0), NO_DEADLINE), 2000);
+    assert.ok(error instanceof HaltError, String(error));
+    assert.match(error.message, /self-signed certificate.*check ca_file/);
+    await out.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a reset connection and a refused one are RetryableErrors', async () => {
+    const r = await forwardReceiver({ answer: 'reset' });
+    cleanups.push(r.close);
+    const reset = output({ servers: [{ host: '127.0.0.1', port: r.port }] });
+    const { error } = await settlesWithin(
+      reset.write(makeChunk('r1', [batch('a', 1)], 0), NO_DEADLINE),
+      2000,
+    );
+    assert.ok(error instanceof RetryableError, String(error));
+    const refused = output({ servers: [{ host: '127.0.0.1', port: await freePort() }] });
+    const second = await settlesWithin(refused.write(makeChunk('r2', [batch('a', 1)], 0), NO_DEADLINE), 2000);
+    assert.ok(second.error instanceof RetryableError, String(second.error));
+    assert.match(second.error.message, /ECONNREFUSED/);
+    await Promise.all([reset.stop(), refused.stop()]);
+  });
+
+  it('a TLS file that cannot be read is a startup error naming its key, read once', async () => {
+    const out = output({ servers: [{ host: '127.0.0.1', port: 1 }], tls: { ca_file: 'missing-ca.pem' } });
+    await assert.rejects(out.start!(), /tls\.ca_file: cannot read .*missing-ca\.pem: ENOENT/);
+    // Not started (as in a test): the write reports it as a halt, never a retry for 72 hours.
+    await assert.rejects(out.write(makeChunk('m1', [batch('a', 1)], 0), NO_DEADLINE), HaltError);
+    await out.stop();
+  });
+
+  it('reads the TLS files at start and not again per write', async () => {
+    const { r, cert, dir } = await tlsReceiver();
+    const out = output({
+      servers: [{ host: '127.0.0.1', port: r.port }],
+      tls: { ca_file: cert },
+      keepalive: false,
+    });
+    await out.start!();
+    rmSync(dir, { recursive: true, force: true });
+    await out.write(makeChunk('f1', [batch('a', 1)], 0), NO_DEADLINE);
+    await out.write(makeChunk('f2', [batch('a', 1)], 0), NO_DEADLINE);
+    assert.equal(r.stats.connections, 2, 'two connections, both verified with the CA read at start');
+    await out.stop();
+  });
+
+  it('a write after stop fails as retryable and opens nothing; start() makes it usable again', async () => {
+    const r = await forwardReceiver();
+    cleanups.push(r.close);
+    const out = output({ servers: [{ host: '127.0.0.1', port: r.port }] });
+    await out.stop();
+    await out.stop();
+    await assert.rejects(out.write(makeChunk('s1', [batch('a', 1)], 0), NO_DEADLINE), /output stopped/);
+    assert.equal(r.stats.connections, 0);
+    await out.start!();
+    await out.write(makeChunk('s1', [batch('a', 1)], 1), NO_DEADLINE);
+    assert.equal(r.messages.length, 1);
+    await out.stop();
   });
 });
