@@ -58,3 +58,11 @@ export class InputError extends Error {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** The three ways a write can fail, as the sink driver tells them apart. */
+export type WriteError = RetryableError | RejectError | HaltError;
+
+/** Already one of the three kinds: classifiers pass it on unchanged. */
+export function isWriteError(err: unknown): err is WriteError {
+  return err instanceof RetryableError || err instanceof RejectError || err instanceof HaltError;
+}

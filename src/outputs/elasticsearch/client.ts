@@ -6,16 +6,19 @@ import {
   SniffingTransport,
   type TransportOptions,
 } from '@elastic/elasticsearch';
-import { readClientTls } from '../../config/values.ts';
-import { errorMessage, parseRetryAfter, RejectError, RetryableError } from '../../core/errors.ts';
+import { HaltError, parseRetryAfter, RetryableError, type WriteError } from '../../core/errors.ts';
+import { classifyNetworkError, classifyStatus, type HttpSink } from '../../delivery/http-errors.ts';
+import { authHeaders, type ClientTls, RequestDeadline } from '../../delivery/http-options.ts';
+import type { TooLargeError } from '../../delivery/request.ts';
 import { DEFAULT_HOST, type ElasticsearchConfig } from './config.ts';
 import type { BulkItem, BulkOp } from './encode.ts';
-import { TooLargeError } from './too-large.ts';
 
 /**
  * The calls this output makes — `_bulk`, and the index template — through the official
- * `@elastic/elasticsearch` client, and what their answers mean for the buffer. The client's
- * own retries are off (`maxRetries: 0`): retrying, backoff and Retry-After belong to the buffer.
+ * `@elastic/elasticsearch` client, and what their answers mean for the buffer (the shared
+ * rules of delivery/http-errors.ts, plus the cluster's own: a cluster block lifts by itself).
+ * The client's own retries and timeouts are off (`maxRetries: 0`, no `requestTimeout`):
+ * retrying and backoff belong to the sink driver, the time limit to RequestDeadline.
  *
  * OpenSearch speaks the same `_bulk` and `_index_template` APIs; what the Elasticsearch client
  * adds on top is a product check (`X-Elastic-Product` on every 2xx answer) and vendored media
@@ -35,18 +38,15 @@ export interface ItemReport {
   error: estypes.ErrorCause | undefined;
 }
 
-/** The cluster refused the request for its size (413): the caller splits it. */
-
 export class BulkClient {
   private readonly client: Client;
-  private readonly target: string;
-  /** Per request: given to the client as a whole, undici's coarse timers fire up to a second late. */
   private readonly requestTimeout: number;
+  /** Named in every error and dead-letter reason: without credentials a URL might carry. */
+  private readonly target: string;
 
-  constructor(config: ElasticsearchConfig, configDir: string) {
-    this.client = new Client(clientOptions(config, configDir));
+  constructor(config: ElasticsearchConfig, tls: ClientTls | undefined) {
+    this.client = new Client(clientOptions(config, tls));
     this.requestTimeout = config.request_timeout;
-    // Named in every error and dead-letter reason: without credentials a URL might carry.
     this.target =
       config.cloud_id !== undefined
         ? 'Elastic Cloud'
@@ -55,17 +55,21 @@ export class BulkClient {
 
   /**
    * One `_bulk` request. Resolves with one report per item; throws TooLargeError (413),
-   * RejectError (401, 403, other refusals of the request itself) or RetryableError
-   * (connection errors, timeouts, 429, 5xx; with the cluster's Retry-After).
+   * HaltError (401, 403, 404, a server that is not Elasticsearch, TLS), RejectError (other
+   * refusals of the request itself) or RetryableError (connection errors, request_timeout, the
+   * write's signal, 429, 5xx; with the cluster's Retry-After).
    */
-  async bulk(items: readonly BulkItem[]): Promise<ItemReport[]> {
+  async bulk(items: readonly BulkItem[], signal: AbortSignal): Promise<ItemReport[]> {
+    const deadline = new RequestDeadline(signal, this.requestTimeout);
     let body: estypes.BulkResponse;
     try {
       const operations: string[] = [];
       for (const item of items) operations.push(item.action, item.source);
-      body = await this.client.bulk({ operations }, { requestTimeout: this.requestTimeout });
+      body = await this.client.bulk({ operations }, { signal: deadline.signal });
     } catch (err) {
-      throw this.classify(err, '_bulk');
+      throw this.classify(err, '_bulk', deadline);
+    } finally {
+      deadline.done();
     }
     const answers = Array.isArray(body?.items) ? body.items : [];
     if (answers.length !== items.length) {
@@ -84,9 +88,15 @@ export class BulkClient {
   }
 
   /** Installs the index template unless one of that name exists (or `overwrite`). Returns whether it wrote. */
-  async installTemplate(name: string, body: unknown, overwrite: boolean): Promise<boolean> {
+  async installTemplate(
+    name: string,
+    body: unknown,
+    overwrite: boolean,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const deadline = new RequestDeadline(signal, this.requestTimeout);
     try {
-      const options = { requestTimeout: this.requestTimeout };
+      const options = { signal: deadline.signal };
       if (!overwrite && (await this.client.indices.existsIndexTemplate({ name }, options))) return false;
       await this.client.transport.request(
         {
@@ -98,7 +108,9 @@ export class BulkClient {
       );
       return true;
     } catch (err) {
-      throw this.classify(err, `index template ${name}`);
+      throw this.classify(err, `index template ${name}`, deadline);
+    } finally {
+      deadline.done();
     }
   }
 
@@ -106,45 +118,43 @@ export class BulkClient {
     return this.client.close();
   }
 
-  /** A client error as the buffer should see it. */
-  classify(err: unknown, what: string): RetryableError | RejectError | TooLargeError {
+  /** A client error as the sink driver should see it. */
+  private classify(err: unknown, what: string, deadline: RequestDeadline): WriteError | TooLargeError {
     const at = `${this.target}: ${what}`;
     if (err instanceof errors.ResponseError) {
       const status = err.statusCode ?? 0;
       const cause =
         describeCause(errorCause(err.body)) ?? (typeof err.body === 'string' ? err.body.slice(0, 200) : '');
-      const said = cause ? ` (${cause})` : '';
-      const retryAfterMs = parseRetryAfter(err.headers?.['retry-after']);
-      if (status === 413) return new TooLargeError(`${at}: 413 request entity too large${said}`);
-      if (status === 401) {
-        return new RejectError(
-          `${at}: 401 unauthorized${said}: the cluster refused the credentials; check username/password or api_key`,
-        );
+      const detail = cause ? ` (${cause})` : '';
+      const retryAfter = err.headers?.['retry-after'];
+      // A cluster block (disk flood stage, a read-only index) is lifted by the cluster or its operator: retried.
+      if (status === 403 && errorCause(err.body)?.type === 'cluster_block_exception') {
+        return new RetryableError(`${at}: ${status}${detail}`, { retryAfterMs: parseRetryAfter(retryAfter) });
       }
-      if (status === 403 && errorCause(err.body)?.type !== 'cluster_block_exception') {
-        return new RejectError(
-          `${at}: 403 forbidden${said}: the user lacks a privilege (writing needs create_doc or index on the target indices)`,
-        );
-      }
-      if (status === 403 || status === 408 || status === 429 || status >= 500) {
-        return new RetryableError(`${at}: ${status}${said}`, { retryAfterMs, cause: err });
-      }
-      return new RejectError(`${at}: the cluster refused the request: ${status}${said}`, { cause: err });
+      return (
+        classifyStatus({ status, detail, retryAfter }, SINK(at)) ?? new RetryableError(`${at}: ${status}`)
+      );
     }
     if (err instanceof errors.ProductNotSupportedError) {
-      return new RejectError(
+      return new HaltError(
         `${at}: the server does not say it is Elasticsearch (no X-Elastic-Product header): set flavor: opensearch for OpenSearch, or product_check: false for Elasticsearch before 7.14`,
       );
     }
-    if (err instanceof errors.ConfigurationError) return new RejectError(`${at}: ${err.message}`);
-    if (err instanceof errors.TimeoutError)
-      return new RetryableError(`${at}: no answer within request_timeout (${this.requestTimeout}ms)`, {
-        cause: err,
-      });
-    // Connection refused or reset, no living node, an unreadable answer: all may pass next time.
-    return new RetryableError(`${at}: ${errorMessage(err)}`, { cause: err });
+    if (err instanceof errors.ConfigurationError) return new HaltError(`${at}: ${err.message}`);
+    // Timed out or aborted: the client says "Request aborted"; the deadline says which.
+    return deadline.abandoned(at, err) ?? classifyNetworkError(err, at);
   }
 }
+
+const SINK = (at: string): HttpSink => ({
+  at,
+  name: 'the cluster',
+  hints: {
+    401: 'the cluster refused the credentials; check username/password or api_key',
+    403: 'the user lacks a privilege (writing needs create_doc or index on the target indices)',
+    404: 'is hosts the address of the cluster (and of its path prefix, behind a proxy)?',
+  },
+});
 
 /**
  * One item of a `_bulk` answer. 2xx is done; so is 409 on `create` (the document is there
@@ -222,9 +232,8 @@ function transportClass(productCheck: boolean, compatibility: number | undefined
   };
 }
 
-export function clientOptions(config: ElasticsearchConfig, configDir: string): ClientOptions {
+export function clientOptions(config: ElasticsearchConfig, tls: ClientTls | undefined): ClientOptions {
   const opensearch = config.flavor === 'opensearch';
-  const tls = config.tls && readClientTls(config.tls, configDir);
   const auth =
     config.api_key !== undefined
       ? { apiKey: config.api_key }
@@ -236,9 +245,8 @@ export function clientOptions(config: ElasticsearchConfig, configDir: string): C
     ...(config.cloud_id !== undefined
       ? { cloud: { id: config.cloud_id } }
       : { nodes: config.hosts ?? [DEFAULT_HOST] }),
-    auth,
     tls,
-    headers: config.headers,
+    headers: { ...config.headers, ...authHeaders(auth) },
     compression: config.compression === undefined ? undefined : config.compression === 'gzip',
     maxRetries: 0,
     sniffOnStart: sniff,

@@ -175,24 +175,3 @@ function scalarText(value: unknown): string | undefined {
   if (typeof value === 'bigint') return value.toString();
   return undefined;
 }
-
-/**
- * Cuts items into `_bulk` requests of at most `maxBytes` and `maxActions`, in order. An item
- * larger than `maxBytes` goes alone: the cluster decides whether it fits.
- */
-export function splitBulk(items: readonly BulkItem[], maxBytes: number, maxActions: number): BulkItem[][] {
-  const requests: BulkItem[][] = [];
-  let current: BulkItem[] = [];
-  let bytes = 0;
-  for (const item of items) {
-    if (current.length > 0 && (bytes + item.bytes > maxBytes || current.length >= maxActions)) {
-      requests.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(item);
-    bytes += item.bytes;
-  }
-  if (current.length > 0) requests.push(current);
-  return requests;
-}

@@ -1,14 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { TaggedEntry } from '../../core/entry.ts';
-import { errorMessage, RejectError, type RetryableError } from '../../core/errors.ts';
+import { readClientTls } from '../../config/values.ts';
+import { errorMessage, HaltError } from '../../core/errors.ts';
+import type { ClientTls } from '../../delivery/http-options.ts';
+import { type ItemAnswer, sendInRequests, TooLargeError } from '../../delivery/request.ts';
 import type { Logger } from '../../logger.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
-import type { Chunk, Output, Rejection, WriteResult } from '../output.ts';
+import type { Chunk, Output, WriteOptions, WriteResult } from '../output.ts';
 import type { BulkClient, ItemReport } from './client.ts';
 import { type ElasticsearchConfig, elasticsearchSchema } from './config.ts';
-import { type BulkItem, type EncodeSettings, encodeBulk, encodeSettings, splitBulk } from './encode.ts';
-import { TooLargeError } from './too-large.ts';
+import { type BulkItem, type EncodeSettings, encodeBulk, encodeSettings } from './encode.ts';
 
 /** Elasticsearch and OpenSearch through `_bulk`, one chunk at a time. */
 export const elasticsearchOutput = defineComponent({
@@ -18,44 +19,28 @@ export const elasticsearchOutput = defineComponent({
   create: (config, deps) => new ElasticsearchOutput(config, deps),
 });
 
-/**
- * What happened to a chunk's entries, request by request. The first request that fails as a
- * whole stops the write: the entries not yet sent share its fate, as the next request would.
- */
-class Tally {
-  delivered = 0;
+/** What a write's item answers came to, for its log lines (the request layer keeps the entries). */
+class BulkReport {
   duplicates = 0;
-  readonly retry: TaggedEntry[] = [];
-  readonly reject: Rejection[] = [];
-  /** Entries of the request that failed as a whole, and of every request after it. */
-  readonly stopped: TaggedEntry[] = [];
-  stoppedBy: RetryableError | RejectError | undefined;
-  firstItemError: { item: BulkItem; report: ItemReport } | undefined;
+  retries = 0;
   firstRetryReason: string | undefined;
+  firstItemError: { item: BulkItem; report: ItemReport } | undefined;
 
-  constructor(rejected: readonly Rejection[]) {
-    this.reject.push(...rejected);
-  }
-
-  stop(items: readonly BulkItem[], error: RetryableError | RejectError): void {
-    this.stoppedBy ??= error;
-    for (const item of items) this.stopped.push(item.entry);
-  }
-
-  /**
-   * Nothing got through and one error stopped everything: say it as that error, so the buffer
-   * acts on it directly (and honours a Retry-After). Otherwise, per entry.
-   */
-  result(): WriteResult | undefined {
-    const error = this.stoppedBy;
-    if (error && this.delivered === 0 && this.retry.length === 0 && this.reject.length === 0) throw error;
-    if (error instanceof RejectError) {
-      for (const entry of this.stopped) this.reject.push({ entry, reason: error.message });
-    } else {
-      this.retry.push(...this.stopped);
-    }
-    if (this.retry.length === 0 && this.reject.length === 0) return undefined;
-    return { retry: this.retry, reject: this.reject };
+  /** Notes a request's reports and hands their outcomes to the request layer. */
+  add(items: readonly BulkItem[], reports: readonly ItemReport[]): ItemAnswer[] {
+    return reports.map((report, i) => {
+      const { outcome } = report;
+      if (outcome.kind === 'ok') {
+        if (outcome.duplicate) this.duplicates += 1;
+        return outcome;
+      }
+      this.firstItemError ??= { item: items[i]!, report };
+      if (outcome.kind === 'retry') {
+        this.retries += 1;
+        this.firstRetryReason ??= outcome.reason;
+      }
+      return outcome;
+    });
   }
 }
 
@@ -73,6 +58,8 @@ export class ElasticsearchOutput implements Output {
   private readonly logger: Logger;
   private readonly settings: EncodeSettings;
   private client: BulkClient | undefined;
+  /** Read once, at start (or the first write without one), and kept across stop and start. */
+  private tls: ClientTls | undefined;
   private template: Template | undefined;
   /** Resolves once the template is in place; cleared after a failure so the next write tries again. */
   private templateReady: Promise<void> | undefined;
@@ -93,20 +80,33 @@ export class ElasticsearchOutput implements Output {
     await this.open();
   }
 
-  async write(chunk: Chunk): Promise<WriteResult | undefined> {
+  async write(chunk: Chunk, options: WriteOptions): Promise<WriteResult | undefined> {
     const client = await this.open();
-    await this.ensureTemplate(client);
+    await this.ensureTemplate(client, options.signal);
     const { items, rejected } = encodeBulk(chunk.entries(), this.settings);
-    const tally = new Tally(rejected);
-    const requests = splitBulk(items, this.config.bulk_max_bytes, this.config.bulk_max_actions);
-    for (const [i, request] of requests.entries()) {
-      if (!(await this.send(client, request, tally))) {
-        tally.stop(requests.slice(i + 1).flat(), tally.stoppedBy!);
-        break;
-      }
+    const report = new BulkReport();
+    try {
+      return await sendInRequests(
+        items,
+        {
+          maxBytes: this.config.bulk_max_bytes,
+          maxCount: this.config.bulk_max_actions,
+          bytes: (item) => item.bytes,
+          entry: (item) => item.entry,
+          noun: 'document',
+          send: async (request, signal) => report.add(request, await client.bulk(request, signal)),
+          onSplit: (request) =>
+            this.logger.debug(
+              { actions: request.length },
+              '413 from the cluster: splitting the bulk request',
+            ),
+        },
+        options.signal,
+        rejected,
+      );
+    } finally {
+      this.report(chunk, report);
     }
-    this.report(chunk, tally);
-    return tally.result();
   }
 
   async stop(): Promise<void> {
@@ -120,6 +120,7 @@ export class ElasticsearchOutput implements Output {
     if (this.client) return this.client;
     // The client library is loaded only by configs that use it (~40 MB of memory).
     const { BulkClient } = await import('./client.ts');
+    this.tls ??= this.config.tls && readClientTls(this.config.tls, this.configDir);
     if (this.client) return this.client;
     const { template_name, template_file, template_overwrite } = this.config;
     if (template_name !== undefined && template_file !== undefined) {
@@ -129,91 +130,46 @@ export class ElasticsearchOutput implements Output {
         overwrite: template_overwrite,
       };
     }
-    this.client = new BulkClient(this.config, this.configDir);
+    this.client = new BulkClient(this.config, this.tls);
     return this.client;
   }
 
-  private ensureTemplate(client: BulkClient): Promise<void> {
+  /** Writes wait for the template; the first of them sends it, under its own signal. */
+  private ensureTemplate(client: BulkClient, signal: AbortSignal): Promise<void> {
     const template = this.template;
     if (!template) return Promise.resolve();
-    this.templateReady ??= client.installTemplate(template.name, template.body, template.overwrite).then(
-      (written) => {
-        this.logger.info(
-          { template: template.name, written },
-          written ? 'index template installed' : 'index template exists; left as is',
-        );
-      },
-      (err: unknown) => {
-        this.templateReady = undefined;
-        throw err instanceof TooLargeError ? new RejectError(err.message) : err;
-      },
-    );
+    this.templateReady ??= client
+      .installTemplate(template.name, template.body, template.overwrite, signal)
+      .then(
+        (written) => {
+          this.logger.info(
+            { template: template.name, written },
+            written ? 'index template installed' : 'index template exists; left as is',
+          );
+        },
+        (err: unknown) => {
+          this.templateReady = undefined;
+          // A template too large for the cluster is the configuration's fault, not the records'.
+          throw err instanceof TooLargeError ? new HaltError(err.message) : err;
+        },
+      );
     return this.templateReady;
   }
 
-  /**
-   * One `_bulk` request; a 413 splits it in halves, sent in turn within this write. Returns
-   * false when the request failed as a whole (the tally says with what).
-   */
-  private async send(client: BulkClient, items: readonly BulkItem[], tally: Tally): Promise<boolean> {
-    let reports: ItemReport[];
-    try {
-      reports = await client.bulk(items);
-    } catch (err) {
-      if (!(err instanceof TooLargeError)) {
-        tally.stop(items, err instanceof RejectError ? err : (err as RetryableError));
-        return false;
-      }
-      if (items.length === 1) {
-        // No retry can make one document smaller: it waits in the dead-letter queue for a
-        // larger http.max_content_length (or a proxy's body limit) and a replay.
-        tally.reject.push({
-          entry: items[0]!.entry,
-          reason: `${err.message}: one document of ${items[0]!.bytes} bytes is over the cluster's request size limit`,
-        });
-        return true;
-      }
-      const half = Math.ceil(items.length / 2);
-      this.logger.debug({ actions: items.length }, '413 from the cluster: splitting the bulk request');
-      if (!(await this.send(client, items.slice(0, half), tally))) {
-        tally.stop(items.slice(half), tally.stoppedBy!);
-        return false;
-      }
-      return this.send(client, items.slice(half), tally);
-    }
-    for (const [i, report] of reports.entries()) {
-      const item = items[i]!;
-      const { outcome } = report;
-      if (outcome.kind === 'ok') {
-        tally.delivered += 1;
-        if (outcome.duplicate) tally.duplicates += 1;
-        continue;
-      }
-      tally.firstItemError ??= { item, report };
-      if (outcome.kind === 'retry') {
-        tally.retry.push(item.entry);
-        tally.firstRetryReason ??= outcome.reason;
-      } else {
-        tally.reject.push({ entry: item.entry, reason: outcome.reason });
-      }
-    }
-    return true;
-  }
-
-  private report(chunk: Chunk, tally: Tally): void {
-    if (tally.duplicates > 0) {
+  private report(chunk: Chunk, report: BulkReport): void {
+    if (report.duplicates > 0) {
       this.logger.debug(
-        { chunk_id: chunk.id, duplicates: tally.duplicates },
+        { chunk_id: chunk.id, duplicates: report.duplicates },
         'documents already indexed (409 on create)',
       );
     }
-    if (tally.firstRetryReason !== undefined) {
+    if (report.firstRetryReason !== undefined) {
       this.logger.warn(
-        { chunk_id: chunk.id, retry: tally.retry.length, first_reason: tally.firstRetryReason },
+        { chunk_id: chunk.id, retry: report.retries, first_reason: report.firstRetryReason },
         'cluster asked to retry some documents',
       );
     }
-    const first = tally.firstItemError;
+    const first = report.firstItemError;
     if (first && this.config.trace_error) {
       this.logger.warn(
         {
@@ -234,12 +190,12 @@ function readTemplate(path: string): unknown {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new RejectError(`cannot read template_file ${path}: ${errorMessage(err)}`);
+    throw new HaltError(`cannot read template_file ${path}: ${errorMessage(err)}`);
   }
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new RejectError(`template_file ${path} is not JSON: ${errorMessage(err)}`);
+    throw new HaltError(`template_file ${path} is not JSON: ${errorMessage(err)}`);
   }
 }
 

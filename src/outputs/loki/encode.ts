@@ -2,6 +2,7 @@ import snappy from 'snappyjs';
 import type { LogRecord, TaggedEntry } from '../../core/entry.ts';
 import { EventTime } from '../../core/event-time.ts';
 import { getPath, withoutPath } from '../../core/record-path.ts';
+import { type RequestLimits, splitRequests } from '../../delivery/request.ts';
 import { toJson } from '../format.ts';
 import { labelValue } from './labels.ts';
 
@@ -154,19 +155,18 @@ export interface Stream {
 export interface PushRequest {
   readonly tenant: string | undefined;
   readonly streams: Stream[];
-  /** Bytes of the protobuf body before compression. */
-  bytes: number;
-  count: number;
+  /** Bytes of the protobuf body before compression (an upper bound). */
+  readonly bytes: number;
+  readonly count: number;
 }
 
 /**
- * Groups entries by tenant, then by label set; sorts each stream by time (seconds, then
- * nanoseconds; entries of equal time keep their order); then cuts each tenant's streams into
- * requests of at most `maxBytes` of protobuf. A stream cut across requests goes out in time
- * order, its oldest part first. An entry larger than `maxBytes` goes alone.
+ * Entries in the order they are pushed: by tenant, then by label set (each in the order first
+ * seen), each stream sorted by time (seconds, then nanoseconds; entries of equal time keep
+ * their order). A stream cut across requests so goes out oldest part first.
  */
-export function planRequests(entries: readonly LokiEntry[], maxBytes: number): PushRequest[] {
-  const tenants = new Map<string | undefined, Map<string, Stream>>();
+export function pushOrder(entries: readonly LokiEntry[]): LokiEntry[] {
+  const tenants = new Map<string | undefined, Map<string, LokiEntry[]>>();
   for (const e of entries) {
     let streams = tenants.get(e.tenant);
     if (!streams) {
@@ -175,55 +175,59 @@ export function planRequests(entries: readonly LokiEntry[], maxBytes: number): P
     }
     let stream = streams.get(e.stream);
     if (!stream) {
-      stream = { stream: e.stream, labels: e.labels, entries: [] };
+      stream = [];
       streams.set(e.stream, stream);
     }
-    stream.entries.push(e);
+    stream.push(e);
   }
-  const requests: PushRequest[] = [];
-  for (const [tenant, streams] of tenants) {
-    let request: PushRequest = { tenant, streams: [], bytes: 0, count: 0 };
+  const ordered: LokiEntry[] = [];
+  for (const streams of tenants.values()) {
     for (const stream of streams.values()) {
-      stream.entries.sort((a, b) => a.entry.time.compare(b.entry.time));
-      const head = streamHeadSize(stream.stream);
-      let part: Stream | undefined;
-      for (const e of stream.entries) {
-        const cost = 1 + varintSize(e.size) + e.size;
-        const extra = part ? 0 : head;
-        if (request.count > 0 && request.bytes + cost + extra > maxBytes) {
-          requests.push(request);
-          request = { tenant, streams: [], bytes: 0, count: 0 };
-          part = undefined;
-        }
-        if (!part) {
-          part = { stream: stream.stream, labels: stream.labels, entries: [] };
-          request.streams.push(part);
-          request.bytes += head;
-        }
-        part.entries.push(e);
-        request.bytes += cost;
-        request.count += 1;
-      }
+      stream.sort((a, b) => a.entry.time.compare(b.entry.time));
+      for (const e of stream) ordered.push(e);
     }
-    if (request.count > 0) requests.push(request);
   }
-  return requests;
+  return ordered;
 }
 
-/** Every entry of a request, in request order. */
-export function requestEntries(request: PushRequest): TaggedEntry[] {
-  return request.streams.flatMap((s) => s.entries.map((e) => e.entry));
+/**
+ * How the request layer cuts pushes: one tenant each, at most `maxBytes` of protobuf, a
+ * stream's labels counted with its first entry in a request. An entry larger than `maxBytes`
+ * goes alone.
+ */
+export function pushLimits(maxBytes: number): RequestLimits<LokiEntry> {
+  return {
+    maxBytes,
+    group: (e) => e.tenant,
+    bytes: (e, previous) => entryCost(e) + (previous?.stream === e.stream ? 0 : streamHeadSize(e.stream)),
+  };
 }
 
-/** Splits a request in two halves by entries (for a 413); streams keep their order. */
-export function halve(request: PushRequest): [PushRequest, PushRequest] {
-  const all = request.streams.flatMap((s) => s.entries);
-  const half = Math.ceil(all.length / 2);
-  const parts = [all.slice(0, half), all.slice(half)];
-  return parts.map((entries) => planRequests(entries, Number.POSITIVE_INFINITY)[0]!) as [
-    PushRequest,
-    PushRequest,
-  ];
+/** The push of these entries (one tenant's, in push order): streams in the order first seen. */
+export function pushRequest(entries: readonly LokiEntry[]): PushRequest {
+  const streams = new Map<string, Stream>();
+  let bytes = 0;
+  for (const e of entries) {
+    let stream = streams.get(e.stream);
+    if (!stream) {
+      stream = { stream: e.stream, labels: e.labels, entries: [] };
+      streams.set(e.stream, stream);
+      bytes += streamHeadSize(e.stream);
+    }
+    stream.entries.push(e);
+    bytes += entryCost(e);
+  }
+  return { tenant: entries[0]?.tenant, streams: [...streams.values()], bytes, count: entries.length };
+}
+
+/** The pushes of these entries, as the output sends them (before any 413 halving). */
+export function planRequests(entries: readonly LokiEntry[], maxBytes: number): PushRequest[] {
+  return splitRequests(pushOrder(entries), pushLimits(maxBytes)).map(pushRequest);
+}
+
+/** Bytes an entry takes in its stream: key, length, message. */
+function entryCost(e: LokiEntry): number {
+  return 1 + varintSize(e.size) + e.size;
 }
 
 // ── bodies ───────────────────────────────────────────────────────────────────────────────

@@ -1,23 +1,25 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { readClientTls } from '../../config/values.ts';
 import type { TaggedEntry } from '../../core/entry.ts';
-import { errorMessage, RejectError, RetryableError } from '../../core/errors.ts';
+import { errorMessage, HaltError } from '../../core/errors.ts';
 import { getPath } from '../../core/record-path.ts';
+import type { ClientTls } from '../../delivery/http-options.ts';
+import { sendInRequests } from '../../delivery/request.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics/registry.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
-import type { Chunk, Output, Rejection, WriteResult } from '../output.ts';
+import type { Chunk, Output, Rejection, WriteOptions, WriteResult } from '../output.ts';
 import type { LokiClient } from './client.ts';
 import { isTenantId, type LokiConfig, lokiSchema, TENANT_RULE } from './config.ts';
 import {
   encodeRequest,
-  halve,
   type LineSettings,
   type LokiEntry,
   lokiEntry,
-  type PushRequest,
-  planRequests,
-  requestEntries,
+  pushLimits,
+  pushOrder,
+  pushRequest,
   shapeRecord,
 } from './encode.ts';
 import { CardinalityGuard, extractLabels, type LabelRules, labelValue, parseLabelMap } from './labels.ts';
@@ -32,51 +34,6 @@ export const lokiOutput = defineComponent({
   create: (config, deps) => new LokiOutput(config, deps),
 });
 
-type Stop = RetryableError | RejectError;
-
-/** What happened to a chunk's entries, request by request. */
-class Tally {
-  delivered = 0;
-  readonly reject: Rejection[];
-  /** Entries of requests that failed as a whole, with the error that stopped them. */
-  readonly stopped: { entries: TaggedEntry[]; error: Stop }[] = [];
-  /** Entries sent with label values demoted to structured metadata: counted once delivered. */
-  readonly demoted: Map<TaggedEntry, string[]>;
-
-  constructor(rejected: Rejection[], demoted: Map<TaggedEntry, string[]>) {
-    this.reject = rejected;
-    this.demoted = demoted;
-  }
-
-  /**
-   * Nothing got through and nothing was refused: say it as the error itself, so the buffer
-   * acts on it directly (and honours a Retry-After). Otherwise, per entry: what a retryable
-   * error stopped is retried, what a fatal one stopped is rejected with its reason.
-   */
-  result(): WriteResult | undefined {
-    const errors = this.stopped.map((s) => s.error);
-    if (errors.length > 0 && this.delivered === 0 && this.reject.length === 0) {
-      const retryable = errors.filter((e) => e instanceof RetryableError);
-      if (retryable.length === errors.length) {
-        const wait = Math.max(...retryable.map((e) => e.retryAfterMs ?? 0));
-        const first = retryable[0]!;
-        throw wait > 0 && first.retryAfterMs !== wait
-          ? new RetryableError(first.message, { retryAfterMs: wait, cause: first })
-          : first;
-      }
-      if (retryable.length === 0) throw errors[0]!;
-    }
-    const retry: TaggedEntry[] = [];
-    for (const { entries, error } of this.stopped) {
-      if (error instanceof RejectError)
-        for (const entry of entries) this.reject.push({ entry, reason: error.message });
-      else retry.push(...entries);
-    }
-    if (retry.length === 0 && this.reject.length === 0) return undefined;
-    return { retry, reject: this.reject };
-  }
-}
-
 export class LokiOutput implements Output {
   readonly id: string;
   readonly type = 'loki';
@@ -89,6 +46,8 @@ export class LokiOutput implements Output {
   /** Label names already warned about (once each). */
   private readonly warned = new Set<string>();
   private rules: LabelRules | undefined;
+  /** Read once, at start (or the first write without one), and kept across stop and start. */
+  private tls: ClientTls | undefined;
   private client: LokiClient | undefined;
 
   constructor(config: LokiConfig, deps: ComponentDeps) {
@@ -111,23 +70,30 @@ export class LokiOutput implements Output {
     await this.open();
   }
 
-  async write(chunk: Chunk): Promise<WriteResult | undefined> {
+  async write(chunk: Chunk, options: WriteOptions): Promise<WriteResult | undefined> {
     const client = await this.open();
     const { entries, rejected, demoted } = this.prepare(chunk.entries());
-    const tally = new Tally(rejected, demoted);
-    const stoppedTenants = new Map<string | undefined, Stop>();
-    for (const request of planRequests(entries, this.config.batch_size)) {
-      const stop = stoppedTenants.get(request.tenant);
-      if (stop) {
-        // The tenant's earlier request failed as a whole: its next one would too. Other
-        // tenants (another rate limit, other credentials) still get their turn.
-        tally.stopped.push({ entries: requestEntries(request), error: stop });
-        continue;
-      }
-      const error = await this.send(client, request, tally);
-      if (error) stoppedTenants.set(request.tenant, error);
-    }
-    return tally.result();
+    return sendInRequests(
+      pushOrder(entries),
+      {
+        ...pushLimits(this.config.batch_size),
+        entry: (e) => e.entry,
+        noun: 'entry',
+        send: async (request, signal) => {
+          await client.push(
+            encodeRequest(pushRequest(request), this.config.encoding),
+            request[0]!.tenant,
+            signal,
+          );
+          if (demoted.size > 0) this.countDemoted(request, demoted);
+          return undefined;
+        },
+        onSplit: (request) =>
+          this.logger.debug({ entries: request.length }, '413 from Loki: splitting the push'),
+      },
+      options.signal,
+      rejected,
+    );
   }
 
   async stop(): Promise<void> {
@@ -140,8 +106,9 @@ export class LokiOutput implements Output {
     // Loaded only by configs that ship to Loki: an ESM import of node:http loads its client
     // side (undici, ~2 MB resident) at once.
     const { LokiClient } = await import('./client.ts');
-    if (this.client) return this.client;
     const c = this.config;
+    this.tls ??= c.tls && readClientTls(c.tls, this.configDir);
+    if (this.client) return this.client;
     this.rules ??= {
       labels: c.labels,
       autoKubernetes: c.auto_kubernetes_labels,
@@ -149,7 +116,7 @@ export class LokiOutput implements Output {
       keys: c.label_keys,
       includeTag: c.include_tag,
     };
-    this.client = new LokiClient(c, this.configDir);
+    this.client = new LokiClient(c, this.tls);
     return this.client;
   }
 
@@ -179,7 +146,9 @@ export class LokiOutput implements Output {
         if (this.guard.admit(name, value)) continue;
         labels.delete(name);
         shaped.metadata.push([name, value]);
-        demoted.set(entry, [...(demoted.get(entry) ?? []), name]);
+        const names = demoted.get(entry);
+        if (names) names.push(name);
+        else demoted.set(entry, [name]);
         this.warnDemoted(name);
       }
       if (labels.size === 0) {
@@ -210,54 +179,11 @@ export class LokiOutput implements Output {
   }
 
   /** `estuary_loki_labels_demoted_total`, for the entries Loki took (a retried chunk counts once). */
-  private countDemoted(request: PushRequest, demoted: Map<TaggedEntry, string[]>): void {
+  private countDemoted(request: readonly LokiEntry[], demoted: Map<TaggedEntry, string[]>): void {
     const counts = new Map<string, number>();
-    for (const entry of requestEntries(request))
+    for (const { entry } of request)
       for (const name of demoted.get(entry) ?? []) counts.set(name, (counts.get(name) ?? 0) + 1);
     for (const [label, n] of counts) this.metrics.lokiLabelsDemoted.inc({ plugin_id: this.id, label }, n);
-  }
-
-  /**
-   * One push; a 413 halves it, sent in turn within this write. Returns the error that
-   * stopped it (the tally holds its entries and those of its unsent halves), or undefined.
-   */
-  private async send(client: LokiClient, request: PushRequest, tally: Tally): Promise<Stop | undefined> {
-    let outcome: Awaited<ReturnType<LokiClient['push']>>;
-    try {
-      outcome = await client.push(encodeRequest(request, this.config.encoding), request.tenant);
-    } catch (err) {
-      const error: Stop =
-        err instanceof RetryableError || err instanceof RejectError
-          ? err
-          : new RetryableError(errorMessage(err), { cause: err });
-      tally.stopped.push({ entries: requestEntries(request), error });
-      return error;
-    }
-    if (outcome.kind === 'ok') {
-      tally.delivered += request.count;
-      if (tally.demoted.size > 0) this.countDemoted(request, tally.demoted);
-      return undefined;
-    }
-    if (outcome.kind === 'reject') {
-      for (const entry of requestEntries(request)) tally.reject.push({ entry, reason: outcome.reason });
-      return undefined;
-    }
-    if (request.count === 1) {
-      const entry = requestEntries(request)[0]!;
-      tally.reject.push({
-        entry,
-        reason: `${outcome.reason}: one entry of ${request.bytes} bytes is over the limit`,
-      });
-      return undefined;
-    }
-    this.logger.debug({ entries: request.count, bytes: request.bytes }, '413 from Loki: splitting the push');
-    const [first, second] = halve(request);
-    const error = await this.send(client, first, tally);
-    if (error) {
-      tally.stopped.push({ entries: requestEntries(second), error });
-      return error;
-    }
-    return this.send(client, second, tally);
   }
 }
 
@@ -266,11 +192,11 @@ function readLabelMap(path: string): { name: string; path: readonly string[] }[]
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new RejectError(`cannot read label_map_path ${path}: ${errorMessage(err)}`);
+    throw new HaltError(`cannot read label_map_path ${path}: ${errorMessage(err)}`);
   }
   try {
     return parseLabelMap(JSON.parse(text));
   } catch (err) {
-    throw new RejectError(`label_map_path ${path}: ${errorMessage(err)}`);
+    throw new HaltError(`label_map_path ${path}: ${errorMessage(err)}`);
   }
 }

@@ -7,12 +7,10 @@ import type { TaggedEntry } from '../../../src/core/entry.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
 import { elasticsearchSchema } from '../../../src/outputs/elasticsearch/config.ts';
 import {
-  type BulkItem,
   bulkBody,
   documentId,
   encodeBulk,
   encodeSettings,
-  splitBulk,
 } from '../../../src/outputs/elasticsearch/encode.ts';
 
 /**
@@ -138,19 +136,6 @@ describe('elasticsearch encoding', () => {
     const s = settings({ index: 'Logs-${tag}-${$.ns}' });
     const [item] = encodeBulk([entry({ ns: 'A b,c*' }, undefined, 'App/Web#1')], s).items;
     assert.equal(JSON.parse(item!.action).create._index, 'logs-app_web_1-a_b_c_');
-  });
-
-  it('splits requests by bytes and by actions, keeping order; an oversized item goes alone', () => {
-    const item = (n: number, bytes: number) => ({ bytes, entry: entry({ n }) }) as unknown as BulkItem;
-    const items = [item(0, 40), item(1, 40), item(2, 150), item(3, 10), item(4, 10), item(5, 10)];
-    const sizes = (rs: BulkItem[][]) => rs.map((r) => r.map((i) => i.entry.record.n));
-    assert.deepEqual(sizes(splitBulk(items, 100, 10)), [[0, 1], [2], [3, 4, 5]]);
-    assert.deepEqual(sizes(splitBulk(items, 1000, 2)), [
-      [0, 1],
-      [2, 3],
-      [4, 5],
-    ]);
-    assert.deepEqual(splitBulk([], 100, 10), []);
   });
 
   it('counts the bytes each item adds to the body exactly', () => {

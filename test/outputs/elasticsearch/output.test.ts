@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -9,13 +12,15 @@ import { pino } from 'pino';
 import { makeChunk } from '../../../src/buffer/chunk.ts';
 import { makeBatch } from '../../../src/core/batch.ts';
 import type { Entry } from '../../../src/core/entry.ts';
-import { parseRetryAfter, RejectError, RetryableError } from '../../../src/core/errors.ts';
+import { HaltError, parseRetryAfter, RetryableError } from '../../../src/core/errors.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { elasticsearchOutput } from '../../../src/outputs/elasticsearch/index.ts';
 import type { Output } from '../../../src/outputs/output.ts';
 import { ElasticsearchFake, ITEM_429, mappingError } from '../../support/elasticsearch-fake.ts';
 import { NO_DEADLINE } from '../../support/outputs.ts';
+import { assertAbandonedAtAbort } from '../../support/silent-server.ts';
+import { selfSignedCert } from '../../support/tls.ts';
 import { freePort } from '../../support/wait.ts';
 
 const T = new EventTime(1_700_000_000, 123_456_789); // 2023-11-14T22:13:20.123456789Z
@@ -162,11 +167,11 @@ describe('elasticsearch output: results, item by item', () => {
     assert.equal(fake.count(), 1);
   });
 
-  it('401 and 403 are fatal with a message that says what to fix', async () => {
+  it('401 and 403 halt the output (never dead-lettered), with a message that says what to fix', async () => {
     const out = create();
     fake.requestFaults.push({ status: 401 });
     await assert.rejects(out.write(chunk(records(2)), NO_DEADLINE), (err: unknown) => {
-      assert.ok(err instanceof RejectError);
+      assert.ok(err instanceof HaltError);
       assert.match(
         err.message,
         /401 unauthorized \(security_exception: .*\): .*check username\/password or api_key/,
@@ -174,8 +179,39 @@ describe('elasticsearch output: results, item by item', () => {
       return true;
     });
     fake.requestFaults.push({ status: 403 });
-    await assert.rejects(out.write(chunk(records(2)), NO_DEADLINE), /403 forbidden .*create_doc or index/);
+    await assert.rejects(
+      out.write(chunk(records(2)), NO_DEADLINE),
+      (err: Error) => err instanceof HaltError && /403 forbidden .*create_doc or index/.test(err.message),
+    );
     assert.equal(fake.count(), 0);
+  });
+
+  it('a 403 for a cluster block (disk flood stage) is retried: the block lifts', async () => {
+    const out = create();
+    fake.requestFaults.push({
+      status: 403,
+      type: 'cluster_block_exception',
+      reason: 'index [fluentd] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark]',
+    });
+    await assert.rejects(
+      out.write(chunk(records(1)), NO_DEADLINE),
+      (err: Error) => err instanceof RetryableError && /403 \(cluster_block_exception/.test(err.message),
+    );
+  });
+
+  it('a 404 for the whole request (a missing index, a wrong path prefix) halts', async () => {
+    const out = create();
+    fake.requestFaults.push({
+      status: 404,
+      type: 'index_not_found_exception',
+      reason: 'no such index [fluentd]',
+    });
+    await assert.rejects(
+      out.write(chunk(records(1)), NO_DEADLINE),
+      (err: Error) =>
+        err instanceof HaltError &&
+        /404 not found \(index_not_found_exception: no such index/.test(err.message),
+    );
   });
 
   it('sends the credentials it is given (basic and ApiKey)', async () => {
@@ -184,7 +220,7 @@ describe('elasticsearch output: results, item by item', () => {
     assert.equal(await create({ api_key: 'aWQ6a2V5' }).write(chunk(records(1)), NO_DEADLINE), undefined);
     await assert.rejects(
       create({ username: 'elastic', password: 'x' }).write(chunk(records(1)), NO_DEADLINE),
-      RejectError,
+      HaltError,
     );
   });
 
@@ -239,14 +275,18 @@ describe('elasticsearch output: results, item by item', () => {
       [200, 503],
       'the third request is not sent',
     );
+    // A halt keeps the whole chunk: the two documents indexed come back as 409s, counted done.
     fake.requestFaults = [null, { status: 401 }];
-    const fatal = await out.write(chunk(records(6)), NO_DEADLINE);
-    assert.equal(fatal!.retry!.length, 0);
-    assert.deepEqual(
-      fatal!.reject!.map((r) => r.entry.record.n),
-      [2, 3, 4, 5],
+    await assert.rejects(out.write(chunk(records(6)), NO_DEADLINE), HaltError);
+    assert.equal(await out.write(chunk(records(6)), NO_DEADLINE), undefined);
+    assert.equal(fake.count(), 6);
+  });
+
+  it('a cluster that never answers is abandoned when the write’s signal aborts', async () => {
+    await assertAbandonedAtAbort(
+      (url, signal) => create({ hosts: [url] }).write(chunk(records(1)), { signal }),
+      /_bulk: abandoned: /,
     );
-    assert.match(fatal!.reject![0]!.reason, /401 unauthorized/);
   });
 });
 
@@ -276,7 +316,7 @@ describe('elasticsearch output: connection options, flavors, templates, data str
     assert.equal(await create({ flavor: 'opensearch' }).write(chunk(records(2)), NO_DEADLINE), undefined);
     assert.equal(fake.count(), 2);
     await assert.rejects(create().write(chunk(records(1)), NO_DEADLINE), (err: unknown) => {
-      assert.ok(err instanceof RejectError);
+      assert.ok(err instanceof HaltError);
       assert.match(err.message, /set flavor: opensearch for OpenSearch/);
       return true;
     });
@@ -358,6 +398,29 @@ describe('elasticsearch output: connection options, flavors, templates, data str
       1,
       'off by default',
     );
+  });
+
+  it('TLS: a missing file fails start naming its key; a certificate that does not verify halts', async () => {
+    await assert.rejects(
+      create({ hosts: ['https://127.0.0.1:9200'], tls: { ca_file: 'nope.pem' } }).start!(),
+      (err: Error) => /^tls\.ca_file: cannot read .*nope\.pem/.test(err.message),
+    );
+    const { cert, key } = selfSignedCert(dir);
+    const server = createHttpsServer({ cert: readFileSync(cert), key: readFileSync(key) }, (_req, res) =>
+      res.end('{}'),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      await assert.rejects(
+        create({ hosts: [`https://127.0.0.1:${port}`] }).write(chunk(records(1)), NO_DEADLINE),
+        (err: Error) =>
+          err instanceof HaltError && /self-signed certificate.*check ca_file/.test(err.message),
+      );
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('stop is safe without start and twice; a write after stop opens a new client', async () => {

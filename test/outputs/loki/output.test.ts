@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { makeChunk } from '../../../src/buffer/chunk.ts';
 import { makeBatch } from '../../../src/core/batch.ts';
 import type { Entry } from '../../../src/core/entry.ts';
-import { RejectError, RetryableError } from '../../../src/core/errors.ts';
+import { HaltError, RetryableError } from '../../../src/core/errors.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { lokiOutput } from '../../../src/outputs/loki/index.ts';
@@ -16,6 +16,7 @@ import type { Chunk, Output } from '../../../src/outputs/output.ts';
 import { LokiFake, type LokiFakeOptions } from '../../support/loki-fake.ts';
 import { NO_DEADLINE } from '../../support/outputs.ts';
 import { sample } from '../../support/prom-text.ts';
+import { assertAbandonedAtAbort, SilentServer } from '../../support/silent-server.ts';
 import { selfSignedCert } from '../../support/tls.ts';
 
 /** The output against the Loki fake, one write at a time: what Loki stores, and what write() says. */
@@ -304,18 +305,42 @@ describe('loki output: what Loki answers', () => {
     assert.deepEqual(fake.lines(), ['{"msg":"fine"}'], 'Loki kept the valid entry');
   });
 
-  it('401 and 403 are fatal, saying what to check', async () => {
+  it('401 and 403 halt the output (never dead-lettered), saying what to check', async () => {
     await restartFake({ auth: { username: 'u', password: 'right' } });
     const wrong = create({ username: 'u', password: 'wrong' });
     await assert.rejects(wrong.write(chunk(records(2)), NO_DEADLINE), (err: Error) => {
-      assert.ok(err instanceof RejectError);
+      assert.ok(err instanceof HaltError);
       assert.match(err.message, /401 unauthorized: Unauthorized: .*check username\/password or bearer_token/);
       return true;
     });
     const right = create({ username: 'u', password: 'right' }, 'ok');
     assert.equal(await right.write(chunk(records(2)), NO_DEADLINE), undefined);
     fake.faults = [{ status: 403, body: 'tenant not allowed' }];
-    await assert.rejects(right.write(chunk(records(1)), NO_DEADLINE), /403 forbidden: tenant not allowed/);
+    await assert.rejects(
+      right.write(chunk(records(1)), NO_DEADLINE),
+      (err: Error) => err instanceof HaltError && /403 forbidden: tenant not allowed/.test(err.message),
+    );
+  });
+
+  it('a URL that is not the push endpoint (404) halts, and says so', async () => {
+    const out = create({ url: `${fake.url}/loki/api/v1/pushh` });
+    await assert.rejects(
+      out.write(chunk(records(1)), NO_DEADLINE),
+      (err: Error) =>
+        err instanceof HaltError && /404 not found.*is url Loki's push endpoint/.test(err.message),
+    );
+  });
+
+  it('a halt after another tenant’s push went through halts the whole write', async () => {
+    const out = create({ tenant_id_key: 'tenant' });
+    fake.faults = [null, { status: 401 }];
+    const entries = [
+      { time: at(1), record: { tenant: 'a', n: 1 } },
+      { time: at(2), record: { tenant: 'b', n: 2 } },
+      { time: at(3), record: { tenant: 'c', n: 3 } },
+    ];
+    await assert.rejects(out.write(chunk(entries), NO_DEADLINE), HaltError);
+    assert.equal(fake.pushes.length, 2, 'tenant c is not tried');
   });
 
   it('bearer_token and headers travel on every push', async () => {
@@ -337,15 +362,37 @@ describe('loki output: what Loki answers', () => {
       await create({ tls: { verify: false } }, 'noverify').write(chunk(records(1)), NO_DEADLINE),
       undefined,
     );
+    // A certificate that does not verify fails every time until someone changes something: halt.
     await assert.rejects(
       create({}, 'system-cas').write(chunk(records(1)), NO_DEADLINE),
-      (err: Error) => err instanceof RetryableError && /self-signed certificate/.test(err.message),
+      (err: Error) => err instanceof HaltError && /self-signed certificate.*check ca_file/.test(err.message),
     );
     assert.equal(fake.count(), 1, 'the same entry twice is one entry');
     await assert.rejects(
       create({ tls: { ca_file: 'nope.pem' } }, 'missing').start!(),
-      /cannot read nope.pem/,
+      /HaltError: tls\.ca_file: cannot read .*nope\.pem/,
     );
+  });
+
+  it('a Loki that never answers is abandoned when the write’s signal aborts, well before request_timeout', async () => {
+    await assertAbandonedAtAbort(
+      (url, signal) => create({ url, request_timeout: '1m' }).write(chunk(records(1)), { signal }),
+      /push: abandoned: /,
+    );
+  });
+
+  it('request_timeout abandons a push that gets no answer', async () => {
+    const silent = await SilentServer.start();
+    try {
+      const out = create({ url: silent.url, request_timeout: '200ms' });
+      await assert.rejects(
+        out.write(chunk(records(1)), NO_DEADLINE),
+        (err: Error) =>
+          err instanceof RetryableError && /no answer within request_timeout \(200ms\)/.test(err.message),
+      );
+    } finally {
+      await silent.stop();
+    }
   });
 
   it('429 and 5xx are retryable, with Loki’s Retry-After; nothing sent is lost', async () => {
@@ -417,7 +464,7 @@ describe('loki output: what Loki answers', () => {
     const out = create({ label_map_path: 'missing.json' });
     await assert.rejects(
       out.start!(),
-      (err: Error) => err instanceof RejectError && /cannot read label_map_path/.test(err.message),
+      (err: Error) => err instanceof HaltError && /cannot read label_map_path/.test(err.message),
     );
     await writeFile(join(dir, 'bad.json'), '{"a": 1}');
     await assert.rejects(create({ label_map_path: 'bad.json' }).start!(), /expected a label name/);
