@@ -1,6 +1,7 @@
 import type { BufferBackend, OutputBuffer } from './buffer/buffer.ts';
 import { MemoryBackend } from './buffer/memory/memory-buffer.ts';
 import type { EstuaryConfig } from './config/load.ts';
+import { InflightBudget } from './core/inflight.ts';
 import type { Input } from './inputs/input.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { Metrics } from './metrics/registry.ts';
@@ -41,6 +42,8 @@ export class Estuary {
   readonly inputs: readonly Input[];
   readonly outputs: readonly { output: Output; buffer: OutputBuffer }[];
   readonly pipeline: Pipeline;
+  /** service.max_inflight_bytes: what all inputs together hold before the buffers have it. */
+  readonly inflight: InflightBudget;
   private readonly backend: BufferBackend;
   private stopped: Promise<void> | undefined;
 
@@ -60,11 +63,14 @@ export class Estuary {
     }
     this.backend = options.backend ?? memoryBackend(this.logger);
     this.metrics = options.metrics ?? new Metrics({ sharedBuffer: this.backend.shared });
+    this.inflight = new InflightBudget(config.service.max_inflight_bytes);
+    this.metrics.registerInflight(this.inflight);
     const deps = (id: string): ComponentDeps => ({
       id,
       logger: this.logger.child({ plugin_id: id }),
       metrics: this.metrics,
       configDir: config.dir,
+      inflight: this.inflight,
     });
     const { registry } = options;
     this.inputs = config.inputs.map((c) => registry.get('input', c.type)!.create(c.options, deps(c.id)));

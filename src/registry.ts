@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { BufferOverrides } from './config/schema.ts';
+import type { InflightBudget } from './core/inflight.ts';
 import type { Filter } from './filters/filter.ts';
 import type { Input } from './inputs/input.ts';
 import type { Logger } from './logger.ts';
@@ -14,6 +15,11 @@ export interface ComponentDeps {
   metrics: Metrics;
   /** Directory of the config file, for resolving relative paths. */
   configDir: string;
+  /**
+   * The process's `service.max_inflight_bytes`, shared by every input. Absent when a
+   * component is built on its own (tests): inputs then hold without a bound.
+   */
+  inflight?: InflightBudget;
 }
 
 interface Kinds {

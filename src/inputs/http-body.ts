@@ -1,9 +1,10 @@
-import { promisify } from 'node:util';
+import type { Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { toEntry } from '../core/batch.ts';
 import { type Entry, isLogRecord, type LogRecord } from '../core/entry.ts';
 import { InputError } from '../core/errors.ts';
 import { EventTime, FLUENT_BIT_GROUP_END } from '../core/event-time.ts';
+import { type InflightLease, inflightFull } from '../core/inflight.ts';
 import { unpackStream } from '../core/msgpack.ts';
 
 /**
@@ -35,6 +36,8 @@ export interface DecodeOptions {
   keepTimeKey: boolean;
   /** Largest body accepted after decompression, in bytes. */
   maxDecompressedSize: number;
+  /** The request's share of the in-flight budget: decompressed bytes are taken from it as they come. */
+  lease?: InflightLease;
 }
 
 /** Fluent Bit's out_http puts the record time here (`json_date_key`) unless told otherwise. */
@@ -42,7 +45,12 @@ const FLUENT_BIT_DATE_KEY = 'date';
 
 export async function decodeBody(request: BodyRequest, options: DecodeOptions): Promise<Entry[]> {
   if (request.body.length === 0) return [];
-  const body = await decompress(request.body, request.contentEncoding, options.maxDecompressedSize);
+  const body = await decompress(
+    request.body,
+    request.contentEncoding,
+    options.maxDecompressedSize,
+    options.lease,
+  );
   const type = mediaType(request.contentType);
   if (type === '' || type === 'application/x-www-form-urlencoded') {
     return decodeForm(body, request.time, options);
@@ -162,31 +170,31 @@ function hexDigit(c: number | undefined): number {
 // ---------------------------------------------------------------------------------------------
 // Content-Encoding
 
-type Inflate = (data: Buffer, options: { maxOutputLength: number }) => Promise<Buffer>;
+// Fewer, larger pieces than zlib's 16 KiB default: each one is a budget take.
+const CHUNK = 64 * 1024;
 
-const gunzip: Inflate = promisify(zlib.gunzip);
-const inflate: Inflate = promisify(zlib.inflate);
-const inflateRaw: Inflate = promisify(zlib.inflateRaw);
-const zstd: Inflate = promisify(zlib.zstdDecompress);
-const brotli: Inflate = promisify(zlib.brotliDecompress);
-
-const DECODERS: Record<string, Inflate> = {
-  gzip: gunzip,
-  'x-gzip': gunzip,
+const DECODERS: Record<string, (data: Buffer) => Transform> = {
+  gzip: () => zlib.createGunzip({ chunkSize: CHUNK }),
+  'x-gzip': () => zlib.createGunzip({ chunkSize: CHUNK }),
   // HTTP's "deflate" is zlib-wrapped, but enough clients send raw deflate that we take both.
-  deflate: (data, options) => (looksLikeZlib(data) ? inflate(data, options) : inflateRaw(data, options)),
-  zstd,
-  br: brotli,
+  deflate: (data) =>
+    looksLikeZlib(data)
+      ? zlib.createInflate({ chunkSize: CHUNK })
+      : zlib.createInflateRaw({ chunkSize: CHUNK }),
+  zstd: () => zlib.createZstdDecompress({ chunkSize: CHUNK }),
+  br: () => zlib.createBrotliDecompress({ chunkSize: CHUNK }),
 };
 
 /**
- * Undoes Content-Encoding (several codings are undone last first). `maxOutputLength` makes
- * zlib stop as soon as the output passes the limit, so a small bomb cannot eat memory.
+ * Undoes Content-Encoding (several codings are undone last first). Decoding stops as soon as
+ * the output passes `max`, or, with a lease, as soon as a piece of it does not fit in the
+ * in-flight budget: a small bomb can eat neither this request's limit nor the process's.
  */
 export async function decompress(
   body: Buffer,
   contentEncoding: string | undefined,
   max: number,
+  lease?: InflightLease,
 ): Promise<Buffer> {
   const codings = (contentEncoding ?? '')
     .split(',')
@@ -194,19 +202,39 @@ export async function decompress(
     .filter((c) => c !== '' && c !== 'identity');
   let out = body;
   for (const coding of codings.reverse()) {
-    const decode = DECODERS[coding];
-    if (!decode)
+    const decoder = DECODERS[coding];
+    if (!decoder)
       throw new BodyError(`unsupported content-encoding ${coding} (use gzip, deflate or zstd)`, 415);
-    try {
-      out = await decode(out, { maxOutputLength: max });
-    } catch (err) {
-      if ((err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
-        throw new BodyError(`decompressed body exceeds max_decompressed_size (${max} bytes)`, 413);
-      }
-      throw new BodyError(`invalid ${coding} body: ${oneLine(err)}`);
-    }
+    out = await inflate(out, decoder(out), coding, max, lease);
   }
   return out;
+}
+
+function inflate(
+  data: Buffer,
+  stream: Transform,
+  coding: string,
+  max: number,
+  lease: InflightLease | undefined,
+): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const fail = (err: Error) => {
+      stream.destroy();
+      reject(err);
+    };
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max)
+        fail(new BodyError(`decompressed body exceeds max_decompressed_size (${max} bytes)`, 413));
+      else if (lease && !lease.tryTake(chunk.length)) fail(inflightFull(lease.limit));
+      else chunks.push(chunk);
+    });
+    stream.on('error', (err) => fail(new BodyError(`invalid ${coding} body: ${oneLine(err)}`)));
+    stream.on('end', () => resolve(Buffer.concat(chunks, size)));
+    stream.end(data);
+  });
 }
 
 function looksLikeZlib(data: Buffer): boolean {

@@ -1,15 +1,18 @@
 import type { ServerOptions } from 'node:https';
+import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { port, readServerTls, size, tlsServer } from '../config/values.ts';
-import { makeBatch } from '../core/batch.ts';
+import { type Batch, makeBatch } from '../core/batch.ts';
 import { BearerAuth } from '../core/bearer-auth.ts';
 import type { Entry } from '../core/entry.ts';
 import { BackpressureError, errorMessage, InputError } from '../core/errors.ts';
+import { InflightBudget, type InflightLease, inflightFull } from '../core/inflight.ts';
 import { type Logger, rateLimited } from '../logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { type ComponentDeps, defineComponent } from '../registry.ts';
 import { BodyError, decodeBody } from './http-body.ts';
+import { readBody } from './http-read.ts';
 import type { Emit, Input } from './input.ts';
 
 const MiB = 1024 * 1024;
@@ -60,6 +63,10 @@ interface Arrival {
   contentType: string | undefined;
   /** performance.now() */
   at: number;
+  /** The request's share of service.max_inflight_bytes, given back when its response closes. */
+  lease: InflightLease;
+  /** Content-Length, when sent and a plain number. */
+  declared: number | undefined;
 }
 
 type Result = 'ok' | 'bad_request' | 'unauthorized' | 'too_large' | 'backpressure' | 'error';
@@ -82,6 +89,7 @@ export class HttpInput implements Input {
   private readonly auth: BearerAuth;
   private readonly warnRefused: (fields: Record<string, unknown>) => void;
   private readonly maxDecompressedSize: number;
+  private readonly inflight: InflightBudget;
   /** What onRequest saw of a POST: its content-type (removed for Fastify) and when it arrived. */
   private readonly arrivals = new WeakMap<FastifyRequest, Arrival>();
   private app: FastifyInstance | undefined;
@@ -109,6 +117,7 @@ export class HttpInput implements Input {
       this.logger.warn({ ...fields, suppressed }, 'http request refused'),
     );
     this.maxDecompressedSize = options.max_decompressed_size ?? 4 * options.max_body_size;
+    this.inflight = deps.inflight ?? new InflightBudget(Number.POSITIVE_INFINITY);
   }
 
   async start(emit: Emit): Promise<void> {
@@ -148,20 +157,45 @@ export class HttpInput implements Input {
     const options = { logger: false, bodyLimit: this.options.max_body_size } as const;
     // Fastify types an HTTPS instance apart; we only use what both share.
     const app = (https ? Fastify({ ...options, https }) : Fastify(options)) as unknown as FastifyInstance;
-    // Decoding is ours: every body arrives as a Buffer, whatever its content-type. Fastify
-    // refuses malformed content-type headers before any parser runs, so the header is set
-    // aside here and read back in the handler.
+    // Reading and decoding are ours: every body arrives as a Buffer, whatever its content-type,
+    // read under max_body_size and the in-flight budget. Fastify refuses malformed
+    // content-type headers before any parser runs, so the header is set aside here and read
+    // back in the handler.
     app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+    app.addContentTypeParser('*', (request: FastifyRequest, payload: Readable) => {
+      const arrival = this.arrivals.get(request);
+      // Not a POST: answered 405 unread (Node discards the body as it arrives).
+      if (!arrival) return Promise.resolve(undefined);
+      return readBody(payload, {
+        maxBytes: this.options.max_body_size,
+        declared: arrival.declared,
+        lease: arrival.lease,
+      });
+    });
     app.addHook('onRequest', async (request, reply) => {
       if (request.method !== 'POST') return;
-      this.arrivals.set(request, { contentType: request.headers['content-type'], at: performance.now() });
+      const lease = this.inflight.lease();
+      reply.raw.once('close', () => lease.releaseAll());
+      const declared = contentLength(request);
+      this.arrivals.set(request, {
+        contentType: request.headers['content-type'],
+        at: performance.now(),
+        lease,
+        declared,
+      });
       delete request.headers['content-type'];
       if (!this.applyCors(request, reply))
         return this.refuse(request, reply, 403, 'unauthorized', 'origin not allowed');
       if (!this.authorized(request)) {
         reply.header('www-authenticate', 'Bearer');
         return this.refuse(request, reply, 401, 'unauthorized', 'missing or wrong bearer token');
+      }
+      // Room for the whole body before a byte of it is read; a body over max_body_size is
+      // refused by the reader, unread, and takes none.
+      if (declared !== undefined && declared <= this.options.max_body_size && !lease.tryTake(declared)) {
+        // The body is never read: closing is cheaper than draining it.
+        reply.header('connection', 'close');
+        return this.refuseError(request, reply, inflightFull(lease.limit));
       }
     });
     // Fastify's close waits for every connection; a keep-alive one still open after its last
@@ -179,13 +213,14 @@ export class HttpInput implements Input {
         .type('text/plain; charset=utf-8')
         .send('only POST /<tag> is accepted\n');
     });
-    // Fastify's own refusals (body over max_body_size, bad content-length): plain text, counted.
-    app.setErrorHandler((err: { statusCode?: number; message: string }, request, reply) => {
+    // The body reader's refusals (too large, in-flight budget full, client gone) and Fastify's
+    // own: plain text, counted. Fastify adds `connection: close` when the body was not read whole.
+    app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
+      if (err instanceof InputError || err instanceof BackpressureError)
+        return this.refuseError(request, reply, err);
       const status = err.statusCode ?? 500;
       const result: Result = status === 413 ? 'too_large' : status < 500 ? 'bad_request' : 'error';
-      const reason =
-        status === 413 ? `body exceeds max_body_size (${this.options.max_body_size} bytes)` : err.message;
-      return this.refuse(request, reply, status, result, reason);
+      return this.refuse(request, reply, status, result, err.message);
     });
     return app;
   }
@@ -193,14 +228,16 @@ export class HttpInput implements Input {
   private async handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     this.metrics.inputBytes.inc(this.labels, body.length);
-    let tag: string;
-    let entries: Entry[];
+    const arrival = this.arrivals.get(request)!;
+    let tag: string | undefined;
+    let batch: Batch;
+    let emitting = false;
     try {
       tag = this.tagOf(request);
-      entries = await decodeBody(
+      const entries = await decodeBody(
         {
           body,
-          contentType: this.arrivals.get(request)?.contentType,
+          contentType: arrival.contentType,
           contentEncoding: header(request, 'content-encoding'),
           time: queryTime(request.query),
         },
@@ -208,40 +245,57 @@ export class HttpInput implements Input {
           timeKey: this.options.time_key,
           keepTimeKey: this.options.keep_time_key,
           maxDecompressedSize: this.maxDecompressedSize,
+          lease: arrival.lease,
         },
       );
-    } catch (err) {
-      if (!(err instanceof InputError)) {
-        return this.refuse(request, reply, 500, 'error', `internal error: ${errorMessage(err)}`);
-      }
-      const status = err instanceof BodyError ? err.status : 400;
-      return this.refuse(request, reply, status, status === 413 ? 'too_large' : 'bad_request', err.message);
-    }
-    if (entries.length > 0) {
+      if (entries.length === 0) return this.accepted(reply);
       this.addRequestFields(request, entries);
-      try {
-        await this.emit!(makeBatch(tag, entries), { wait: false });
-      } catch (err) {
-        // Never a 4xx here: Fluent Bit drops data on any 4xx but 408/429; a 503 makes it retry.
-        const backpressure = err instanceof BackpressureError;
-        const retryAfter = backpressure ? Math.max(0, Math.ceil(err.retryAfterSeconds)) : 1;
-        reply.header('retry-after', String(retryAfter));
-        return this.refuse(
-          request,
-          reply,
-          503,
-          backpressure ? 'backpressure' : 'error',
-          errorMessage(err),
-          tag,
-        );
-      }
-      this.metrics.inputRecords.inc(this.labels, entries.length);
-      const arrived = this.arrivals.get(request)?.at ?? performance.now();
-      this.metrics.ackLatency.observe(this.labels, (performance.now() - arrived) / 1000);
+      batch = makeBatch(tag, entries);
+      // The encoded batch is held too until the buffers have it.
+      if (!arrival.lease.tryTake(batch.bytes)) throw inflightFull(arrival.lease.limit);
+      emitting = true;
+      await this.emit!(batch, { wait: false });
+    } catch (err) {
+      if (emitting || err instanceof InputError || err instanceof BackpressureError)
+        return this.refuseError(request, reply, err, tag);
+      return this.refuse(request, reply, 500, 'error', `internal error: ${errorMessage(err)}`);
     }
+    this.metrics.inputRecords.inc(this.labels, batch.count);
+    this.metrics.ackLatency.observe(this.labels, (performance.now() - arrival.at) / 1000);
+    return this.accepted(reply);
+  }
+
+  private accepted(reply: FastifyReply): FastifyReply {
     this.metrics.inputRequests.inc({ ...this.labels, result: 'ok' });
     if (this.options.use_204_response) return reply.code(204).send();
     return reply.code(200).type('text/plain; charset=utf-8').send('');
+  }
+
+  /**
+   * The answer to a failure: the body's fault is a 4xx with its reason; anything transient is
+   * a 503 with Retry-After, never another 4xx (Fluent Bit drops data on any 4xx but 408/429).
+   */
+  private refuseError(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    err: unknown,
+    tag?: string,
+  ): FastifyReply {
+    if (err instanceof InputError) {
+      const status = err instanceof BodyError ? err.status : 400;
+      return this.refuse(
+        request,
+        reply,
+        status,
+        status === 413 ? 'too_large' : 'bad_request',
+        err.message,
+        tag,
+      );
+    }
+    const backpressure = err instanceof BackpressureError;
+    const retryAfter = backpressure ? Math.max(0, Math.ceil(err.retryAfterSeconds)) : 1;
+    reply.header('retry-after', String(retryAfter));
+    return this.refuse(request, reply, 503, backpressure ? 'backpressure' : 'error', errorMessage(err), tag);
   }
 
   /** `/app/web` and `/app.web` both give `app.web`, as in Fluentd; a tag header wins when sent. */
@@ -341,6 +395,12 @@ export class HttpInput implements Input {
     else this.warnRefused(fields);
     return reply.code(status).type('text/plain; charset=utf-8').send(`${line}\n`);
   }
+}
+
+/** Content-Length as a number; undefined when absent or not plain digits (the reader then counts as it goes). */
+function contentLength(request: FastifyRequest): number | undefined {
+  const value = request.headers['content-length'];
+  return typeof value === 'string' && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
 }
 
 function header(request: FastifyRequest, name: string): string | undefined {

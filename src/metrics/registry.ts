@@ -37,6 +37,12 @@ const PLUGIN = ['plugin_id', 'type'] as const;
 /** One registry's metrics as data: what a worker process sends its supervisor. */
 export type MetricSnapshot = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 
+/** What the in-flight gauges read at scrape time (core/inflight.ts's InflightBudget). */
+export interface InflightStatus {
+  readonly bytes: number;
+  readonly limit: number;
+}
+
 export interface MetricsOptions {
   /**
    * The buffer sizes are the store's (Redis), the same in every worker process: workers'
@@ -65,6 +71,7 @@ export function registerProcessMetrics(registry: Registry): void {
 export class Metrics {
   readonly registry = new Registry();
   private readonly outputs = new Map<string, OutputStatus>();
+  private inflight: InflightStatus | undefined;
 
   readonly inputRecords = new Counter({
     name: 'fluentd_input_status_num_records_total',
@@ -236,6 +243,27 @@ export class Metrics {
       (s) => s.deadLetterRecords,
       size,
     );
+    const inflightGauge = (name: string, help: string, read: (s: InflightStatus) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect: () => {
+          const g = this.registry.getSingleMetric(name) as Gauge;
+          if (this.inflight) g.set(read(this.inflight));
+        },
+      });
+    inflightGauge(
+      'estuary_inflight_bytes',
+      'Bytes the inputs hold before the buffers have them (read, decompressed, not yet staged).',
+      (s) => s.bytes,
+    );
+    inflightGauge('estuary_inflight_limit_bytes', 'service.max_inflight_bytes.', (s) => s.limit);
+  }
+
+  /** The process's in-flight budget, read at each scrape. */
+  registerInflight(status: InflightStatus): void {
+    this.inflight = status;
   }
 
   registerOutput(status: OutputStatus): void {

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import * as zlib from 'node:zlib';
 import { pino } from 'pino';
 import { type Batch, decodeEntries } from '../../src/core/batch.ts';
@@ -13,6 +13,9 @@ import { eventTimeBytes, pack } from '../../src/core/msgpack.ts';
 import { httpInput } from '../../src/inputs/http.ts';
 import type { Emit, Input } from '../../src/inputs/input.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
+import { startEstuary } from '../support/estuary.ts';
+import { RawHttp } from '../support/http.ts';
+import { sample } from '../support/prom-text.ts';
 import { selfSignedCert } from '../support/tls.ts';
 import { freePort, waitFor } from '../support/wait.ts';
 
@@ -320,6 +323,119 @@ describe('http input — acknowledgement and backpressure', () => {
     const res = await post(`${h.url}/t`, '{"a":1}', JSON_TYPE);
     assert.equal(res.status, 204);
     assert.equal(h.batches.length, 1);
+  });
+});
+
+describe('http input — in-flight budget (service.max_inflight_bytes)', () => {
+  const KiB = 1024;
+  const LIMIT = 1024 * KiB;
+  let e: Awaited<ReturnType<typeof startEstuary>>;
+  let port: number;
+  let holder: RawHttp;
+
+  const inflight = async () => sample(await e.metrics(), 'estuary_inflight_bytes').value;
+
+  before(async () => {
+    port = await freePort();
+    e = await startEstuary(`
+service:
+  max_inflight_bytes: 1MiB
+  shutdown_timeout: 1s
+inputs:
+  - { type: http, listen: 127.0.0.1, port: ${port} }
+outputs:
+  - { type: scripted, id: out }
+`);
+  });
+  after(() => e.stop());
+
+  beforeEach(async () => {
+    // A sender that announced 700 KiB and has not sent them: their room is taken.
+    holder = await RawHttp.open(port);
+    await holder.sendHead('/hold', { 'content-type': 'application/json', 'content-length': 700 * KiB });
+    await waitFor(async () => (await inflight()) === 700 * KiB, { what: 'the holder’s 700 KiB taken' });
+  });
+  afterEach(async () => {
+    holder.destroy();
+    await waitFor(async () => (await inflight()) === 0, { what: 'everything given back' });
+  });
+
+  it('answers 503 + Retry-After to a Content-Length over the free room before the body is sent', async () => {
+    assert.equal(sample(await e.metrics(), 'estuary_inflight_limit_bytes').value, LIMIT);
+    const refused = await RawHttp.open(port);
+    await refused.sendHead('/t', { 'content-type': 'application/json', 'content-length': 400 * KiB });
+    // Not a byte of the body was sent: the answer comes from the headers alone.
+    const res = await refused.waitResponse();
+    assert.equal(res.status, 503);
+    assert.equal(res.headers['retry-after'], '1');
+    assert.equal(res.headers.connection, 'close');
+    assert.match(res.body, /too many bytes in flight \(service\.max_inflight_bytes 1048576\)/);
+    await refused.waitClosed();
+    assert.equal(await inflight(), 700 * KiB, 'a refused request holds nothing');
+    // What fits still goes through.
+    const ok = await fetch(`http://127.0.0.1:${port}/t`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"a":1}',
+    });
+    assert.equal(ok.status, 200);
+    assert.equal(await inflight(), 700 * KiB, 'an answered request holds nothing');
+    const requests = sample(await e.metrics(), 'estuary_input_requests_total', { result: 'backpressure' });
+    assert.equal(requests.value, 1);
+  });
+
+  it('gives back what a client held when it goes away mid-body', async () => {
+    await holder.write(Buffer.alloc(100 * KiB, 0x20));
+    holder.destroy();
+    await waitFor(async () => (await inflight()) === 0, { what: 'the holder’s room given back' });
+    // A chunked body cut off by its client: what it had taken is given back too.
+    const chunked = await RawHttp.open(port);
+    await chunked.sendHead('/t', { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    await chunked.sendChunk(Buffer.alloc(64 * KiB, 0x20));
+    await waitFor(async () => (await inflight()) === 64 * KiB, { what: 'the first piece taken' });
+    chunked.destroy();
+    await waitFor(async () => (await inflight()) === 0, { what: 'the chunked request’s room given back' });
+    holder = await RawHttp.open(port); // for afterEach
+  });
+
+  it('cuts a chunked body off with 503 once it no longer fits, without reading the rest', async () => {
+    const chunked = await RawHttp.open(port);
+    await chunked.sendHead('/t', { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    const piece = Buffer.alloc(64 * KiB, 0x20);
+    let sent = 0;
+    // One piece at a time, each once the last one was counted, until the server answers.
+    while (chunked.response() === undefined && !chunked.closed && sent < 4 * LIMIT) {
+      const before = e.app.inflight.bytes;
+      await chunked.sendChunk(piece);
+      sent += piece.length;
+      await waitFor(() => chunked.response() || e.app.inflight.bytes >= before + piece.length, {
+        what: 'the piece counted or an answer',
+      });
+    }
+    const res = await chunked.waitResponse();
+    assert.equal(res.status, 503);
+    assert.equal(res.headers['retry-after'], '1');
+    assert.match(res.body, /max_inflight_bytes/);
+    assert.ok(sent <= LIMIT - 700 * KiB + piece.length, `cut off after ${sent} bytes`);
+    assert.ok(e.app.inflight.peak <= LIMIT, `peak ${e.app.inflight.peak}`);
+    await chunked.waitClosed();
+    assert.equal(await inflight(), 700 * KiB);
+  });
+
+  it('counts decompressed bytes: a small gzip body cannot expand past the budget', async () => {
+    const body = zlib.gzipSync(Buffer.alloc(20 * LIMIT, 0x20));
+    assert.ok(body.length < 100 * KiB);
+    const res = await fetch(`http://127.0.0.1:${port}/t`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body,
+    });
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get('retry-after'), '1');
+    assert.match(await res.text(), /max_inflight_bytes/);
+    // Decoding stops at the first piece that does not fit (pieces are 64 KiB).
+    assert.ok(e.app.inflight.peak <= LIMIT, `peak ${e.app.inflight.peak}`);
+    assert.equal(await inflight(), 700 * KiB);
   });
 });
 

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Batch } from '../../core/batch.ts';
 import { errorMessage } from '../../core/errors.ts';
+import type { InflightBudget, InflightLease } from '../../core/inflight.ts';
 import { pack } from '../../core/msgpack.ts';
 import { encodeAck } from '../../protocol/forward/ack.ts';
 import { createFrameDecoder, type FrameDecoder, type FrameLimits } from '../../protocol/forward/decoder.ts';
@@ -44,6 +45,9 @@ import type { DedupeState } from './dedupe.ts';
  *   message's ack. A group is never acked in part: a failed emit acks none of it.
  *   While an emit waits (buffer full under overflow_action block), the socket is not read:
  *   TCP flow control slows the sender instead of memory growing here.
+ *   Every read is taken from the process's in-flight budget before it is framed, and given
+ *   back once its message is staged (or dropped); while the budget has no room the socket
+ *   is not read either.
  *   A bad frame (malformed, too large, too deep, unknown mode) closes this connection only;
  *   acks of the messages before it are sent first.
  */
@@ -64,6 +68,8 @@ export interface ConnectionContext {
   /** source_address_key / source_hostname_key fields for this peer (undefined when none). */
   fieldsFor(peer: Peer): Promise<readonly (readonly [string, string])[] | undefined>;
   emit(batch: Batch, options: EmitOptions): Promise<void>;
+  /** service.max_inflight_bytes, shared with every other connection and input. */
+  readonly inflight: InflightBudget;
   dedupe(key: string): DedupeState;
   dedupeDone(key: string, ok: boolean): void;
   readonly events: ConnectionEvents;
@@ -156,8 +162,14 @@ export class ForwardConnection {
   private decoder: FrameDecoder | undefined;
   /** Complete frames not handled yet, and a decoder fault after them. */
   private readonly queue: (Uint8Array | FrameError)[] = [];
-  /** Reads that arrived while the queue was being worked (the decoder's frames are views). */
+  /** Reads not framed yet: not counted in the in-flight budget until they are. */
   private readonly held: Buffer[] = [];
+  /** This connection's share of the in-flight budget: what is framed and not yet staged. */
+  private readonly lease: InflightLease;
+  /** Of what the lease holds, bytes an emit in progress gives back itself when it settles. */
+  private owned = 0;
+  /** Stops a wait for budget room when the connection closes. */
+  private readonly closing = new AbortController();
   private busy = false;
   /** Messages taken but not emitted yet (only while `busy`). */
   private group: Group | undefined;
@@ -184,6 +196,7 @@ export class ForwardConnection {
     this.ctx = ctx;
     this.state = ctx.security ? 'handshake' : 'established';
     this.parseLimits = { maxDepth: ctx.limits.maxDepth, checked: true };
+    this.lease = ctx.inflight.lease();
   }
 
   start(): void {
@@ -262,23 +275,58 @@ export class ForwardConnection {
   private onData(chunk: Buffer): void {
     this.ctx.events.bytes(chunk.length);
     if (this.state === 'closing' || this.state === 'closed') return;
+    this.held.push(chunk);
     if (this.busy) {
-      this.held.push(chunk);
       this.socket.pause();
       return;
     }
-    this.feed(chunk);
     void this.pump();
   }
 
+  /** Frames a read already counted in the budget. */
   private feed(chunk: Buffer): void {
     this.decoder ??= createFrameDecoder(chunk[0]!, this.ctx.limits);
+    const before = this.decoder.pending;
+    let framed = 0;
     try {
-      this.decoder.push(chunk, (frame) => this.queue.push(frame));
+      this.decoder.push(chunk, (frame) => {
+        framed += frame.length;
+        this.queue.push(frame);
+      });
     } catch (err) {
       this.queue.push(
         err instanceof FrameError ? err : new FrameError('malformed', `cannot frame: ${errorMessage(err)}`),
       );
+      return;
+    }
+    // Bytes between messages (JSON whitespace) belong to no frame: nothing will give them back.
+    this.lease.release(before + chunk.length - framed - this.decoder.pending);
+  }
+
+  /** Waits for budget room for a read (the socket is not read meanwhile); false when closed first. */
+  private async admit(bytes: number): Promise<boolean> {
+    this.socket.pause();
+    try {
+      await this.lease.take(bytes, { signal: this.closing.signal });
+    } catch {
+      return false;
+    }
+    return this.state === 'established' || this.state === 'handshake';
+  }
+
+  /** Gives back all the lease holds but what emits in progress will give back themselves. */
+  private releaseUnowned(): void {
+    this.lease.release(this.lease.held - this.owned);
+  }
+
+  /** Holds `bytes` until `work` settles, then gives them back: a message is in memory until staged. */
+  private async own<T>(bytes: number, work: () => Promise<T>): Promise<T> {
+    this.owned += bytes;
+    try {
+      return await work();
+    } finally {
+      this.owned -= bytes;
+      this.lease.release(bytes);
     }
   }
 
@@ -291,12 +339,20 @@ export class ForwardConnection {
         const item = this.queue.shift();
         let pending: Promise<unknown> | undefined;
         if (item === undefined) {
-          const next = this.held.shift();
-          if (next !== undefined) {
+          const next = this.held[0];
+          if (next !== undefined && this.lease.tryTake(next.length)) {
+            this.held.shift();
             this.feed(next);
             continue;
           }
-          // All that is read is taken: the group goes out before reading on.
+          if (next !== undefined && this.group === undefined) {
+            if (!(await this.admit(next.length))) return;
+            this.held.shift();
+            this.feed(next);
+            continue;
+          }
+          // All that is read is taken, or there is no room for more: the group goes out first
+          // (its bytes are given back once staged).
           if (this.group === undefined) break;
           pending = this.flushGroup();
         } else if (item instanceof FrameError) {
@@ -339,9 +395,13 @@ export class ForwardConnection {
     const json = this.decoder?.format === 'json';
     if (this.state === 'handshake') {
       this.handshake(frame, json);
+      this.lease.release(frame.length);
       return undefined;
     }
-    if (!json && isKeepalive(frame)) return undefined;
+    if (!json && isKeepalive(frame)) {
+      this.lease.release(frame.length);
+      return undefined;
+    }
     const message = json ? parseJsonMessage(frame) : parseMessage(frame, this.parseLimits);
     return this.take(message, json, frame.length);
   }
@@ -355,12 +415,12 @@ export class ForwardConnection {
       this.ctx.keepalive &&
       (message.mode === 'message' || message.mode === 'forward') &&
       message.options.signal === SIGNAL_LOGS;
-    if (!groupable) return this.afterGroup(() => this.ingest(message, json));
+    if (!groupable) return this.afterGroup(() => this.ingest(message, json, size));
     const tag = this.ctx.tagFor(message.tag);
     if (this.group && !this.group.fits(tag, size))
       return this.afterGroup(() => this.take(message, json, size));
     if (this.join(message, tag, size, options!)) return undefined;
-    return this.afterGroup(() => this.ingest(message, json));
+    return this.afterGroup(() => this.ingest(message, json, size));
   }
 
   /** Runs `next` once the group (if any) is durable and acked; not at all if it failed. */
@@ -415,10 +475,14 @@ export class ForwardConnection {
   }
 
   /** Emits the group as one Batch and acks its messages; false (connection closing) when the emit failed. */
-  private async flushGroup(): Promise<boolean> {
+  private flushGroup(): Promise<boolean> {
     const g = this.group;
-    if (g === undefined) return true;
+    if (g === undefined) return Promise.resolve(true);
     this.group = undefined;
+    return this.own(g.frameBytes, () => this.emitGroup(g));
+  }
+
+  private async emitGroup(g: Group): Promise<boolean> {
     const { ctx, peer } = this;
     try {
       if (g.records > 0) await ctx.emit(g.batch(), { wait: true });
@@ -469,7 +533,12 @@ export class ForwardConnection {
     this.prepareEntries();
   }
 
-  private async ingest(message: ParsedMessage, json: boolean): Promise<void> {
+  /** One message alone: its `size` frame bytes are given back once it is staged, acked or dropped. */
+  private ingest(message: ParsedMessage, json: boolean, size: number): Promise<void> {
+    return this.own(size, () => this.ingestAlone(message, json));
+  }
+
+  private async ingestAlone(message: ParsedMessage, json: boolean): Promise<void> {
     const arrived = performance.now();
     const { ctx, peer } = this;
     const tag = ctx.tagFor(message.tag);
@@ -551,6 +620,8 @@ export class ForwardConnection {
     this.state = 'closing';
     this.queue.length = 0;
     this.held.length = 0;
+    this.closing.abort();
+    this.releaseUnowned();
     this.socket.end();
     this.socket.resume(); // read and discard until the peer closes, so its FIN is seen
     this.timer(CLOSE_GRACE_MS, () => this.socket.destroy());
@@ -576,6 +647,8 @@ export class ForwardConnection {
     if (this.state === 'closed') return;
     this.state = 'closed';
     for (const t of this.timers) clearTimeout(t);
+    this.closing.abort();
+    this.releaseUnowned();
     this.ctx.events.closed(this);
     this.closedResolve();
   }

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { duration, port, readServerTls, size, tlsServer } from '../../config/values.ts';
 import type { Batch } from '../../core/batch.ts';
 import { BackpressureError, errorMessage } from '../../core/errors.ts';
+import { InflightBudget } from '../../core/inflight.ts';
 import { type Logger, rateLimited } from '../../logger.ts';
 import type { Metrics } from '../../metrics/registry.ts';
 import type { FrameError } from '../../protocol/forward/errors.ts';
@@ -121,6 +122,7 @@ export class ForwardInput implements Input {
   private readonly dedupe: ChunkDedupe;
   private readonly connections = new Set<ForwardConnection>();
   private readonly context: ConnectionContext;
+  private readonly inflight: InflightBudget;
   private readonly heartbeat: Heartbeat;
   private server: ForwardServer | undefined;
   private emitFn: Emit | undefined;
@@ -156,6 +158,7 @@ export class ForwardInput implements Input {
     this.labels = { plugin_id: deps.id, type: 'forward' };
     this.dedupe = new ChunkDedupe(options.dedupe_window);
     this.heartbeat = new Heartbeat(deps.logger);
+    this.inflight = deps.inflight ?? new InflightBudget(Number.POSITIVE_INFINITY);
     this.context = this.makeContext();
   }
 
@@ -285,6 +288,7 @@ export class ForwardInput implements Input {
       tagFor: prefix ? (tag) => `${prefix}.${tag}` : (tag) => tag,
       fieldsFor: (peer) => this.fieldsFor(peer),
       emit: (batch: Batch, options) => this.emitFn!(batch, options),
+      inflight: this.inflight,
       dedupe: (key) => (this.dedupe.enabled ? this.dedupe.begin(key) : { state: 'new' }),
       dedupeDone: (key, ok) => {
         if (!this.dedupe.enabled) return;
