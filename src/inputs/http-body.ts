@@ -12,11 +12,11 @@ import { unpackStream } from '../core/msgpack.ts';
  * content-type and content-encoding in, entries out. No sockets here.
  */
 
-/** A body the sender must fix; `status` is the HTTP answer (400, 413 or 415). */
+/** A body the sender must fix (or resend); `status` is the HTTP answer (400, 408, 413 or 415). */
 export class BodyError extends InputError {
-  readonly status: 400 | 413 | 415;
+  readonly status: 400 | 408 | 413 | 415;
 
-  constructor(message: string, status: 400 | 413 | 415 = 400) {
+  constructor(message: string, status: 400 | 408 | 413 | 415 = 400) {
     super(message);
     this.status = status;
   }

@@ -8,7 +8,15 @@ export interface ReadLimits {
   /** Content-Length when sent: those bytes were taken from the lease before reading. */
   declared: number | undefined;
   lease: InflightLease;
+  /** A body that sends nothing for this long is abandoned (408); default 30 s. */
+  stallMs?: number;
 }
+
+/**
+ * Fastify sets no request timeout, and a client whose node vanished mid-body never closes:
+ * without this its room in the budget would stay taken for good.
+ */
+const STALL_MS = 30_000;
 
 /**
  * Reads a request body under max_body_size and the in-flight budget. A body with a
@@ -17,12 +25,16 @@ export interface ReadLimits {
  * connection, so the rest is never read).
  */
 export function readBody(stream: Readable, limits: ReadLimits): Promise<Buffer> {
-  const { maxBytes, declared, lease } = limits;
+  const { maxBytes, declared, lease, stallMs = STALL_MS } = limits;
   if (declared !== undefined && declared > maxBytes) return Promise.reject(tooLarge(maxBytes));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const stalled = () =>
+      stop(new BodyError(`request body stalled: nothing received for ${stallMs / 1000}s`, 408));
+    const timer = setTimeout(stalled, stallMs);
     const stop = (err: Error | undefined) => {
+      clearTimeout(timer);
       stream.off('data', onData);
       stream.off('end', onEnd);
       stream.off('error', onError);
@@ -35,6 +47,7 @@ export function readBody(stream: Readable, limits: ReadLimits): Promise<Buffer> 
       }
     };
     const onData = (chunk: Buffer) => {
+      timer.refresh();
       size += chunk.length;
       if (size > maxBytes) stop(tooLarge(maxBytes));
       else if (declared === undefined && !lease.tryTake(chunk.length)) stop(inflightFull(lease.limit));

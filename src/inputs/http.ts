@@ -213,8 +213,9 @@ export class HttpInput implements Input {
         .type('text/plain; charset=utf-8')
         .send('only POST /<tag> is accepted\n');
     });
-    // The body reader's refusals (too large, in-flight budget full, client gone) and Fastify's
-    // own: plain text, counted. Fastify adds `connection: close` when the body was not read whole.
+    // The body reader's refusals (too large, stalled, in-flight budget full, client gone) and
+    // Fastify's own: plain text, counted. Fastify adds `connection: close` when the body was
+    // not read whole.
     app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
       if (err instanceof InputError || err instanceof BackpressureError)
         return this.refuseError(request, reply, err);
@@ -397,7 +398,7 @@ export class HttpInput implements Input {
   }
 }
 
-/** Content-Length as a number; undefined when absent or not plain digits (the reader then counts as it goes). */
+/** Content-Length as a number; undefined when absent or not plain digits (then counted as read). */
 function contentLength(request: FastifyRequest): number | undefined {
   const value = request.headers['content-length'];
   return typeof value === 'string' && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
