@@ -1,29 +1,44 @@
-import { errorMessage, RejectError, RetryableError } from '../core/errors.ts';
+import { errorMessage, HaltError, RejectError, RetryableError } from '../core/errors.ts';
 
 /**
- * Errors no retry can fix without an operator: permissions, a directory (or file) where the
- * other should be, a read-only mount, a reader that went away. Everything else — ENOSPC and
- * EDQUOT (logrotate may free space), EIO, EAGAIN, EMFILE, ESTALE, and codes we do not know —
- * is retried: guessing "fatal" wrongly would dead-letter data that the next try could write.
+ * The sink refuses everything until an operator fixes it: permissions, a read-only mount, a
+ * reader that went away (a closed stdout). Halting keeps the data; dead-lettering it would
+ * throw away records that the first write after the fix could have written.
  */
-const FATAL_CODES = new Set([
-  'EACCES',
-  'EPERM',
-  'EISDIR',
-  'ENOTDIR',
-  'EEXIST',
-  'ENAMETOOLONG',
-  'ELOOP',
-  'EINVAL',
-  'EROFS',
-  'EPIPE',
-  'ERR_STREAM_DESTROYED',
-]);
+const HALT_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'EPIPE', 'ERR_STREAM_DESTROYED']);
 
-export function classifyIoError(err: unknown, what: string): RetryableError | RejectError {
-  if (err instanceof RetryableError || err instanceof RejectError) return err;
+/**
+ * The path cannot be a file: a directory (or a file) where the other should be, a symlink
+ * loop, a name too long or refused. For a configured path that is the filesystem's state, so
+ * a halt; for a path made from the record's tag it is that record's doing, so a reject.
+ */
+const PATH_CODES = new Set(['EISDIR', 'ENOTDIR', 'EEXIST', 'ELOOP', 'ENAMETOOLONG', 'EINVAL']);
+
+export interface IoContext {
+  /** The path was made from the record (its tag), not only from the configuration. */
+  pathFromRecord?: boolean;
+}
+
+/**
+ * A failed local write as the sink driver should see it. Everything not named above — ENOSPC
+ * and EDQUOT (logrotate may free space), EIO, EAGAIN, EMFILE, ESTALE, ENOENT (a mount not
+ * there yet) and codes we do not know — is retried: wrongly guessing "never" would lose data
+ * that the next try could write.
+ */
+export function classifyIoError(
+  err: unknown,
+  what: string,
+  context: IoContext = {},
+): RetryableError | RejectError | HaltError {
+  if (err instanceof RetryableError || err instanceof RejectError || err instanceof HaltError) return err;
   const code = (err as { code?: unknown } | null)?.code;
   const message = `${what}: ${errorMessage(err)}`;
-  if (typeof code === 'string' && FATAL_CODES.has(code)) return new RejectError(message, { cause: err });
+  if (typeof code !== 'string') return new RetryableError(message, { cause: err });
+  if (HALT_CODES.has(code)) return new HaltError(message, { cause: err });
+  if (PATH_CODES.has(code)) {
+    return context.pathFromRecord
+      ? new RejectError(message, { cause: err })
+      : new HaltError(message, { cause: err });
+  }
   return new RetryableError(message, { cause: err });
 }

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { makeChunk } from '../../src/buffer/chunk.ts';
 import { makeBatch } from '../../src/core/batch.ts';
 import type { Entry } from '../../src/core/entry.ts';
-import { RejectError, RetryableError } from '../../src/core/errors.ts';
+import { HaltError, RetryableError } from '../../src/core/errors.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
 import { fileOutput } from '../../src/outputs/file/index.ts';
@@ -20,11 +20,14 @@ const T = new EventTime(1_700_000_000, 123_456_789); // 2023-11-14T22:13:20.1234
 
 let dir: string;
 let opened: string[];
+/** Called as each file is opened (from the debug log line). */
+let onOpen: () => void;
 let outputs: Output[];
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'estuary-file-'));
   opened = [];
+  onOpen = () => {};
   outputs = [];
 });
 
@@ -38,7 +41,10 @@ function create(options: Record<string, unknown>): Output {
   const sink = new Writable({
     write(line: Buffer, _enc, cb) {
       const parsed = JSON.parse(line.toString()) as { msg: string; path?: string };
-      if (parsed.msg === 'opened file') opened.push(parsed.path!);
+      if (parsed.msg === 'opened file') {
+        opened.push(parsed.path!);
+        onOpen();
+      }
       cb();
     },
   });
@@ -255,19 +261,19 @@ describe('file output', () => {
 });
 
 describe('file output errors', () => {
-  it('a path under a regular file is a RejectError', async () => {
+  it('a configured path under a regular file halts the output (the filesystem, not the data, is wrong)', async () => {
     await writeFile(join(dir, 'plain'), 'not a directory');
     const output = create({ path: 'plain/out.log' });
-    await assert.rejects(output.write(chunk(['a', entries(1)]), NO_DEADLINE), RejectError);
+    await assert.rejects(output.write(chunk(['a', entries(1)]), NO_DEADLINE), HaltError);
   });
 
-  it('a directory where the file should be is a RejectError', async () => {
+  it('a directory where the configured file should be halts the output', async () => {
     await mkdir(join(dir, 'taken.log'));
     const output = create({ path: 'taken.log' });
-    await assert.rejects(output.write(chunk(['a', entries(1)]), NO_DEADLINE), RejectError);
+    await assert.rejects(output.write(chunk(['a', entries(1)]), NO_DEADLINE), HaltError);
   });
 
-  it('rejects only the entries of a bad file and writes the rest', async () => {
+  it('a path made from a tag that cannot be a file rejects only that tag’s entries and writes the rest', async () => {
     await mkdir(join(dir, 'bad.log'));
     const output = create({ path: '${tag}.log' });
     const result = await output.write(chunk(['good', entries(2)], ['bad', entries(3)]), NO_DEADLINE);
@@ -287,6 +293,42 @@ describe('file output errors', () => {
     );
     assert.equal(result?.reject?.length ?? 0, 0);
     assert.equal((await lines(join(dir, 'good/out.log'))).length, 2);
+  });
+
+  it('a file that halts next to one that is written: its entries come back for retry', async () => {
+    const output = create({ path: '%Y/out.log' }); // from the record's time, not its tag: configured
+    await mkdir(join(dir, '2023', 'out.log'), { recursive: true });
+    const result = await output.write(
+      chunk(['a', [...entries(1, new EventTime(0, 0)), ...entries(2)]]),
+      NO_DEADLINE,
+    );
+    assert.equal(result?.retry?.length, 2, 'the 2023 entries wait until the file system is fixed');
+    assert.equal(result?.reject?.length ?? 0, 0);
+    assert.equal((await lines(join(dir, '1970/out.log'))).length, 1);
+  });
+});
+
+describe('file output and the write signal', () => {
+  it('an aborted signal writes nothing and fails as retryable', async () => {
+    const output = create({ path: 'out.log' });
+    await assert.rejects(
+      output.write(chunk(['a', entries(1)]), { signal: AbortSignal.abort(new Error('write_timeout')) }),
+      (err: Error) => err instanceof RetryableError && /abandoned: write_timeout/.test(err.message),
+    );
+    await assert.rejects(stat(join(dir, 'out.log')), { code: 'ENOENT' });
+  });
+
+  it('is looked at between files: the files after the abort are not started', async () => {
+    const deadline = new AbortController();
+    onOpen = () => deadline.abort();
+    const output = create({ path: '${tag}.log' });
+    await assert.rejects(
+      output.write(chunk(['first', entries(1)], ['second', entries(1)]), { signal: deadline.signal }),
+      RetryableError,
+    );
+    await output.stop?.(); // waits for the write in progress
+    assert.equal((await lines(join(dir, 'first.log'))).length, 1);
+    await assert.rejects(stat(join(dir, 'second.log')), { code: 'ENOENT' });
   });
 });
 

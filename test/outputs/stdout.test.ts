@@ -3,12 +3,13 @@ import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { makeChunk } from '../../src/buffer/chunk.ts';
 import { makeBatch } from '../../src/core/batch.ts';
-import { RejectError } from '../../src/core/errors.ts';
+import { HaltError, RetryableError } from '../../src/core/errors.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
 import { createStdoutOutput, stdoutOutput, stdoutSchema } from '../../src/outputs/stdout/index.ts';
 import { NO_DEADLINE } from '../support/outputs.ts';
+import { waitFor } from '../support/wait.ts';
 
 const deps = { id: 'stdout.0', logger: silentLogger(), metrics: new Metrics(), configDir: '/' };
 const time = new EventTime(1_700_000_000, 123_456_789);
@@ -91,17 +92,42 @@ describe('stdout output', () => {
     assert.equal(writes.length, 0);
   });
 
-  it('a closed stream is a RejectError, and does not crash the process', async () => {
+  it('a closed stream halts the output (nothing gets through until it is back), and does not crash the process', async () => {
     const stream = new Writable({
       write(_data, _enc, cb) {
         cb(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
       },
     });
     const output = createStdoutOutput(stdoutSchema.parse({}), deps, stream);
-    await assert.rejects(output.write(chunkOf('a'), NO_DEADLINE), RejectError);
-    await assert.rejects(output.write(chunkOf('a'), NO_DEADLINE), RejectError);
+    await assert.rejects(output.write(chunkOf('a'), NO_DEADLINE), HaltError);
+    await assert.rejects(output.write(chunkOf('a'), NO_DEADLINE), HaltError);
     await new Promise((r) => setImmediate(r));
     await output.stop?.();
     await output.stop?.();
+  });
+
+  it('a reader that stopped reading: the write is abandoned at the deadline, and the next one never queues', async () => {
+    const { stream, writes, release } = sink();
+    const output = createStdoutOutput(stdoutSchema.parse({}), deps, stream);
+    const first = new AbortController();
+    const stuck = output.write(chunkOf('a'), { signal: first.signal });
+    await new Promise((r) => setImmediate(r));
+    first.abort(new Error('write_timeout'));
+    await assert.rejects(
+      stuck,
+      (err: Error) => err instanceof RetryableError && /abandoned: write_timeout/.test(err.message),
+    );
+    // The retry waits for the stuck write instead of piling a second copy into the stream.
+    const second = new AbortController();
+    const retry = output.write(chunkOf('a'), { signal: second.signal });
+    second.abort();
+    await assert.rejects(retry, RetryableError);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(writes.length, 1, 'the abandoned retry never reached the stream');
+    release();
+    const next = output.write(chunkOf('b'), NO_DEADLINE);
+    await waitFor(() => writes.length === 2, { what: 'the next chunk written once the reader is back' });
+    release();
+    await next;
   });
 });

@@ -1,10 +1,11 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { TaggedEntry } from '../../core/entry.ts';
-import { errorMessage, RejectError, type RetryableError } from '../../core/errors.ts';
+import { errorMessage, HaltError, RejectError, type RetryableError } from '../../core/errors.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
+import { abortError, untilAborted } from '../abort.ts';
 import { type Format, formatLine } from '../format.ts';
 import { classifyIoError } from '../io-errors.ts';
-import type { Chunk, Output, WriteResult } from '../output.ts';
+import type { Chunk, Output, Rejection, WriteOptions, WriteResult } from '../output.ts';
 import { type FileConfig, fileSchema } from './config.ts';
 import { HandlePool } from './handle-pool.ts';
 import { PathTemplate } from './path-template.ts';
@@ -22,9 +23,15 @@ interface Group {
   text: string;
 }
 
+/** A chunk's entries by file, and those no file can take. */
+interface Plan {
+  groups: Map<string, Group>;
+  rejected: Rejection[];
+}
+
 interface Failure {
   entries: TaggedEntry[];
-  error: RetryableError | RejectError;
+  error: RetryableError | RejectError | HaltError;
 }
 
 export class FileOutput implements Output {
@@ -53,8 +60,18 @@ export class FileOutput implements Output {
     });
   }
 
-  write(chunk: Chunk): Promise<WriteResult | undefined> {
-    return this.serial(() => this.writeGroups(this.group(chunk.entries())));
+  /**
+   * A file system call cannot be interrupted: at the deadline the write gives up waiting (the
+   * call finishes in the background, and writes queued behind it never start).
+   */
+  write(chunk: Chunk, options: WriteOptions): Promise<WriteResult | undefined> {
+    const { signal } = options;
+    const plan = this.plan(chunk.entries());
+    return untilAborted(
+      this.serial(() => this.writeGroups(plan, signal)),
+      signal,
+      `${this.id}: writing files`,
+    );
   }
 
   /** After logrotate moved the files away: the next write creates new ones at the same paths. */
@@ -72,10 +89,18 @@ export class FileOutput implements Output {
     return run;
   }
 
-  private group(entries: readonly TaggedEntry[]): Map<string, Group> {
+  private plan(entries: readonly TaggedEntry[]): Plan {
     const groups = new Map<string, Group>();
+    const rejected: Rejection[] = [];
     for (const entry of entries) {
-      const path = this.path.resolve(entry.tag, entry.time);
+      let path: string;
+      try {
+        path = this.path.resolve(entry.tag, entry.time);
+      } catch (err) {
+        // Only this record's tag leads outside the directory: the others still go.
+        rejected.push({ entry, reason: errorMessage(err) });
+        continue;
+      }
       let group = groups.get(path);
       if (!group) {
         group = { entries: [], text: '' };
@@ -84,16 +109,21 @@ export class FileOutput implements Output {
       group.entries.push(entry);
       group.text += formatLine(this.format, entry);
     }
-    return groups;
+    return { groups, rejected };
   }
 
   /**
    * Each file gets one append, then an fsync. A file that fails does not hold back the others:
-   * only its entries come back for retry (or are rejected), so no file gets duplicates.
+   * only its entries come back for retry (or are rejected), so no file gets duplicates. The
+   * signal is looked at between files: the files not started come back for retry.
    */
-  private async writeGroups(groups: Map<string, Group>): Promise<WriteResult | undefined> {
+  private async writeGroups(plan: Plan, signal: AbortSignal): Promise<WriteResult | undefined> {
     const failures: Failure[] = [];
-    for (const [path, group] of groups) {
+    for (const [path, group] of plan.groups) {
+      if (signal.aborted) {
+        failures.push({ entries: group.entries, error: abortError(signal, `writing ${path}`) });
+        continue;
+      }
       try {
         const handle = await this.pool.get(path);
         await writeAll(handle, Buffer.from(group.text));
@@ -101,20 +131,36 @@ export class FileOutput implements Output {
       } catch (err) {
         // A handle that failed may be stale (ESTALE, a vanished mount): the next try reopens.
         await this.pool.close(path);
-        failures.push({ entries: group.entries, error: classifyIoError(err, `writing ${path}`) });
+        const error = classifyIoError(err, `writing ${path}`, { pathFromRecord: this.path.fromRecord });
+        failures.push({ entries: group.entries, error });
       }
     }
-    if (failures.length === 0) return undefined;
-    const fatal = failures.filter((f) => f.error instanceof RejectError);
-    // Nothing written and one kind of failure: say it as the error the buffer acts on directly.
-    if (failures.length === groups.size && (fatal.length === 0 || fatal.length === failures.length)) {
-      throw failures[0]!.error;
-    }
-    return {
-      retry: failures.filter((f) => !(f.error instanceof RejectError)).flatMap((f) => f.entries),
-      reject: fatal.flatMap((f) => f.entries.map((entry) => ({ entry, reason: errorMessage(f.error) }))),
-    };
+    return outcome(plan, failures);
   }
+}
+
+/**
+ * Nothing written: the error the driver acts on directly — a halt first (the sink refuses
+ * everything; the data waits), else the one kind every file failed with. Otherwise per entry:
+ * a file that halted or failed for now is retried, one that can never take its records rejects them.
+ */
+function outcome(plan: Plan, failures: readonly Failure[]): WriteResult | undefined {
+  if (failures.length === 0 && plan.rejected.length === 0) return undefined;
+  if (failures.length === plan.groups.size && failures.length > 0) {
+    const halt = failures.find((f) => f.error instanceof HaltError);
+    if (halt) throw halt.error;
+    const first = failures[0]!.error;
+    const oneKind = failures.every((f) => f.error.constructor === first.constructor);
+    if (oneKind && plan.rejected.length === 0) throw first;
+  }
+  const rejects = failures.filter((f) => f.error instanceof RejectError);
+  return {
+    retry: failures.filter((f) => !(f.error instanceof RejectError)).flatMap((f) => f.entries),
+    reject: [
+      ...plan.rejected,
+      ...rejects.flatMap((f) => f.entries.map((entry) => ({ entry, reason: errorMessage(f.error) }))),
+    ],
+  };
 }
 
 /** One write(2) for the whole group where the kernel takes it (appendFile would cut it in 512KiB pieces). */

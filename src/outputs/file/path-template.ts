@@ -20,6 +20,8 @@ export function checkPathTemplate(template: string): string | undefined {
  * its tag. Tags come from the network, so their values are made inert before they enter a path.
  */
 export class PathTemplate {
+  /** The path holds parts of the record's tag, so which file a record goes to is the record's doing. */
+  readonly fromRecord: boolean;
   private readonly template: string;
   private readonly local: boolean;
   /** Everything resolved must stay under the directory of the template's fixed prefix. */
@@ -30,6 +32,7 @@ export class PathTemplate {
     // Joined, not resolved: resolving now would let `..` in the template eat a placeholder.
     this.template = template.startsWith('/') ? template : `${configDir}/${template}`;
     this.local = local;
+    this.fromRecord = /\$\{/.test(template);
     const cut = this.template.search(/\$\{|%/);
     const fixed = cut < 0 ? this.template : this.template.slice(0, cut);
     const base = fixed.endsWith('/') ? resolve(fixed) : resolve(dirname(fixed));

@@ -10,7 +10,8 @@ export const nullOutput = defineComponent({
     return {
       id: deps.id,
       type: 'null',
-      async write() {
+      // Nothing to wait for, so nothing the write signal could cut short.
+      async write(_chunk, _options) {
         return undefined;
       },
     };

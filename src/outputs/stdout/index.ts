@@ -1,9 +1,10 @@
 import type { Writable } from 'node:stream';
 import { z } from 'zod';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
+import { abortError, untilAborted } from '../abort.ts';
 import { FORMATS, formatLines } from '../format.ts';
 import { classifyIoError } from '../io-errors.ts';
-import type { Chunk, Output } from '../output.ts';
+import type { Chunk, Output, WriteOptions } from '../output.ts';
 
 export const stdoutSchema = z.strictObject({
   /** `json` ({"tag","time","record"} per line), `fluentd` (time, tag, json; tab-separated) or `record`. */
@@ -29,17 +30,28 @@ export function createStdoutOutput(
   // process. The write callback already reports it, so the event itself is only logged.
   const onError = (err: Error) => deps.logger.debug({ err }, 'stdout stream error');
   stream.on('error', onError);
+  /**
+   * The last write's callback. A new chunk waits for it before writing, so a reader that
+   * stopped reading holds at most one chunk in the stream's memory, not one per retry.
+   */
+  let last: Promise<void> = Promise.resolve();
   return {
     id: deps.id,
     type: 'stdout',
-    async write(chunk: Chunk) {
+    async write(chunk: Chunk, { signal }: WriteOptions) {
       const text = formatLines(config.format, chunk.entries());
       if (text.length === 0) return undefined;
       // One write per chunk; resolving on its callback means the next chunk waits until this
       // one reached the OS, which is how stdout's backpressure reaches the buffer.
-      await new Promise<void>((resolve, reject) => {
-        stream.write(text, (err) => (err ? reject(classifyIoError(err, 'writing to stdout')) : resolve()));
+      const mine = last.then(() => {
+        // Given up while waiting its turn: the retry writes it, so this one must not.
+        if (signal.aborted) throw abortError(signal, 'writing to stdout');
+        return new Promise<void>((resolve, reject) => {
+          stream.write(text, (err) => (err ? reject(classifyIoError(err, 'writing to stdout')) : resolve()));
+        });
       });
+      last = mine.catch(() => {});
+      await untilAborted(mine, signal, 'writing to stdout');
       return undefined;
     },
     async stop() {
