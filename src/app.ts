@@ -1,5 +1,5 @@
 import type { BufferBackend, OutputBuffer } from './buffer/buffer.ts';
-import { MemoryBackend } from './buffer/memory/memory-buffer.ts';
+import { MemoryBackend } from './buffer/memory/memory-store.ts';
 import type { EstuaryConfig } from './config/load.ts';
 import { InflightBudget } from './core/inflight.ts';
 import type { Input } from './inputs/input.ts';
@@ -176,7 +176,7 @@ async function createBackend(config: EstuaryConfig, logger: Logger): Promise<Buf
 /** BullMQ and ioredis (~45 MB of memory) are loaded only by configs that use them. */
 export async function openRedisBackend(config: EstuaryConfig, logger: Logger) {
   const [{ RedisBackend }, { redisSettings }] = await Promise.all([
-    import('./buffer/redis/redis-buffer.ts'),
+    import('./buffer/redis/redis-store.ts'),
     import('./buffer/redis/connection.ts'),
   ]);
   return new RedisBackend(redisSettings(config.service.buffer), logger);

@@ -179,28 +179,23 @@ async function dlq(config: EstuaryConfig, { action, outputId, chunk }: DlqArgs):
   const print = (value: unknown) => process.stdout.write(`${JSON.stringify(jsonSafe(value), null, 2)}\n`);
   try {
     if (!(await backend.connect(5000))) return fail('cannot reach Redis (service.buffer)');
-    const { queue, close } = backend.deadLetterQueue(outputId);
-    const api = deadLetterApi(outputId, queue);
-    try {
-      const missing = () => fail(`no dead-letter chunk "${chunk}" in output "${outputId}"`);
-      if (action === 'list') {
-        print({ output: outputId, chunks: await api.list() });
-      } else if (action === 'show') {
-        const found = await api.show(chunk!);
-        if (!found) return missing();
-        print(found);
-      } else if (action === 'replay') {
-        if (!(await api.replay(chunk!))) return missing();
-        print({ replayed: chunk });
-      } else {
-        const removed = await api.purge(chunk);
-        if (chunk && removed === 0) return missing();
-        print({ removed });
-      }
-      return 0;
-    } finally {
-      await close();
+    const api = deadLetterApi(outputId, backend.deadLetterQueue(outputId));
+    const missing = () => fail(`no dead-letter chunk "${chunk}" in output "${outputId}"`);
+    if (action === 'list') {
+      print({ output: outputId, chunks: await api.list() });
+    } else if (action === 'show') {
+      const found = await api.show(chunk!);
+      if (!found) return missing();
+      print(found);
+    } else if (action === 'replay') {
+      if (!(await api.replay(chunk!))) return missing();
+      print({ replayed: chunk });
+    } else {
+      const removed = await api.purge(chunk);
+      if (chunk && removed === 0) return missing();
+      print({ removed });
     }
+    return 0;
   } finally {
     await backend.close();
   }

@@ -1,4 +1,4 @@
-import type { OutputBuffer } from './buffer/buffer.ts';
+import type { OutputBuffer, Permit } from './buffer/buffer.ts';
 import { type Batch, decodeEntries, makeBatch } from './core/batch.ts';
 import type { Entry } from './core/entry.ts';
 import type { TagPattern } from './core/tag-pattern.ts';
@@ -56,8 +56,15 @@ export class Pipeline {
       return;
     }
     // Room first in every buffer, then stage in all: a refusal leaves no partial copy behind.
-    await Promise.all(buffers.map((b) => b.reserve(filtered.bytes, options)));
-    await Promise.all(buffers.map((b) => b.stage(filtered)));
+    const permits = await Promise.allSettled(buffers.map((b) => b.reserve(filtered.bytes, options)));
+    const refused = permits.find((p) => p.status === 'rejected');
+    if (refused) {
+      for (const p of permits) if (p.status === 'fulfilled') p.value.release();
+      throw refused.reason;
+    }
+    await Promise.all(
+      buffers.map((b, i) => b.stage(filtered, (permits[i] as PromiseFulfilledResult<Permit>).value)),
+    );
   };
 
   private applyFilters(batch: Batch): Batch {

@@ -4,13 +4,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { RedisBackend } from '../src/buffer/redis/redis-buffer.ts';
+import { RedisBackend } from '../src/buffer/redis/redis-store.ts';
 import { resolveBufferSettings } from '../src/config/schema.ts';
 import { makeBatch } from '../src/core/batch.ts';
 import { EventTime } from '../src/core/event-time.ts';
 import { silentLogger } from '../src/logger.ts';
 import { Metrics } from '../src/metrics/registry.ts';
-import { ScriptedOutput } from './support/outputs.ts';
+import { ScriptedOutput, emitTo } from './support/outputs.ts';
 import { RedisServer, settingsFor } from './support/redis.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -53,7 +53,8 @@ outputs:
     rmSync(dir, { recursive: true, force: true });
   });
   for (const from of [0, 3]) {
-    await buffer.stage(
+    await emitTo(
+      buffer,
       makeBatch(
         'app.dlq',
         [0, 1, 2].map((i) => ({ time: new EventTime(1_700_000_000, 0), record: { n: from + i } })),

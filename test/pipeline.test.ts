@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { OutputBuffer } from '../src/buffer/buffer.ts';
-import { MemoryBackend } from '../src/buffer/memory/memory-buffer.ts';
+import { MemoryBackend } from '../src/buffer/memory/memory-store.ts';
 import { resolveBufferSettings } from '../src/config/schema.ts';
 import { makeBatch } from '../src/core/batch.ts';
 import { EventTime } from '../src/core/event-time.ts';
@@ -109,9 +109,9 @@ describe('pipeline', () => {
     let staged: unknown;
     const buf = outputs[0]!.buffer;
     const original = buf.stage.bind(buf);
-    buf.stage = async (given) => {
+    buf.stage = async (given, permit) => {
       staged = given;
-      return original(given);
+      return original(given, permit);
     };
     await pipeline.emit(b, { wait: false });
     assert.equal(staged, b, 'the very same batch object, payload not re-encoded');

@@ -7,27 +7,32 @@ import type { Metrics, OutputStatus } from '../metrics/registry.ts';
 import type { Output } from '../outputs/output.ts';
 
 /**
- * One buffer per output. The contract every backend keeps (test/buffer/contract.ts checks it):
+ * One buffer per output, as the pipeline and the admin API see it: a chunk store
+ * (./store.ts) under one sink driver (src/delivery/driver.ts). test/buffer/contract.ts
+ * checks it over every store.
  *
- *   stage(batch) ──► open chunk ──(size | records | flush_interval)──► sealed queue
- *                                                                        │
- *            ┌──── retry after backoff ◄── RetryableError / partial ◄────┤ flush worker × flush_thread_count
- *            ▼                                                           │   Output.write(chunk)
- *      sealed queue            dead-letter ◄── RejectError / rejected / retries exhausted
- *
- * `stage` resolves only when the batch is as durable as the backend makes it; that is when
+ * `stage` resolves only when the batch is as durable as the store makes it; that is when
  * inputs acknowledge. Nothing is removed before the output has succeeded or given up.
  */
 export interface OutputBuffer extends OutputStatus {
   readonly settings: BufferSettings;
-  /** Waits (block + wait) or throws BackpressureError when the batch does not fit total_limit_size. */
-  reserve(bytes: number, options: EmitOptions): Promise<void>;
-  stage(batch: Batch): Promise<void>;
-  /** Starts the flush workers. */
+  /**
+   * Takes room for `bytes` under total_limit_size: waits its turn (block + wait), or throws
+   * BackpressureError. The permit is used by `stage` or given back with `release`.
+   */
+  reserve(bytes: number, options: EmitOptions): Promise<Permit>;
+  stage(batch: Batch, permit: Permit): Promise<void>;
+  /** Starts flushing. */
   start(): Promise<void>;
   /** Seals open chunks and, with flush_at_shutdown, flushes until `deadline` (epoch ms). Safe twice. */
   stop(deadline: number): Promise<void>;
   readonly deadLetter: DeadLetterQueue;
+}
+
+/** Room taken in a buffer; released once, by `stage` or by the caller. */
+export interface Permit {
+  readonly bytes: number;
+  release(): void;
 }
 
 export interface DeadLetterInfo {
@@ -63,6 +68,7 @@ export interface BufferBackend {
    * worker processes' metrics take the largest, not the sum.
    */
   readonly shared: boolean;
+  /** The output's buffer: its chunk store under a sink driver. */
   create(output: Output, settings: BufferSettings, deps: BufferDeps): OutputBuffer;
   /** Reachable and writable (for /readyz). */
   ready(): boolean;

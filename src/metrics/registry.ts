@@ -30,6 +30,10 @@ export interface BufferStats {
   slowFlushCount: number;
   deadLetterChunks: number;
   deadLetterRecords: number;
+  /** 1 while the sink refuses every write (401, 403, missing index…) and the output holds its data. */
+  halted: number;
+  /** Why, while halted (the sink's words). */
+  haltReason?: string;
 }
 
 const PLUGIN = ['plugin_id', 'type'] as const;
@@ -230,6 +234,12 @@ export class Metrics {
       'fluentd_output_status_slow_flush_count',
       'Writes slower than slow_flush_log_threshold.',
       (s) => s.slowFlushCount,
+    );
+    gauge(
+      'estuary_output_halted',
+      '1 while the sink refuses every write (401, 403, missing index…): the output keeps its data and probes.',
+      (s) => s.halted,
+      'max',
     );
     gauge(
       'estuary_dead_letter_chunks',

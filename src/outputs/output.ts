@@ -29,6 +29,8 @@ export interface WriteResult {
   retry?: readonly TaggedEntry[];
   /** Entries that will never pass (e.g. mapping errors); they go to the dead-letter queue. */
   reject?: readonly Rejection[];
+  /** The sink asked to wait this long before the entries in `retry` are sent again. */
+  retryAfterMs?: number;
 }
 
 export interface WriteOptions {

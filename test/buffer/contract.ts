@@ -7,7 +7,7 @@ import { BackpressureError } from '../../src/core/errors.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
-import { ScriptedOutput, type Step } from '../support/outputs.ts';
+import { emitTo, ScriptedOutput, type Step } from '../support/outputs.ts';
 import { waitFor } from '../support/wait.ts';
 
 const FAST: BufferOverrides = {
@@ -54,8 +54,7 @@ export function bufferContract(name: string, makeBackend: () => Promise<BufferBa
     }
 
     async function emit(buffer: OutputBuffer, batch = records(10), wait = false) {
-      await buffer.reserve(batch.bytes, { wait });
-      await buffer.stage(batch);
+      await emitTo(buffer, batch, wait);
     }
 
     it('delivers staged records after flush_interval, in order, nanoseconds intact', async () => {

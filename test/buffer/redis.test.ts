@@ -1,5 +1,5 @@
 import { after } from 'node:test';
-import { RedisBackend } from '../../src/buffer/redis/redis-buffer.ts';
+import { RedisBackend } from '../../src/buffer/redis/redis-store.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { RedisServer, settingsFor } from '../support/redis.ts';
 import { bufferContract } from './contract.ts';

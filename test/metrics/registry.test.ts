@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AggregatorRegistry } from 'prom-client';
-import { newCounters } from '../../src/buffer/deliver.ts';
+import { newCounters } from '../../src/delivery/driver.ts';
 import { type BufferStats, Metrics } from '../../src/metrics/registry.ts';
 import { sample } from '../support/prom-text.ts';
 
@@ -16,6 +16,7 @@ function stats(overrides: Partial<BufferStats>): BufferStats {
     retryWait: 0,
     deadLetterChunks: 0,
     deadLetterRecords: 0,
+    halted: 0,
     ...overrides,
   };
 }

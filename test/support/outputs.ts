@@ -1,3 +1,5 @@
+import type { OutputBuffer } from '../../src/buffer/buffer.ts';
+import type { Batch } from '../../src/core/batch.ts';
 import { z } from 'zod';
 import type { TaggedEntry } from '../../src/core/entry.ts';
 import { RejectError, RetryableError } from '../../src/core/errors.ts';
@@ -107,3 +109,8 @@ export const scriptedOutput = defineComponent({
 
 /** For tests that call an output's write directly: a signal that never aborts. */
 export const NO_DEADLINE: WriteOptions = { signal: new AbortController().signal };
+
+/** What the pipeline does for one buffer: take room, then stage. */
+export async function emitTo(buffer: OutputBuffer, batch: Batch, wait = false): Promise<void> {
+  await buffer.stage(batch, await buffer.reserve(batch.bytes, { wait }));
+}

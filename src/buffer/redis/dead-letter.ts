@@ -10,25 +10,21 @@ const FIELDS = ['reason', 'attempts', 'time', 'count', 'bytes'] as const;
 
 /**
  * One output's dead-letter chunks in Redis (keys.ts: `dead`, `d:ID`, `dm:ID`), shared by
- * every replica and by `estuary dlq`. Replay moves the frames back as a new sealed chunk and
- * queues it; nothing is copied through this process.
+ * every replica and by `estuary dlq`. Replay moves the frames back as a new sealed chunk,
+ * ready for any replica; nothing is copied through this process.
  */
 export class RedisDeadLetterQueue implements DeadLetterQueue {
   private readonly client: RedisClient;
   private readonly keys: OutputKeys;
   private readonly outputId: string;
-  private readonly enqueue: (chunkIds: string[]) => Promise<void>;
+  /** Tells this process's driver that a replayed chunk is ready (other processes find it by polling). */
+  private readonly onReplay: () => void;
 
-  constructor(
-    client: RedisClient,
-    keys: OutputKeys,
-    outputId: string,
-    enqueue: (chunkIds: string[]) => Promise<void>,
-  ) {
+  constructor(client: RedisClient, keys: OutputKeys, outputId: string, onReplay: () => void = () => {}) {
     this.client = client;
     this.keys = keys;
     this.outputId = outputId;
-    this.enqueue = enqueue;
+    this.onReplay = onReplay;
   }
 
   async list(): Promise<DeadLetterInfo[]> {
@@ -51,7 +47,7 @@ export class RedisDeadLetterQueue implements DeadLetterQueue {
     const chunkId = randomUUID();
     const moved = await DEAD_REPLAY.run(this.client, [this.keys.base], [id, chunkId]);
     if (moved !== 1) return false;
-    await this.enqueue([chunkId]);
+    this.onReplay();
     return true;
   }
 

@@ -3,24 +3,25 @@
  * their key names from `LUA_KEYS` below, built from the same table).
  *
  * All keys of one output share the hash tag `{<prefix>:out:<id>}`, so in Redis Cluster they
- * live in one slot and a Lua script can change them together. BullMQ's keys for the
- * output's flush queue use the same tag as their BullMQ prefix.
+ * live in one slot and a Lua script can change them together.
  *
  *   {p:out:ID}:open          HASH    replica id → the id of its open chunk
  *   {p:out:ID}:leases        ZSET    replica id → lease expiry (ms, Redis clock)
- *   {p:out:ID}:sealed        ZSET    chunk id → seal time: queued, retrying or being flushed
- *   {p:out:ID}:retry         ZSET    chunk id → time of its next retry
+ *   {p:out:ID}:sealed        ZSET    chunk id → seal sequence: every sealed chunk, oldest first;
+ *                                    each is in exactly one of the three below
+ *   {p:out:ID}:ready         ZSET    chunk id → seal sequence: may be leased now
+ *   {p:out:ID}:retry         ZSET    chunk id → time of its next retry (Redis clock)
+ *   {p:out:ID}:leased        ZSET    chunk id → lease expiry: being written by `owner`
  *   {p:out:ID}:stats         HASH    bytes, stage_count/_bytes, queue_count/_bytes,
  *                                    dl_chunks/_records/_bytes, dl_seq: kept by the scripts
  *   {p:out:ID}:c:CHUNK       LIST    frames, msgpack [tag, count, payload], one element per
  *                                    staged batch (a list, not APPEND to a string: Redis
  *                                    pre-allocates a growing string up to 2×, and keeps it)
- *   {p:out:ID}:m:CHUNK       HASH    count, bytes, created, replica, sealed, retries,
- *                                    failing_since, flushing
+ *   {p:out:ID}:m:CHUNK       HASH    count, bytes, created, replica, sealed, seq, retries,
+ *                                    failing_since, owner (lease token), avoid, avoid_until
  *   {p:out:ID}:dead          ZSET    dead-letter id → sequence number (list order)
  *   {p:out:ID}:d:DEAD        LIST    frames of a dead-letter chunk
  *   {p:out:ID}:dm:DEAD       HASH    reason, attempts, time, count, bytes
- *   {p:out:ID}:flush:…       BullMQ's queue `flush`: one job per sealed chunk, jobId = chunk id
  */
 
 /** Fixed keys of an output, by name → suffix. */
@@ -28,16 +29,15 @@ const FIXED = {
   open: 'open',
   leases: 'leases',
   sealed: 'sealed',
+  ready: 'ready',
   retry: 'retry',
+  leased: 'leased',
   stats: 'stats',
   dead: 'dead',
 } as const;
 
 /** Per-chunk keys, by name → infix. */
 const PER_ID = { chunk: 'c', meta: 'm', deadData: 'd', deadMeta: 'dm' } as const;
-
-/** BullMQ queue name; BullMQ keys are `<bullPrefix>:<QUEUE_NAME>:<suffix or job id>`. */
-export const QUEUE_NAME = 'flush';
 
 /** `{`, `}` and `%` in an output id are percent-encoded so the hash tag stays whole. */
 function escapeId(id: string): string {
@@ -50,24 +50,22 @@ export class OutputKeys {
   readonly open: string;
   readonly leases: string;
   readonly sealed: string;
+  readonly ready: string;
   readonly retry: string;
+  readonly leased: string;
   readonly stats: string;
   readonly dead: string;
-  /** BullMQ `prefix` option for this output's queue. */
-  readonly bullPrefix: string;
-  /** BullMQ's key of the job for a chunk is this + the chunk id. */
-  readonly jobPrefix: string;
 
   constructor(prefix: string, outputId: string) {
     this.base = `{${prefix}:out:${escapeId(outputId)}}`;
     this.open = `${this.base}:${FIXED.open}`;
     this.leases = `${this.base}:${FIXED.leases}`;
     this.sealed = `${this.base}:${FIXED.sealed}`;
+    this.ready = `${this.base}:${FIXED.ready}`;
     this.retry = `${this.base}:${FIXED.retry}`;
+    this.leased = `${this.base}:${FIXED.leased}`;
     this.stats = `${this.base}:${FIXED.stats}`;
     this.dead = `${this.base}:${FIXED.dead}`;
-    this.bullPrefix = this.base;
-    this.jobPrefix = `${this.base}:${QUEUE_NAME}:`;
   }
 
   chunk(id: string): string {

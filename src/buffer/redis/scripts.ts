@@ -20,7 +20,15 @@ local function num(v) return tonumber(v) or 0 end
 local function stat(field, delta) redis.call('HINCRBY', K_STATS, field, delta) end
 local function total() return num(redis.call('HGET', K_STATS, 'bytes')) end
 
--- An open chunk becomes sealed: immutable, queued for flushing.
+-- A chunk joins the sealed ones, ready to be leased, behind every chunk sealed before it.
+local function enqueue(cid, now)
+  local seq = redis.call('HINCRBY', K_STATS, 'seal_seq', 1)
+  redis.call('HSET', K_META(cid), 'sealed', now, 'seq', seq)
+  redis.call('ZADD', K_SEALED, seq, cid)
+  redis.call('ZADD', K_READY, seq, cid)
+end
+
+-- An open chunk becomes sealed: immutable, ready to be written.
 local function seal(cid, now)
   local m = K_META(cid)
   local v = redis.call('HMGET', m, 'bytes', 'replica', 'sealed')
@@ -28,11 +36,16 @@ local function seal(cid, now)
   if owner and redis.call('HGET', K_OPEN, owner) == cid then redis.call('HDEL', K_OPEN, owner) end
   if not owner or v[3] then return false end
   local bytes = num(v[1])
-  redis.call('HSET', m, 'sealed', now)
-  redis.call('ZADD', K_SEALED, now, cid)
+  enqueue(cid, now)
   stat('stage_count', -1); stat('stage_bytes', -bytes)
   stat('queue_count', 1); stat('queue_bytes', bytes)
   return true
+end
+
+-- A sealed chunk back among the ready ones, in its place (its seal sequence).
+local function requeue(cid)
+  local seq = redis.call('ZSCORE', K_SEALED, cid)
+  if seq then redis.call('ZADD', K_READY, seq, cid) end
 end
 
 -- A sealed chunk leaves the buffer (delivered, dropped or dead-lettered). Returns its
@@ -45,7 +58,9 @@ local function forget(cid, keep_data)
   redis.call('DEL', m)
   if not keep_data then redis.call('DEL', K_CHUNK(cid)) end
   redis.call('ZREM', K_SEALED, cid)
+  redis.call('ZREM', K_READY, cid)
   redis.call('ZREM', K_RETRY, cid)
+  redis.call('ZREM', K_LEASED, cid)
   stat('queue_count', -1); stat('queue_bytes', -bytes); stat('bytes', -bytes)
   return num(v[1])
 end
@@ -97,16 +112,24 @@ export class Script {
       );
   }
 
-  /** Replies with bulk strings as Buffers. */
+  /**
+   * Replies with bulk strings as Buffers. Through evalshaBuffer, not callBuffer: ioredis's
+   * auto-pipelining drops the command name of a callBuffer.
+   */
   runBuffer(client: RedisClient, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
-    return client
-      .callBuffer('evalsha', this.sha, keys.length, ...keys, ...args)
+    const c = client as unknown as BufferEval;
+    return c
+      .evalshaBuffer(this.sha, keys.length, ...keys, ...args)
       .catch((err: unknown) =>
-        isNoScript(err)
-          ? client.callBuffer('eval', this.lua, keys.length, ...keys, ...args)
-          : Promise.reject(err),
+        isNoScript(err) ? c.evalBuffer(this.lua, keys.length, ...keys, ...args) : Promise.reject(err),
       );
   }
+}
+
+/** ioredis defines these at run time (every command has a …Buffer twin); its typings leave them out. */
+interface BufferEval {
+  evalshaBuffer(...args: Arg[]): Promise<unknown>;
+  evalBuffer(...args: Arg[]): Promise<unknown>;
 }
 
 function isNoScript(err: unknown): boolean {
@@ -197,57 +220,136 @@ return sealed
 );
 
 /**
- * Sealed chunks older than ARGV[1] ms whose BullMQ job is missing (a crash between seal and
- * Queue.add, or a job that failed and was removed); also forgets sealed ids whose chunk is
- * gone. KEYS[2]: BullMQ's job key prefix. ARGV: min age ms, offset, page size.
- * Returns [next offset or -1, chunk ids…].
+ * The oldest chunk that may be written now, leased to ARGV[1] (a token per lease) of replica
+ * ARGV[2] for ARGV[3] ms. First, chunks whose lease expired (their writer died or hung) and
+ * chunks whose retry time came are made ready again, in their place. ARGV[4] = '1' (ordered):
+ * only the oldest chunk not being written may be leased; when it waits on its retry time,
+ * none is. A chunk whose write timed out in this replica is left to others for a while
+ * (`avoid`): its connection may be the one that hangs.
+ * Returns [chunk id, retries, failing_since or '', frames…], or ['', ms until one may be ready or -1].
  */
-export const ORPHANS = new Script(
-  'orphans',
+export const LEASE = new Script(
+  'lease',
   `
+local token, replica, lease, ordered = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
 local now = now_ms()
-local offset, page = tonumber(ARGV[2]), tonumber(ARGV[3])
-local ids = redis.call('ZRANGEBYSCORE', K_SEALED, '-inf', now - tonumber(ARGV[1]), 'LIMIT', offset, page)
+for _, cid in ipairs(redis.call('ZRANGEBYSCORE', K_LEASED, '-inf', now, 'LIMIT', 0, 100)) do
+  redis.call('ZREM', K_LEASED, cid)
+  redis.call('HDEL', K_META(cid), 'owner')
+  requeue(cid)
+end
+for _, cid in ipairs(redis.call('ZRANGEBYSCORE', K_RETRY, '-inf', now, 'LIMIT', 0, 100)) do
+  redis.call('ZREM', K_RETRY, cid)
+  requeue(cid)
+end
+-- 0 when this replica may take the chunk, else how long until it may.
+local function blocked(cid)
+  local v = redis.call('HMGET', K_META(cid), 'avoid', 'avoid_until')
+  if v[1] == replica and num(v[2]) > now then return num(v[2]) - now end
+  return 0
+end
+local pick, wait = false, -1
+if ordered then
+  local offset, looking = 0, true
+  while looking do
+    local ids = redis.call('ZRANGE', K_SEALED, offset, offset + 15)
+    if #ids == 0 then break end
+    for _, cid in ipairs(ids) do
+      if not redis.call('ZSCORE', K_LEASED, cid) then
+        looking = false
+        local due = redis.call('ZSCORE', K_RETRY, cid)
+        if due then
+          wait = math.max(0, tonumber(due) - now)
+        else
+          wait = blocked(cid)
+          if wait == 0 then pick = cid end
+        end
+        break
+      end
+    end
+    offset = offset + #ids
+  end
+else
+  local offset = 0
+  repeat
+    local ids = redis.call('ZRANGE', K_READY, offset, offset + 15)
+    for _, cid in ipairs(ids) do
+      local w = blocked(cid)
+      if w == 0 then pick = cid; break end
+      if wait < 0 or w < wait then wait = w end
+    end
+    offset = offset + #ids
+  until pick or #ids < 16
+  if not pick then
+    local nxt = redis.call('ZRANGE', K_RETRY, 0, 0, 'WITHSCORES')
+    if nxt[2] then
+      local w = math.max(0, tonumber(nxt[2]) - now)
+      if wait < 0 or w < wait then wait = w end
+    end
+  end
+end
+if not pick then return {'', wait} end
+redis.call('ZREM', K_READY, pick)
+redis.call('ZADD', K_LEASED, now + lease, pick)
+redis.call('HSET', K_META(pick), 'owner', token)
+local v = redis.call('HMGET', K_META(pick), 'retries', 'failing_since')
+local out = {pick, v[1] or '0', v[2] or ''}
+for _, frame in ipairs(redis.call('LRANGE', K_CHUNK(pick), 0, -1)) do out[#out + 1] = frame end
+return out
+`,
+);
+
+/** Extends lease ARGV[2] on chunk ARGV[1] by ARGV[3] ms. Returns 1, or 0 when the lease was lost. */
+export const RENEW = new Script(
+  'renew',
+  `
+if redis.call('HGET', K_META(ARGV[1]), 'owner') ~= ARGV[2] then return 0 end
+redis.call('ZADD', K_LEASED, now_ms() + tonumber(ARGV[3]), ARGV[1])
+return 1
+`,
+);
+
+/**
+ * Sealed chunks in none of ready / retry / leased (left by an older Estuary, whose queue
+ * was BullMQ's) become ready, in their place. ARGV: offset, page size.
+ * Returns [next offset or -1, adopted ids…].
+ */
+export const ADOPT = new Script(
+  'adopt',
+  `
+local offset, page = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ids = redis.call('ZRANGE', K_SEALED, offset, offset + page - 1)
 local out = {#ids < page and -1 or offset + page}
+local gone = 0
 for _, cid in ipairs(ids) do
   if redis.call('EXISTS', K_META(cid)) == 0 then
     redis.call('ZREM', K_SEALED, cid)
-    redis.call('ZREM', K_RETRY, cid)
+    redis.call('ZREM', K_READY, cid)
     redis.call('DEL', K_CHUNK(cid))
-  elseif redis.call('EXISTS', KEYS[2] .. cid) == 0 then
+    gone = gone + 1
+  elseif not (redis.call('ZSCORE', K_READY, cid) or redis.call('ZSCORE', K_RETRY, cid)
+      or redis.call('ZSCORE', K_LEASED, cid)) then
+    requeue(cid)
     out[#out + 1] = cid
   end
 end
+if out[1] > 0 then out[1] = out[1] - gone end
 return out
 `,
 );
 
 /**
- * Marks a sealed chunk as being flushed and returns [retries, failing_since or ''], or nil
- * when the chunk is gone (delivered, dropped, purged). The frames are read with an LRANGE
- * sent right behind it.
- */
-export const BEGIN = new Script(
-  'begin',
-  `
-local m = K_META(ARGV[1])
-local v = redis.call('HMGET', m, 'retries', 'failing_since', 'sealed')
-if not v[3] then return false end
-redis.call('HSET', m, 'flushing', now_ms())
-redis.call('ZREM', K_RETRY, ARGV[1])
-return {v[1] or '0', v[2] or ''}
-`,
-);
-
-/**
- * What a flush decided, in one step: rejected entries to the dead-letter queue, the chunk
- * rewritten to the entries to retry, then `done` (forget it), `retry` (after ARGV[6] ms) or
- * `dead` (move it to the dead-letter queue). With dead_letter off, dead entries are dropped.
+ * What a flush decided, in one step: rejected entries to the dead-letter queue, then the
+ * chunk `done` (forget it), `retry` (rewritten to the entries left, if any; ready again
+ * after ARGV[6] ms) or `dead` (move it to the dead-letter queue). Only the holder of the
+ * lease (ARGV[14]) retries or dead-letters; a chunk delivered is forgotten whoever held it.
+ * With dead_letter off, dead entries are dropped.
  * ARGV: chunk id, action, attempts, dead_letter on (1/0), dead_letter max_size,
  *       retry delay ms, failing_since, dead id, reason,
  *       rewrite (1/0), frames, count, bytes,
+ *       lease token, counted (1/0), avoiding replica or '', avoid ms,
  *       then per rejected group: dead id, reason, frames, count, bytes.
- * Returns [total bytes, chunk existed (1/0), records dropped as dead_letter_full,
+ * Returns [total bytes, lease still held (1/0), records dropped as dead_letter_full,
  *          records dropped as dead_letter_disabled].
  */
 export const SETTLE = new Script(
@@ -257,9 +359,9 @@ local cid, action, attempts = ARGV[1], ARGV[2], ARGV[3]
 local dl_on, dl_max = ARGV[4] == '1', tonumber(ARGV[5])
 local now = now_ms()
 local m = K_META(cid)
-local exists = redis.call('EXISTS', m) == 1
+local mine = redis.call('HGET', m, 'owner') == ARGV[14]
 local full, disabled = 0, 0
-for i = 14, #ARGV, 5 do
+for i = 18, #ARGV, 5 do
   local count = tonumber(ARGV[i + 3])
   if dl_on then
     redis.call('RPUSH', K_DEADDATA(ARGV[i]), ARGV[i + 2])
@@ -268,7 +370,11 @@ for i = 14, #ARGV, 5 do
     disabled = disabled + count
   end
 end
-if exists then
+if action == 'done' then
+  forget(cid)
+elseif mine then
+  redis.call('ZREM', K_LEASED, cid)
+  redis.call('HDEL', m, 'owner')
   if ARGV[10] == '1' then
     local old = num(redis.call('HGET', m, 'bytes'))
     local new = tonumber(ARGV[13])
@@ -277,13 +383,16 @@ if exists then
     redis.call('HSET', m, 'count', ARGV[12], 'bytes', new)
     stat('queue_bytes', new - old); stat('bytes', new - old)
   end
-  if action == 'done' then
-    forget(cid)
-  elseif action == 'retry' then
-    redis.call('HINCRBY', m, 'retries', 1)
-    redis.call('HSETNX', m, 'failing_since', ARGV[7])
-    redis.call('HDEL', m, 'flushing')
-    redis.call('ZADD', K_RETRY, now + tonumber(ARGV[6]), cid)
+  if action == 'retry' then
+    local delay = tonumber(ARGV[6])
+    if ARGV[15] == '1' then
+      redis.call('HINCRBY', m, 'retries', 1)
+      redis.call('HSETNX', m, 'failing_since', ARGV[7])
+    end
+    if ARGV[16] ~= '' then
+      redis.call('HSET', m, 'avoid', ARGV[16], 'avoid_until', now + delay + tonumber(ARGV[17]))
+    end
+    if delay > 0 then redis.call('ZADD', K_RETRY, now + delay, cid) else requeue(cid) end
   elseif action == 'dead' then
     local v = redis.call('HMGET', m, 'count', 'bytes')
     if dl_on and redis.call('EXISTS', K_CHUNK(cid)) == 1 then
@@ -296,38 +405,33 @@ if exists then
     end
   end
 end
-return {total(), exists and 1 or 0, full, disabled}
+return {total(), mine and 1 or 0, full, disabled}
 `,
 );
 
 /**
- * overflow_action drop_oldest_chunk: drops the oldest sealed chunks not being flushed (a
- * 'flushing' mark older than ARGV[3] ms is stale: its worker died) until ARGV[1] more bytes
- * fit under ARGV[2]. Returns [total bytes, records dropped, dropped ids…].
+ * overflow_action drop_oldest_chunk: drops the oldest sealed chunks not being written until
+ * ARGV[1] bytes are freed. Returns [total bytes, records dropped, dropped ids…].
  */
 export const DROP_OLDEST = new Script(
   'drop_oldest',
   `
-local need, limit, stale = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local now = now_ms()
+local need = tonumber(ARGV[1])
 local out = {0, 0}
-local offset = 0
-while total() + need > limit do
+local offset, freed = 0, 0
+while freed < need do
   local ids = redis.call('ZRANGE', K_SEALED, offset, offset + 63)
   if #ids == 0 then break end
   for _, cid in ipairs(ids) do
-    if total() + need <= limit then break end
-    local flushing = tonumber(redis.call('HGET', K_META(cid), 'flushing'))
-    if flushing and now - flushing <= stale then
-      offset = offset + 1
+    if freed >= need then break end
+    local bytes = num(redis.call('HGET', K_META(cid), 'bytes'))
+    local records = not redis.call('ZSCORE', K_LEASED, cid) and forget(cid)
+    if records then
+      freed = freed + bytes
+      out[2] = out[2] + records
+      out[#out + 1] = cid
     else
-      local records = forget(cid)
-      if records then
-        out[2] = out[2] + records
-        out[#out + 1] = cid
-      else
-        offset = offset + 1
-      end
+      offset = offset + 1
     end
   end
 end
@@ -350,18 +454,6 @@ return out
 `,
 );
 
-/** How many of the chunk ids in ARGV are still sealed and not waiting for a retry. */
-export const PENDING = new Script(
-  'pending',
-  `
-local n = 0
-for i = 1, #ARGV do
-  if redis.call('ZSCORE', K_SEALED, ARGV[i]) and not redis.call('ZSCORE', K_RETRY, ARGV[i]) then n = n + 1 end
-end
-return n
-`,
-);
-
 /** A dead-letter chunk (ARGV[1]) back into the queue as a new sealed chunk (ARGV[2]). Returns 1, or 0 when unknown. */
 export const DEAD_REPLAY = new Script(
   'dead_replay',
@@ -372,9 +464,8 @@ if not v[1] or redis.call('EXISTS', K_DEADDATA(did)) == 0 then return 0 end
 local now = now_ms()
 redis.call('RENAME', K_DEADDATA(did), K_CHUNK(cid))
 drop_dead(did)
-redis.call('HSET', K_META(cid), 'count', v[1], 'bytes', v[2], 'created', now, 'sealed', now, 'retries', 0,
-  'replica', '')
-redis.call('ZADD', K_SEALED, now, cid)
+redis.call('HSET', K_META(cid), 'count', v[1], 'bytes', v[2], 'created', now, 'retries', 0, 'replica', '')
+enqueue(cid, now)
 stat('queue_count', 1); stat('queue_bytes', num(v[2])); stat('bytes', num(v[2]))
 return 1
 `,

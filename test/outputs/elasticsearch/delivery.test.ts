@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import type { OutputBuffer } from '../../../src/buffer/buffer.ts';
-import { MemoryBackend } from '../../../src/buffer/memory/memory-buffer.ts';
+import { MemoryBackend } from '../../../src/buffer/memory/memory-store.ts';
 import { builtinRegistry } from '../../../src/builtins.ts';
 import { loadConfigFile } from '../../../src/config/load.ts';
 import { resolveBufferSettings } from '../../../src/config/schema.ts';
@@ -14,7 +14,7 @@ import type { Chunk, Output } from '../../../src/outputs/output.ts';
 import { ElasticsearchFake, ITEM_429 } from '../../support/elasticsearch-fake.ts';
 import { startEstuary } from '../../support/estuary.ts';
 import { postJson } from '../../support/http.ts';
-import { NO_DEADLINE } from '../../support/outputs.ts';
+import { NO_DEADLINE, emitTo } from '../../support/outputs.ts';
 import { sample } from '../../support/prom-text.ts';
 import { freePort, waitFor } from '../../support/wait.ts';
 
@@ -74,8 +74,7 @@ async function setup(options: Record<string, unknown> = {}) {
       'app.golang',
       Array.from({ length: n }, (_, i) => ({ time: new EventTime(1_700_000_000 + i, i), record: make(i) })),
     );
-    await buffer.reserve(batch.bytes, { wait: false });
-    await buffer.stage(batch);
+    await emitTo(buffer, batch);
   };
   return { buffer, attempts, emit };
 }

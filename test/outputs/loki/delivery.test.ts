@@ -5,7 +5,7 @@ import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Estuary } from '../../../src/app.ts';
 import type { OutputBuffer } from '../../../src/buffer/buffer.ts';
-import { MemoryBackend } from '../../../src/buffer/memory/memory-buffer.ts';
+import { MemoryBackend } from '../../../src/buffer/memory/memory-store.ts';
 import { builtinRegistry } from '../../../src/builtins.ts';
 import { loadConfig } from '../../../src/config/load.ts';
 import { resolveBufferSettings } from '../../../src/config/schema.ts';
@@ -18,7 +18,7 @@ import { lokiOutput } from '../../../src/outputs/loki/index.ts';
 import type { Chunk, Output } from '../../../src/outputs/output.ts';
 import { postJson } from '../../support/http.ts';
 import { LokiFake } from '../../support/loki-fake.ts';
-import { NO_DEADLINE } from '../../support/outputs.ts';
+import { NO_DEADLINE, emitTo } from '../../support/outputs.ts';
 import { sample } from '../../support/prom-text.ts';
 import { freePort, waitFor } from '../../support/wait.ts';
 
@@ -72,8 +72,7 @@ describe('loki output behind the memory buffer', () => {
         'app.web',
         records.map((record, i) => ({ time: new EventTime(sec, i), record })),
       );
-      await buffer.reserve(batch.bytes, { wait: false });
-      await buffer.stage(batch);
+      await emitTo(buffer, batch);
     };
     return { buffer, attempts, emit };
   }

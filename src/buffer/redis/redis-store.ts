@@ -1,0 +1,601 @@
+import { randomUUID } from 'node:crypto';
+import { Cluster } from 'ioredis';
+import type { BufferSettings } from '../../config/schema.ts';
+import type { Batch } from '../../core/batch.ts';
+import { beforeDeadline } from '../../core/deadline.ts';
+import { BackpressureError, errorMessage } from '../../core/errors.ts';
+import { SinkDriver } from '../../delivery/driver.ts';
+import type { EmitOptions } from '../../inputs/input.ts';
+import { type Logger, rateLimited } from '../../logger.ts';
+import type { Output } from '../../outputs/output.ts';
+import type { BufferBackend, BufferDeps, DeadLetterQueue, OutputBuffer } from '../buffer.ts';
+import { batchesOf, coalesce, makeChunk, splitBatch } from '../chunk.ts';
+import type { ChunkStore, Lease, Settlement, SettleReport, StoreSizes } from '../store.ts';
+import { createClient, describeTarget, type RedisSettings } from './connection.ts';
+import { RedisDeadLetterQueue } from './dead-letter.ts';
+import { decodeFrames, encodeFrames } from './frames.ts';
+import { OutputKeys } from './keys.ts';
+import {
+  ADOPT,
+  DROP_OLDEST,
+  HEARTBEAT,
+  LEASE,
+  RENEW,
+  type RedisClient,
+  SEAL,
+  SETTLE,
+  STAGE,
+  STATS,
+} from './scripts.ts';
+
+/**
+ * The durable backend: every output's chunks live in Redis, shared by all replicas, so any
+ * replica can deliver any chunk and a dead pod strands nothing.
+ *
+ *   stage ──STAGE (RPUSH)──► open chunk {p:out:ID}:c:<id> (one per replica) ── ack the sender
+ *                       │ size | records (STAGE) · flush_interval timer (SEAL) · dead replica (HEARTBEAT)
+ *                       ▼
+ *                    sealed (in seal order) ──LEASE (oldest ready, any replica)──► the sink driver writes it
+ *                       ▲                                                            │
+ *                       └── retry time came · lease expired (writer died or hung) ◄── SETTLE: done (forget) ·
+ *                                                                 retry (rewrite, back off) · dead ({p:out:ID}:d:<id>)
+ *
+ *   every recovery_timeout/6: HEARTBEAT renews this replica's lease and seals the open
+ *   chunks of replicas whose lease expired. A chunk's lease is renewed while its write runs
+ *   and expires within recovery_timeout/3 of its writer's death. Key names: keys.ts; the
+ *   scripts: scripts.ts.
+ */
+export class RedisBackend implements BufferBackend {
+  readonly type = 'redis';
+  readonly shared = true;
+  /** This process's identity in leases and open chunks. */
+  readonly replica = randomUUID();
+  readonly settings: RedisSettings;
+  /** Our scripts: auto-pipelined, and failing fast (no offline queue) so senders get backpressure. */
+  readonly client: RedisClient;
+  private readonly logger: Logger;
+  /** Started and not stopped: heartbeats run for these. */
+  private readonly stores = new Set<RedisStore>();
+  private readonly created = new Set<RedisStore>();
+  private readyWaiters: (() => void)[] = [];
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private statsTimer: NodeJS.Timeout | undefined;
+  private wasReady = false;
+  private closed: Promise<void> | undefined;
+
+  constructor(settings: RedisSettings, logger: Logger) {
+    this.settings = settings;
+    this.logger = logger;
+    this.client = createClient(settings, {
+      enableAutoPipelining: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: 10_000,
+      connectionName: `estuary:${this.replica}`,
+    });
+    const warn = rateLimited(10_000, (suppressed) =>
+      this.logger.warn({ err: this.lastError, suppressed }, 'redis connection error'),
+    );
+    this.client.on('error', (err: Error) => {
+      this.lastError = errorMessage(err);
+      warn();
+    });
+    this.client.on('ready', () => {
+      if (!this.wasReady) this.logger.info({ redis: describeTarget(settings) }, 'redis buffer connected');
+      this.wasReady = true;
+      const waiters = this.readyWaiters;
+      this.readyWaiters = [];
+      for (const w of waiters) w();
+    });
+    this.client.on('close', () => {
+      if (this.wasReady && !this.closed)
+        this.logger.error(
+          { redis: describeTarget(settings) },
+          'redis unreachable: refusing data (503 / no ack) until it is back',
+        );
+      this.wasReady = false;
+    });
+  }
+  private lastError = '';
+
+  create(output: Output, settings: BufferSettings, deps: BufferDeps): OutputBuffer {
+    const store = new RedisStore(this, output.id, settings, deps.logger);
+    this.created.add(store);
+    return new SinkDriver(output, store, settings, deps);
+  }
+
+  ready(): boolean {
+    return this.client.status === 'ready';
+  }
+
+  /** The first wait for Redis at startup, shared by every output (so N outputs wait once). */
+  startupConnect(): Promise<boolean> {
+    this.startupWait ??= this.connect(10_000);
+    return this.startupWait;
+  }
+  private startupWait: Promise<boolean> | undefined;
+
+  /** Resolves true once connected, or false after `timeoutMs`. */
+  connect(timeoutMs = 10_000): Promise<boolean> {
+    if (this.ready()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
+        resolve(false);
+      }, timeoutMs);
+      timer.unref();
+      this.readyWaiters.push(waiter);
+    });
+  }
+
+  /** Redis WAIT after this connection's writes, when `wait_replicas` is set. */
+  async waitReplicas(keys: OutputKeys): Promise<void> {
+    const { waitReplicas: wanted, waitTimeoutMs: timeout } = this.settings;
+    if (wanted === 0) return;
+    let acked: number;
+    if (this.client instanceof Cluster) {
+      // WAIT has no key: a pipeline with one keyed command sends it to the output's node.
+      const replies = await this.client.pipeline().exists(keys.stats).wait(wanted, timeout).exec();
+      const [err, n] = replies?.[1] ?? [new Error('no reply to WAIT'), 0];
+      if (err) throw err;
+      acked = Number(n);
+    } else {
+      acked = await this.client.wait(wanted, timeout);
+    }
+    if (acked < wanted)
+      throw new BackpressureError(
+        `only ${acked} of ${wanted} Redis replicas acknowledged within ${timeout}ms`,
+      );
+  }
+
+  /** Leases of replicas and chunks, recovery, stats: run for every started store. */
+  register(store: RedisStore): void {
+    this.stores.add(store);
+    const every = this.heartbeatIntervalMs();
+    this.heartbeatTimer ??= setInterval(() => {
+      for (const s of this.stores) void s.heartbeat().catch((err) => s.logMaintenanceError(err));
+    }, every).unref();
+    this.statsTimer ??= setInterval(
+      () => {
+        for (const s of this.stores) void s.refreshSizes().catch(() => {});
+      },
+      Math.min(1000, every),
+    ).unref();
+  }
+
+  unregister(store: RedisStore): void {
+    this.stores.delete(store);
+  }
+
+  heartbeatIntervalMs(): number {
+    return Math.max(100, Math.round(this.settings.recoveryTimeoutMs / 6));
+  }
+
+  /** The dead-letter queue of an output, for `estuary dlq` (no buffer, no driver). */
+  deadLetterQueue(outputId: string): DeadLetterQueue {
+    return new RedisDeadLetterQueue(this.client, new OutputKeys(this.settings.prefix, outputId), outputId);
+  }
+
+  /**
+   * Stops at once as SIGKILL would, for tests of recovery: nothing sealed, leases left to
+   * expire, chunks being written left leased (they expire and go to others).
+   */
+  async crash(): Promise<void> {
+    this.closed ??= (async () => {
+      clearInterval(this.heartbeatTimer);
+      clearInterval(this.statsTimer);
+      for (const s of this.created) s.crash();
+      this.client.disconnect();
+    })();
+    return this.closed;
+  }
+
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      clearInterval(this.heartbeatTimer);
+      clearInterval(this.statsTimer);
+      // Buffers are stopped first (Estuary does); a store that was not stops its timers now.
+      for (const s of this.created) s.crash();
+      await quit(this.client);
+    })();
+    return this.closed;
+  }
+}
+
+function quit(c: RedisClient): Promise<unknown> {
+  if (c.status !== 'ready') {
+    c.disconnect();
+    return Promise.resolve();
+  }
+  return Promise.race([c.quit(), new Promise((r) => setTimeout(r, 1000).unref())]).finally(() =>
+    c.disconnect(),
+  );
+}
+
+/** How long a total seen in a Redis reply stands in for a fresh read when admitting a batch. */
+const KNOWN_FRESH_MS = 100;
+
+/** How often a driver looks for chunks other replicas sealed or gave back. */
+const POLL_MS = 250;
+
+interface RedisLease extends Lease {
+  readonly token: string;
+}
+
+/** One output's chunks in Redis; the sink driver above it decides what becomes of them. */
+export class RedisStore implements ChunkStore {
+  readonly deadLetter: DeadLetterQueue;
+  readonly pollMs = POLL_MS;
+  private readonly backend: RedisBackend;
+  private readonly client: RedisClient;
+  private readonly outputId: string;
+  private readonly settings: BufferSettings;
+  private readonly logger: Logger;
+  private readonly keys: OutputKeys;
+  private snapshot: StoreSizes = {
+    stageLength: 0,
+    stageBytes: 0,
+    queueLength: 0,
+    queueBytes: 0,
+    deadLetterChunks: 0,
+    deadLetterRecords: 0,
+    nextRetryAt: undefined,
+  };
+  /** Bytes this output holds in Redis (all replicas), as last seen, and when. */
+  private knownBytes = 0;
+  private knownAt = 0;
+  private readonly sealTimers = new Map<string, NodeJS.Timeout>();
+  private readyListener: () => void = () => {};
+  private leases = 0;
+  private stopping = false;
+  private readonly warnMaintenance: () => void;
+  private lastMaintenanceError = '';
+
+  constructor(backend: RedisBackend, outputId: string, settings: BufferSettings, logger: Logger) {
+    this.backend = backend;
+    this.client = backend.client;
+    this.outputId = outputId;
+    this.settings = settings;
+    this.logger = logger;
+    this.keys = new OutputKeys(backend.settings.prefix, outputId);
+    this.deadLetter = new RedisDeadLetterQueue(this.client, this.keys, outputId, () => this.readyListener());
+    this.warnMaintenance = rateLimited(30_000, (suppressed) =>
+      this.logger.warn({ err: this.lastMaintenanceError, suppressed }, 'redis buffer maintenance failed'),
+    );
+  }
+
+  /** This replica's lease on its open chunks. */
+  private get replicaLeaseMs(): number {
+    return Math.round(this.backend.settings.recoveryTimeoutMs / 2);
+  }
+
+  /** A chunk's lease: a dead writer's chunk is back within recovery_timeout. */
+  private get chunkLeaseMs(): number {
+    return Math.max(1000, Math.round(this.backend.settings.recoveryTimeoutMs / 3));
+  }
+
+  heldBytes(): number {
+    return this.knownBytes;
+  }
+
+  async prepare(bytes: number, options: EmitOptions, stopping: () => boolean): Promise<void> {
+    if (!this.backend.ready()) {
+      if (!options.wait) throw new BackpressureError(`output ${this.outputId}: redis buffer unreachable`);
+      // A sender that waits (forward) is paused until Redis is back.
+      while (!this.backend.ready()) {
+        if (stopping()) throw new BackpressureError(`output ${this.outputId} is shutting down`);
+        await this.backend.connect(500);
+      }
+    }
+    // The limit is global: other replicas fill the same buffer. The total this replica got
+    // back from Redis (every stage and settle reply carries it) is trusted while it is at
+    // most KNOWN_FRESH_MS old and leaves half the room; otherwise it is read again.
+    if (
+      Date.now() - this.knownAt > KNOWN_FRESH_MS ||
+      this.knownBytes + bytes > this.settings.totalLimitSize / 2
+    )
+      await this.readBytes();
+  }
+
+  /**
+   * Appends the batch to this replica's open chunk. The script calls of every output of a
+   * batch, and of concurrent senders, leave in one auto-pipelined write.
+   */
+  async stage(batch: Batch): Promise<void> {
+    const { chunkLimitSize, chunkLimitRecords } = this.settings;
+    const maxRecords = Number.isFinite(chunkLimitRecords) ? chunkLimitRecords : Number.MAX_SAFE_INTEGER;
+    const calls = splitBatch(batch, chunkLimitSize, chunkLimitRecords).map((piece) =>
+      STAGE.run(
+        this.client,
+        [this.keys.base],
+        [
+          this.backend.replica,
+          randomUUID(),
+          encodeFrames([piece]),
+          piece.count,
+          piece.bytes,
+          chunkLimitSize,
+          maxRecords,
+          this.replicaLeaseMs,
+        ],
+      ),
+    );
+    const results = await Promise.allSettled(calls);
+    let failure: unknown;
+    for (const r of results) {
+      if (r.status === 'fulfilled') this.afterStage(r.value as (number | string)[]);
+      else failure ??= r.reason;
+    }
+    try {
+      if (failure === undefined) await this.backend.waitReplicas(this.keys);
+    } catch (err) {
+      failure = err;
+    }
+    if (failure === undefined) return;
+    if (failure instanceof BackpressureError) throw failure;
+    throw new BackpressureError(
+      `output ${this.outputId}: redis buffer unavailable (${errorMessage(failure)})`,
+    );
+  }
+
+  async lease(ordered: boolean): Promise<RedisLease | { waitMs: number | undefined }> {
+    const token = `${this.backend.replica}:${++this.leases}`;
+    const reply = (await LEASE.runBuffer(
+      this.client,
+      [this.keys.base],
+      [token, this.backend.replica, this.chunkLeaseMs, ordered ? '1' : '0'],
+    )) as (Buffer | number)[];
+    const id = String(reply[0]);
+    if (id === '') {
+      const wait = Number(reply[1]);
+      return { waitMs: wait >= 0 ? wait : undefined };
+    }
+    const retries = Number(String(reply[1]));
+    const since = String(reply[2]);
+    const frames = reply.slice(3) as Buffer[];
+    let batches: Batch[];
+    try {
+      batches = coalesce(decodeFrames(frames));
+    } catch (err) {
+      // Bytes that cannot be read will never be written: the driver dead-letters them.
+      this.logger.error({ chunk_id: id, err: errorMessage(err) }, 'unreadable chunk');
+      batches = [];
+    }
+    return {
+      chunk: makeChunk(id, batches, retries),
+      retries,
+      failingSince: since === '' ? undefined : Number(since),
+      token,
+    };
+  }
+
+  async renew(lease: Lease): Promise<void> {
+    const held = await RENEW.run(
+      this.client,
+      [this.keys.base],
+      [lease.chunk.id, (lease as RedisLease).token, this.chunkLeaseMs],
+    );
+    if (Number(held) !== 1)
+      this.logger.warn(
+        { chunk_id: lease.chunk.id },
+        'lease on a chunk being written was lost; another replica may write it too',
+      );
+  }
+
+  async settle(lease: Lease, s: Settlement): Promise<SettleReport> {
+    const chunkId = lease.chunk.id;
+    const attempts = lease.retries + 1;
+    const groups = s.dead.map(({ reason, entries }) => {
+      const batches = batchesOf(entries);
+      return {
+        id: randomUUID(),
+        reason,
+        frames: encodeFrames(batches),
+        count: entries.length,
+        bytes: batches.reduce((n, b) => n + b.bytes, 0),
+      };
+    });
+    let rewrite: [string, Buffer | string, number, number] = ['0', '', 0, 0];
+    if (s.kind === 'retry' && s.keep) {
+      const batches = batchesOf(s.keep);
+      rewrite = ['1', encodeFrames(batches), s.keep.length, batches.reduce((n, b) => n + b.bytes, 0)];
+    }
+    const retry = s.kind === 'retry' ? s : undefined;
+    const deadId = randomUUID();
+    const reply = (await SETTLE.run(
+      this.client,
+      [this.keys.base],
+      [
+        chunkId,
+        s.kind,
+        attempts,
+        this.settings.deadLetter.enabled ? '1' : '0',
+        this.settings.deadLetter.maxSize,
+        retry ? Math.max(0, retry.at - Date.now()) : 0,
+        retry?.failingSince ?? Date.now(),
+        deadId,
+        s.kind === 'dead' ? s.reason : '',
+        ...rewrite,
+        (lease as RedisLease).token,
+        retry?.counted ? '1' : '0',
+        retry?.avoid ? this.backend.replica : '',
+        POLL_MS * 4,
+        ...groups.flatMap((g) => [g.id, g.reason, g.frames, g.count, g.bytes]),
+      ],
+    )) as number[];
+    const [total, mine, droppedFull, droppedDisabled] = reply.map(Number) as [number, number, number, number];
+    this.know(total);
+    const enabled = this.settings.deadLetter.enabled;
+    const deadLettered = enabled ? groups.map((g) => ({ id: g.id, records: g.count, reason: g.reason })) : [];
+    if (s.kind === 'dead' && mine && enabled)
+      deadLettered.push({ id: deadId, records: lease.chunk.count, reason: s.reason });
+    if (retry && mine && retry.at <= Date.now()) this.readyListener();
+    return { deadLettered, droppedFull, droppedDisabled, owned: mine === 1 };
+  }
+
+  async dropOldest(bytes: number): Promise<{ records: number; ids: string[] }> {
+    const reply = (await DROP_OLDEST.run(this.client, [this.keys.base], [bytes]).catch((err: unknown) => {
+      throw new BackpressureError(`output ${this.outputId}: redis buffer unavailable (${errorMessage(err)})`);
+    })) as (number | string)[];
+    const [total, records, ...ids] = reply;
+    this.know(Number(total));
+    return { records: Number(records), ids: ids.map(String) };
+  }
+
+  async sealOpen(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.sealTimers.values()) clearTimeout(t);
+    this.sealTimers.clear();
+    await this.sealNow();
+  }
+
+  onReady(listener: () => void): void {
+    this.readyListener = listener;
+  }
+
+  sizes(): StoreSizes {
+    return this.snapshot;
+  }
+
+  async refreshSizes(): Promise<void> {
+    const r = ((await STATS.run(this.client, [this.keys.base], [])) as number[]).map(Number);
+    this.snapshot = {
+      stageLength: r[1]!,
+      stageBytes: r[2]!,
+      queueLength: r[3]!,
+      queueBytes: r[4]!,
+      deadLetterChunks: r[5]!,
+      deadLetterRecords: r[6]!,
+      nextRetryAt: r[7]! >= 0 ? Date.now() + r[7]! : undefined,
+    };
+    this.know(r[0]!);
+  }
+
+  async start(): Promise<void> {
+    if (!(await this.backend.startupConnect())) {
+      this.logger.warn('redis not reachable yet: refusing data until it is (the buffer connects by itself)');
+    }
+    this.backend.register(this);
+    void this.heartbeat().catch((err) => this.logMaintenanceError(err));
+    void this.adopt().catch((err) => this.logMaintenanceError(err));
+  }
+
+  /** Nothing is lost: what this replica staged is sealed, and any replica delivers it. */
+  async stop(): Promise<number> {
+    this.stopping = true;
+    this.backend.unregister(this);
+    // The last heartbeat drops this replica's lease and seals dead replicas' open chunks.
+    await beforeDeadline(
+      HEARTBEAT.run(this.client, [this.keys.base], [this.backend.replica, 0, Number.MAX_SAFE_INTEGER, '1']),
+      Date.now() + 1000,
+    ).catch(() => {});
+    return 0;
+  }
+
+  /** See RedisBackend.crash. */
+  crash(): void {
+    this.stopping = true;
+    this.backend.unregister(this);
+    for (const t of this.sealTimers.values()) clearTimeout(t);
+    this.sealTimers.clear();
+  }
+
+  /** Lease of this replica, and recovery of dead replicas' open chunks. */
+  async heartbeat(): Promise<void> {
+    const { recoveryTimeoutMs } = this.backend.settings;
+    const sealed = (await HEARTBEAT.run(
+      this.client,
+      [this.keys.base],
+      [this.backend.replica, this.replicaLeaseMs, this.settings.flushIntervalMs + recoveryTimeoutMs, '0'],
+    )) as string[];
+    if (sealed.length > 0) {
+      this.logger.info(
+        { chunks: sealed.length },
+        'sealed open chunks of a replica that stopped heartbeating',
+      );
+      this.sealed(sealed);
+    }
+  }
+
+  /** Sealed chunks an older Estuary left queued in BullMQ become ready (once, at start). */
+  private async adopt(): Promise<void> {
+    let offset = 0;
+    let found = 0;
+    while (offset >= 0) {
+      const [next, ...ids] = (await ADOPT.run(this.client, [this.keys.base], [offset, 500])) as [
+        number,
+        ...string[],
+      ];
+      found += ids.length;
+      offset = Number(next);
+    }
+    if (found > 0) {
+      this.logger.info({ chunks: found }, 'sealed chunks found without a place in the queue: made ready');
+      this.readyListener();
+    }
+  }
+
+  logMaintenanceError(err: unknown): void {
+    this.lastMaintenanceError = errorMessage(err);
+    this.warnMaintenance();
+  }
+
+  private afterStage([total, opened, ...sealed]: (number | string)[]): void {
+    this.know(Number(total));
+    if (opened) {
+      const timer = setTimeout(() => this.sealLater(String(opened)), this.settings.flushIntervalMs);
+      timer.unref();
+      this.sealTimers.set(String(opened), timer);
+    }
+    if (sealed.length > 0) this.sealed(sealed.map(String));
+  }
+
+  /** Chunks just sealed: forget their timers, wake the driver. */
+  private sealed(ids: string[]): void {
+    for (const id of ids) {
+      clearTimeout(this.sealTimers.get(id));
+      this.sealTimers.delete(id);
+    }
+    this.readyListener();
+  }
+
+  /** From a timer: a failure is logged and tried again (another replica seals the chunk if this one dies). */
+  private sealLater(chunkId: string): void {
+    this.sealTimers.delete(chunkId);
+    this.sealNow(chunkId).catch((err) => {
+      this.logMaintenanceError(err);
+      if (this.stopping) return;
+      const timer = setTimeout(() => this.sealLater(chunkId), 500);
+      timer.unref();
+      this.sealTimers.set(chunkId, timer);
+    });
+  }
+
+  /** Seals this replica's open chunk (`chunkId`, or whichever is open). */
+  private async sealNow(chunkId?: string): Promise<void> {
+    const ids = (await SEAL.run(
+      this.client,
+      [this.keys.base],
+      [this.backend.replica, chunkId ?? ''],
+    )) as string[];
+    this.sealed(ids);
+  }
+
+  private know(total: number): void {
+    this.knownBytes = total;
+    this.knownAt = Date.now();
+  }
+
+  private async readBytes(): Promise<void> {
+    try {
+      const bytes = await this.client.hget(this.keys.stats, 'bytes');
+      this.know(Number(bytes ?? 0));
+    } catch (err) {
+      throw new BackpressureError(`output ${this.outputId}: redis buffer unavailable (${errorMessage(err)})`);
+    }
+  }
+}

@@ -1,0 +1,557 @@
+import type { BufferDeps, DeadLetterQueue, OutputBuffer, Permit } from '../buffer/buffer.ts';
+import type { ChunkStore, DeadGroup, Lease, Settlement } from '../buffer/store.ts';
+import type { BufferSettings } from '../config/schema.ts';
+import type { Batch } from '../core/batch.ts';
+import { beforeDeadline } from '../core/deadline.ts';
+import type { TaggedEntry } from '../core/entry.ts';
+import { BackpressureError, errorMessage, HaltError, RejectError, RetryableError } from '../core/errors.ts';
+import type { EmitOptions } from '../inputs/input.ts';
+import { type Logger, rateLimited } from '../logger.ts';
+import type { BufferStats, Metrics } from '../metrics/registry.ts';
+import type { Chunk, Output, Rejection } from '../outputs/output.ts';
+import { Admission } from './admission.ts';
+import { giveUpReason, retryDelay } from './retry.ts';
+
+/** The counters behind the fluentd_output_status_* gauges. */
+export type BufferCounters = Pick<
+  BufferStats,
+  | 'emitCount'
+  | 'emitRecords'
+  | 'writeCount'
+  | 'rollbackCount'
+  | 'retryCount'
+  | 'numErrors'
+  | 'flushTimeCount'
+  | 'slowFlushCount'
+>;
+
+export function newCounters(): BufferCounters {
+  return {
+    emitCount: 0,
+    emitRecords: 0,
+    writeCount: 0,
+    rollbackCount: 0,
+    retryCount: 0,
+    numErrors: 0,
+    flushTimeCount: 0,
+    slowFlushCount: 0,
+  };
+}
+
+/** What one write came to. */
+type Outcome =
+  | { kind: 'done'; retry: readonly TaggedEntry[]; rejected: readonly Rejection[]; retryAfterMs?: number }
+  | { kind: 'retryable' | 'timeout' | 'reject' | 'halt' | 'aborted'; error: Error };
+
+interface Flight {
+  lease: Lease;
+  controller: AbortController;
+  /** Set when the write ended (or was abandoned) and its settlement is being written. */
+  done?: Promise<void>;
+}
+
+/** Marks why the driver aborted a write. */
+class WriteAbort extends Error {
+  readonly timeout: boolean;
+  constructor(message: string, timeout: boolean) {
+    super(message);
+    this.timeout = timeout;
+  }
+}
+
+/** How often the driver re-reads a shared store's size while senders wait for room. */
+const ROOM_POLL_MS = 200;
+
+/**
+ * One per output, the same over every chunk store: flush concurrency, the write deadline,
+ * what each answer of the sink leads to (retry / reject / halt), order, the sink's health,
+ * dead-letter routing, admission, and the metrics and log lines of a flush. An output only
+ * says what happened; a store only keeps chunks.
+ *
+ *   lease (oldest first) ─► write, aborted at write_timeout ─► done        → settle done
+ *                                                            ├ retryable   → backoff, retry (policy may give up → dead-letter)
+ *                                                            ├ reject      → dead-letter
+ *                                                            └ halt        → keep, probe with the oldest chunk, resume
+ */
+export class SinkDriver implements OutputBuffer {
+  readonly id: string;
+  readonly type: string;
+  readonly settings: BufferSettings;
+  readonly deadLetter: DeadLetterQueue;
+  private readonly output: Output;
+  private readonly store: ChunkStore;
+  private readonly logger: Logger;
+  private readonly metrics: Metrics;
+  private readonly counters = newCounters();
+  private readonly admission: Admission;
+  private readonly flights = new Set<Flight>();
+  private readonly labels: { plugin_id: string; type: string };
+  private running = false;
+  private stopping = false;
+  private stopped: Promise<void> | undefined;
+  private pumping = false;
+  private again = false;
+  /** The last lease found nothing ready. */
+  private empty = false;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private wakeAt = Number.POSITIVE_INFINITY;
+  private roomTimer: NodeJS.Timeout | undefined;
+  private halt: { reason: string; since: number; probes: number } | undefined;
+  private settledWaiters: (() => void)[] = [];
+  private readonly warnLease: (err: unknown) => void;
+
+  constructor(output: Output, store: ChunkStore, settings: BufferSettings, deps: BufferDeps) {
+    this.output = output;
+    this.store = store;
+    this.id = output.id;
+    this.type = output.type;
+    this.settings = settings;
+    this.logger = deps.logger;
+    this.metrics = deps.metrics;
+    this.labels = { plugin_id: output.id, type: output.type };
+    this.deadLetter = store.deadLetter;
+    this.admission = new Admission(settings.totalLimitSize, () => store.heldBytes());
+    this.warnLease = rateLimited(30_000, (suppressed, err: unknown) =>
+      this.logger.warn({ err: errorMessage(err), suppressed }, 'cannot take chunks from the buffer'),
+    );
+    store.onReady(() => {
+      this.empty = false;
+      this.pump();
+    });
+  }
+
+  async reserve(bytes: number, options: EmitOptions): Promise<Permit> {
+    if (this.stopping) throw this.shuttingDown();
+    await this.store.prepare(bytes, options, () => this.stopping);
+    const now = this.admission.tryTake(bytes);
+    if (now) return now;
+    const full = () =>
+      new BackpressureError(`output ${this.id} buffer is full (${this.settings.totalLimitSize} bytes)`);
+    switch (this.settings.overflowAction) {
+      case 'drop_oldest_chunk': {
+        const over =
+          this.store.heldBytes() + this.admission.reservedBytes + bytes - this.settings.totalLimitSize;
+        const { records, ids } = await this.store.dropOldest(over);
+        if (ids.length > 0) {
+          this.metrics.recordsDropped.inc({ ...this.labels, reason: 'overflow' }, records);
+          this.logger.warn(
+            { chunk_ids: ids, records },
+            'buffer full: dropped oldest chunk (overflow_action drop_oldest_chunk)',
+          );
+        }
+        // Chunks being written cannot be dropped: past them, the batch is taken anyway.
+        return this.admission.tryTake(bytes) ?? { bytes, release: () => {} };
+      }
+      case 'block':
+        if (!options.wait) throw full();
+        this.watchRoom();
+        return this.admission.take(bytes);
+      default:
+        throw full();
+    }
+  }
+
+  async stage(batch: Batch, permit: Permit): Promise<void> {
+    try {
+      this.counters.emitCount += 1;
+      this.counters.emitRecords += batch.count;
+      await this.store.stage(batch);
+    } finally {
+      permit.release();
+    }
+  }
+
+  async start(): Promise<void> {
+    await this.store.start();
+    this.running = true;
+    this.pump();
+  }
+
+  stop(deadline: number): Promise<void> {
+    this.stopped ??= this.shutdown(deadline);
+    return this.stopped;
+  }
+
+  stats(): BufferStats {
+    const { nextRetryAt, ...sizes } = this.store.sizes();
+    return {
+      ...this.counters,
+      ...sizes,
+      totalLimitBytes: this.settings.totalLimitSize,
+      retryWait: nextRetryAt === undefined ? 0 : Math.max(0, (nextRetryAt - Date.now()) / 1000),
+      halted: this.halt ? 1 : 0,
+      ...(this.halt && { haltReason: this.halt.reason }),
+    };
+  }
+
+  async refreshStats(): Promise<void> {
+    await this.store.refreshSizes?.();
+  }
+
+  // --- flushing -------------------------------------------------------------------------
+
+  /** Takes chunks while there is a free slot; one pass at a time, re-run when woken meanwhile. */
+  private pump(): void {
+    if (!this.running) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    void this.fill()
+      .catch((err: unknown) => {
+        this.warnLease(err);
+        this.wakeIn(1000);
+      })
+      .finally(() => {
+        this.pumping = false;
+        if (this.again) this.pump();
+      });
+  }
+
+  private async fill(): Promise<void> {
+    do {
+      this.again = false;
+      // While halted, one write at a time probes the sink.
+      while (this.running && this.flights.size < (this.halt ? 1 : this.settings.flushThreadCount)) {
+        const got = await this.store.lease(this.settings.ordered || this.halt !== undefined);
+        if (!('chunk' in got)) {
+          this.empty = true;
+          this.wakeIn(got.waitMs);
+          break;
+        }
+        this.empty = false;
+        this.launch(got);
+      }
+    } while (this.again && this.running);
+    if (this.store.pollMs !== undefined) this.wakeIn(this.store.pollMs);
+  }
+
+  private wakeIn(ms: number | undefined): void {
+    if (ms === undefined || !this.running) return;
+    const at = Date.now() + ms;
+    if (this.wakeTimer && this.wakeAt <= at) return;
+    clearTimeout(this.wakeTimer);
+    this.wakeAt = at;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.wakeAt = Number.POSITIVE_INFINITY;
+      this.pump();
+    }, ms);
+    this.wakeTimer.unref();
+  }
+
+  private launch(lease: Lease): void {
+    const flight: Flight = { lease, controller: new AbortController() };
+    this.flights.add(flight);
+    flight.done = this.flush(flight)
+      .catch((err: unknown) => {
+        // The chunk stays leased; a shared store hands it out again when the lease expires.
+        this.logger.error({ chunk_id: lease.chunk.id, err: errorMessage(err) }, 'settling a flush failed');
+      })
+      .finally(() => {
+        this.flights.delete(flight);
+        for (const w of this.settledWaiters.splice(0)) w();
+        this.pump();
+      });
+  }
+
+  private async flush(flight: Flight): Promise<void> {
+    const { lease } = flight;
+    const chunk = lease.chunk;
+    this.counters.writeCount += 1;
+    const started = performance.now();
+    const renewer =
+      this.store.pollMs === undefined
+        ? undefined
+        : setInterval(() => {
+            this.store.renew(lease).catch((err: unknown) => this.warnLease(err));
+          }, this.renewEveryMs());
+    let outcome: Outcome;
+    try {
+      outcome = await this.write(chunk, flight.controller);
+    } finally {
+      clearInterval(renewer);
+    }
+    const elapsed = performance.now() - started;
+    this.observe(chunk, outcome, elapsed);
+    const settlement = this.decide(lease, outcome);
+    const report = await this.store.settle(lease, settlement);
+    for (const d of report.deadLettered)
+      this.logger.error(
+        { dead_letter_id: d.id, records: d.records, attempts: lease.retries + 1, reason: d.reason },
+        'chunk moved to dead-letter queue',
+      );
+    if (report.droppedFull > 0) {
+      this.metrics.recordsDropped.inc({ ...this.labels, reason: 'dead_letter_full' }, report.droppedFull);
+      this.logger.error({ records: report.droppedFull }, 'dead-letter queue full: dropped its oldest chunks');
+    }
+    if (report.droppedDisabled > 0) {
+      this.metrics.recordsDropped.inc(
+        { ...this.labels, reason: 'dead_letter_disabled' },
+        report.droppedDisabled,
+      );
+      this.logger.error(
+        { records: report.droppedDisabled },
+        'records failed for good and dead_letter is disabled: dropped',
+      );
+    }
+    if (settlement.kind === 'retry' && settlement.counted && report.owned) this.counters.retryCount += 1;
+    this.admission.wake();
+  }
+
+  private renewEveryMs(): number {
+    return Math.max(100, Math.round((this.store.pollMs ?? 1000) * 2));
+  }
+
+  /** The output's write, given up at write_timeout whether or not the output honours the signal. */
+  private async write(chunk: Chunk, controller: AbortController): Promise<Outcome> {
+    const { writeTimeoutMs } = this.settings;
+    const timer = setTimeout(
+      () => controller.abort(new WriteAbort(`no answer within write_timeout (${writeTimeoutMs}ms)`, true)),
+      writeTimeoutMs,
+    );
+    timer.unref();
+    const abandoned = new Promise<never>((_, reject) => {
+      if (controller.signal.aborted) reject(controller.signal.reason);
+      controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
+    });
+    try {
+      const writing = Promise.resolve().then(() => this.output.write(chunk, { signal: controller.signal }));
+      // A write given up at the deadline may still fail later; that answer is not wanted.
+      writing.catch(() => {});
+      const result = await Promise.race([writing, abandoned]);
+      return {
+        kind: 'done',
+        retry: result?.retry ?? [],
+        rejected: result?.reject ?? [],
+        ...(result?.retryAfterMs !== undefined && { retryAfterMs: result.retryAfterMs }),
+      };
+    } catch (err) {
+      const reason = controller.signal.reason;
+      if (controller.signal.aborted && reason instanceof WriteAbort)
+        return { kind: reason.timeout ? 'timeout' : 'aborted', error: reason };
+      const error = err instanceof Error ? err : new Error(String(err));
+      if (err instanceof HaltError) return { kind: 'halt', error };
+      if (err instanceof RejectError) return { kind: 'reject', error };
+      // Anything unclassified is transient: a bug in an output must not drop data.
+      return { kind: 'retryable', error };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private observe(chunk: Chunk, outcome: Outcome, elapsedMs: number): void {
+    const c = this.counters;
+    c.flushTimeCount += Math.round(elapsedMs);
+    const result = outcome.kind === 'done' && outcome.retry.length > 0 ? 'partial' : outcome.kind;
+    this.metrics.flushDuration.observe({ ...this.labels, result }, elapsedMs / 1000);
+    if (elapsedMs > this.settings.slowFlushThresholdMs) {
+      c.slowFlushCount += 1;
+      this.logger.warn(
+        { chunk_id: chunk.id, elapsed_ms: Math.round(elapsedMs), records: chunk.count },
+        'slow flush',
+      );
+    }
+    if (outcome.kind === 'done') {
+      const failed = outcome.rejected.length + outcome.retry.length;
+      this.metrics.recordsDelivered.inc(this.labels, chunk.count - failed);
+      if (outcome.retry.length > 0) c.rollbackCount += 1;
+      if (outcome.rejected.length > 0) {
+        c.numErrors += 1;
+        this.logger.warn(
+          {
+            chunk_id: chunk.id,
+            rejected: outcome.rejected.length,
+            first_reason: outcome.rejected[0]!.reason,
+          },
+          'sink rejected records',
+        );
+      }
+    } else if (outcome.kind !== 'aborted') {
+      c.numErrors += 1;
+      if (outcome.kind !== 'reject') c.rollbackCount += 1;
+    }
+    if (outcome.kind === 'halt') this.enterHalt(outcome.error);
+    else if (outcome.kind !== 'aborted' && this.halt) this.leaveHalt();
+  }
+
+  /** From the outcome to what the store does with the chunk. */
+  private decide(lease: Lease, outcome: Outcome): Settlement {
+    const { chunk } = lease;
+    const now = Date.now();
+    const policy = this.settings.retry;
+    let dead: DeadGroup[] = [];
+    const retryAt = (error: Error, keep?: readonly TaggedEntry[], avoid = false): Settlement => {
+      const failingSince = lease.failingSince ?? now;
+      const giveUp = giveUpReason(policy, lease.retries, failingSince, now);
+      if (giveUp) return { kind: 'dead', dead, reason: `${giveUp}; last error: ${reasonOf(error)}` };
+      const delay = retryDelay(policy, lease.retries, error);
+      this.logger.warn(
+        { chunk_id: chunk.id, retry: lease.retries + 1, retry_in_ms: delay, err: reasonOf(error) },
+        'flush failed; will retry',
+      );
+      return {
+        kind: 'retry',
+        dead,
+        at: now + delay,
+        ...(keep && { keep }),
+        counted: true,
+        failingSince,
+        avoid,
+      };
+    };
+    switch (outcome.kind) {
+      case 'done': {
+        dead = groupByReason(outcome.rejected);
+        if (outcome.retry.length > 0) {
+          const error = new RetryableError(`${outcome.retry.length} records to retry`, {
+            ...(outcome.retryAfterMs !== undefined && { retryAfterMs: outcome.retryAfterMs }),
+          });
+          return retryAt(error, outcome.retry);
+        }
+        // Every entry refused for one reason: the chunk moves as it is stored, not re-encoded.
+        if (dead.length === 1 && outcome.rejected.length === chunk.count)
+          return { kind: 'dead', dead: [], reason: dead[0]!.reason };
+        return { kind: 'done', dead };
+      }
+      case 'reject':
+        return { kind: 'dead', dead, reason: reasonOf(outcome.error) };
+      case 'retryable':
+        return retryAt(outcome.error);
+      case 'timeout':
+        return retryAt(outcome.error, undefined, true);
+      case 'halt': {
+        const probes = this.halt?.probes ?? 1;
+        // The sink's state, not this data's: the retry policy does not run down.
+        const delay = retryDelay(policy, probes - 1);
+        return {
+          kind: 'retry',
+          dead,
+          at: now + delay,
+          counted: false,
+          failingSince: lease.failingSince ?? now,
+          avoid: false,
+        };
+      }
+      case 'aborted':
+        return {
+          kind: 'retry',
+          dead,
+          at: now,
+          counted: false,
+          failingSince: lease.failingSince ?? now,
+          avoid: false,
+        };
+    }
+  }
+
+  private enterHalt(error: Error): void {
+    const reason = reasonOf(error);
+    if (this.halt) {
+      this.halt.probes += 1;
+      this.halt.reason = reason;
+      return;
+    }
+    this.halt = { reason, since: Date.now(), probes: 1 };
+    this.logger.error(
+      { reason },
+      'output halted: the sink refuses every write; data is kept and the sink probed until it takes it',
+    );
+  }
+
+  private leaveHalt(): void {
+    const halted = this.halt!;
+    this.halt = undefined;
+    this.logger.info({ halted_ms: Date.now() - halted.since, reason: halted.reason }, 'output resumed');
+    this.pump();
+  }
+
+  // --- admission --------------------------------------------------------------------------
+
+  /** A shared store's size changes in other processes: re-read it while senders wait. */
+  private watchRoom(): void {
+    if (this.roomTimer) return;
+    this.roomTimer = setInterval(() => {
+      if (this.admission.waiting === 0) {
+        clearInterval(this.roomTimer);
+        this.roomTimer = undefined;
+        return;
+      }
+      this.store
+        .prepare(0, { wait: false }, () => this.stopping)
+        .then(
+          () => this.admission.wake(),
+          () => {},
+        );
+    }, ROOM_POLL_MS);
+    this.roomTimer.unref();
+  }
+
+  private shuttingDown(): BackpressureError {
+    return new BackpressureError(`output ${this.id} is shutting down`);
+  }
+
+  // --- shutdown ---------------------------------------------------------------------------
+
+  private async shutdown(deadline: number): Promise<void> {
+    this.stopping = true;
+    this.admission.rejectAll(`output ${this.id} is shutting down`);
+    clearInterval(this.roomTimer);
+    try {
+      await beforeDeadline(this.store.sealOpen(), deadline);
+    } catch (err) {
+      this.logger.warn({ err: errorMessage(err) }, 'sealing open chunks at shutdown failed');
+    }
+    if (this.settings.flushAtShutdown && this.running) {
+      this.empty = false;
+      this.pump();
+      // Until nothing is ready (what waits on a backoff stays for a later run or another replica).
+      while (Date.now() < deadline && !(this.empty && this.flights.size === 0 && !this.pumping))
+        await this.settledOr(Math.min(20, deadline - Date.now()));
+    }
+    this.running = false;
+    clearTimeout(this.wakeTimer);
+    // Past the deadline: writes still running are abandoned and their chunks handed back.
+    for (const f of this.flights) f.controller.abort(new WriteAbort('shutdown deadline passed', false));
+    const left = [...this.flights].map((f) => f.done);
+    await Promise.race([Promise.allSettled(left), new Promise((r) => setTimeout(r, 1000).unref())]);
+    const lost = await this.store.stop();
+    if (lost > 0) {
+      this.metrics.recordsDropped.inc({ ...this.labels, reason: 'shutdown' }, lost);
+      this.logger.error(
+        { records: lost },
+        'shutdown deadline passed; buffered records not delivered are lost',
+      );
+    }
+  }
+
+  private settledOr(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(0, ms));
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.settledWaiters.push(done);
+    });
+  }
+}
+
+/** One dead-letter group per reason, in linear time. */
+export function groupByReason(rejected: readonly Rejection[]): DeadGroup[] {
+  const byReason = new Map<string, TaggedEntry[]>();
+  for (const r of rejected) {
+    const list = byReason.get(r.reason);
+    if (list) list.push(r.entry);
+    else byReason.set(r.reason, [r.entry]);
+  }
+  return [...byReason].map(([reason, entries]) => ({ reason, entries }));
+}
+
+export function reasonOf(error: Error): string {
+  if (error instanceof RetryableError || error instanceof RejectError || error instanceof HaltError)
+    return error.message;
+  if (error instanceof WriteAbort) return error.message;
+  return `${error.name}: ${errorMessage(error)}`;
+}
