@@ -10,7 +10,7 @@ import { makeBatch } from '../src/core/batch.ts';
 import { EventTime } from '../src/core/event-time.ts';
 import { silentLogger } from '../src/logger.ts';
 import { Metrics } from '../src/metrics/registry.ts';
-import { ScriptedOutput, emitTo } from './support/outputs.ts';
+import { emitTo, ScriptedOutput } from './support/outputs.ts';
 import { RedisServer, settingsFor } from './support/redis.ts';
 import { waitFor } from './support/wait.ts';
 

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { retryDelay } from '../../src/delivery/retry.ts';
 import { BUFFER_DEFAULTS } from '../../src/config/schema.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import { strftime } from '../../src/core/strftime.ts';
 import { parseDuration, parseSize } from '../../src/core/units.ts';
+import { retryDelay } from '../../src/delivery/retry.ts';
 
 describe('sizes and durations', () => {
   it('parses sizes', () => {

@@ -1,6 +1,6 @@
+import { z } from 'zod';
 import type { OutputBuffer } from '../../src/buffer/buffer.ts';
 import type { Batch } from '../../src/core/batch.ts';
-import { z } from 'zod';
 import type { TaggedEntry } from '../../src/core/entry.ts';
 import { RejectError, RetryableError } from '../../src/core/errors.ts';
 import type { Chunk, Output, WriteOptions, WriteResult } from '../../src/outputs/output.ts';

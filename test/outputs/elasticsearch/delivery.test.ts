@@ -14,7 +14,7 @@ import type { Chunk, Output } from '../../../src/outputs/output.ts';
 import { ElasticsearchFake, ITEM_429 } from '../../support/elasticsearch-fake.ts';
 import { startEstuary } from '../../support/estuary.ts';
 import { postJson } from '../../support/http.ts';
-import { NO_DEADLINE, emitTo } from '../../support/outputs.ts';
+import { emitTo, NO_DEADLINE } from '../../support/outputs.ts';
 import { sample } from '../../support/prom-text.ts';
 import { freePort, waitFor } from '../../support/wait.ts';
 

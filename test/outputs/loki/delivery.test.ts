@@ -18,7 +18,7 @@ import { lokiOutput } from '../../../src/outputs/loki/index.ts';
 import type { Chunk, Output } from '../../../src/outputs/output.ts';
 import { postJson } from '../../support/http.ts';
 import { LokiFake } from '../../support/loki-fake.ts';
-import { NO_DEADLINE, emitTo } from '../../support/outputs.ts';
+import { emitTo, NO_DEADLINE } from '../../support/outputs.ts';
 import { sample } from '../../support/prom-text.ts';
 import { freePort, waitFor } from '../../support/wait.ts';
 
