@@ -72,7 +72,7 @@ outputs:
     };
     assert.equal(listed, 'es');
     assert.equal(chunks.length, 2);
-    assert.match(chunks[0]!.reason, /401 unauthorized/);
+    assert.match(chunks[0]!.reason, /400 mapper_parsing_exception/);
     assert.equal(chunks[0]!.count, 3);
     assert.equal(chunks[0]!.attempts, 1);
     assert.match(chunks[0]!.time, /^\d{4}-\d\d-\d\dT/);

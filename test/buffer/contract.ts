@@ -150,7 +150,7 @@ export function bufferContract(name: string, makeBackend: () => Promise<BufferBa
       await emit(buffer, records(4));
       await waitFor(async () => (await buffer.deadLetter.list()).length === 1, { what: 'dead-letter chunk' });
       const [dead] = await buffer.deadLetter.list();
-      assert.match(dead!.reason, /401 unauthorized/);
+      assert.match(dead!.reason, /400 mapper_parsing_exception/);
       assert.equal(dead!.count, 4);
       assert.equal(output.writes.length, 1);
       assert.equal(buffer.stats().numErrors, 1);
@@ -306,6 +306,92 @@ export function bufferContract(name: string, makeBackend: () => Promise<BufferBa
       );
       const dropped = await metrics.registry.getSingleMetric('estuary_records_dropped_total')!.get();
       assert.ok((dropped.values.find((v) => v.labels.reason === 'overflow')?.value ?? 0) >= 200);
+    });
+
+    it('halt: keeps every chunk, probes with the oldest one alone, resumes by itself; nothing dead-lettered', async () => {
+      const { buffer, output, metrics } = await setup(
+        { chunk_limit_records: 2, flush_thread_count: 4, retry: { max_times: 0, max_interval: 100 } },
+        ['halt', 'halt', 'halt'],
+      );
+      await emit(buffer, records(2));
+      await waitFor(() => buffer.stats().halted === 1, { what: 'halted' });
+      assert.match(buffer.stats().haltReason ?? '', /401 unauthorized/);
+      // Newer chunks wait while the oldest one probes, whatever flush_thread_count allows.
+      await emit(buffer, records(4, 2));
+      await waitFor(() => output.delivered.length === 6, { what: 'every record once the sink takes them' });
+      assert.equal(buffer.stats().halted, 0);
+      assert.deepEqual(
+        output.writes.slice(0, 3).map((w) => w.id),
+        Array(3).fill(output.writes[0]!.id),
+        'while halted, only the oldest chunk probes the sink',
+      );
+      assert.deepEqual(
+        output.delivered.map((e) => e.record.n),
+        [0, 1, 2, 3, 4, 5],
+      );
+      assert.equal((await buffer.deadLetter.list()).length, 0, 'max_times 0 does not run down while halted');
+      const halted = await metrics.registry.getSingleMetric('estuary_output_halted')!.get();
+      assert.equal(halted.values[0]?.value, 0);
+    });
+
+    it('write_timeout: a write that never answers (and ignores the signal) is given up and retried', async () => {
+      const { buffer, output, metrics } = await setup({ write_timeout: 150 }, ['hang']);
+      await emit(buffer, records(3));
+      await waitFor(() => output.delivered.length === 3, { what: 'delivered on the next try' });
+      assert.equal(output.writes.length, 2);
+      assert.ok(output.writes[1]!.at - output.writes[0]!.at >= 150, 'not before the deadline');
+      const flushes = await metrics.registry.getSingleMetric('estuary_flush_duration_seconds')!.get();
+      const timeouts = flushes.values.find(
+        (v) => v.labels.result === 'timeout' && v.metricName === 'estuary_flush_duration_seconds_count',
+      );
+      assert.equal(timeouts?.value, 1);
+    });
+
+    it('ordered: a chunk waiting on its backoff holds newer ones back; unordered lets them pass', async () => {
+      const run = async (ordered: boolean) => {
+        const { buffer, output } = await setup(
+          { ordered, chunk_limit_records: 2, flush_interval: 10, retry: { wait: 150, randomize: false } },
+          ['retryable'],
+        );
+        await emit(buffer, records(2, 0));
+        await waitFor(() => output.writes.length === 1, { what: 'first chunk tried' });
+        await emit(buffer, records(2, 2));
+        await waitFor(() => output.delivered.length === 4, { what: 'all delivered' });
+        return output.delivered.map((e) => e.record.n);
+      };
+      assert.deepEqual(await run(true), [0, 1, 2, 3]);
+      assert.deepEqual(await run(false), [2, 3, 0, 1]);
+    });
+
+    it('admission: waiting senders are served in arrival order and never overfill the buffer', async () => {
+      let release!: () => void;
+      const hold = new Promise<void>((r) => {
+        release = r;
+      });
+      const batch = records(10);
+      const limit = batch.bytes * 2;
+      const { buffer, output } = await setup(
+        { total_limit_size: limit, overflow_action: 'block', chunk_limit_records: 10 },
+        [{ hold }],
+      );
+      await emit(buffer, records(10, 0));
+      await emit(buffer, records(10, 10));
+      const order: number[] = [];
+      const senders = Array.from({ length: 8 }, (_, i) =>
+        emit(buffer, records(10, 20 + 10 * i), true).then(() => order.push(i)),
+      );
+      let peak = 0;
+      const watch = setInterval(async () => {
+        await buffer.refreshStats?.();
+        const s = buffer.stats();
+        peak = Math.max(peak, s.stageBytes + s.queueBytes);
+      }, 5);
+      release();
+      await Promise.all(senders);
+      await waitFor(() => output.delivered.length === 100, { what: 'every record' });
+      clearInterval(watch);
+      assert.deepEqual(order, [0, 1, 2, 3, 4, 5, 6, 7]);
+      assert.ok(peak <= limit, `held ${peak} bytes, limit ${limit}`);
     });
 
     it('replays a dead-letter chunk into the queue, and purges', async () => {

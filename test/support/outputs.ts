@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { OutputBuffer } from '../../src/buffer/buffer.ts';
 import type { Batch } from '../../src/core/batch.ts';
 import type { TaggedEntry } from '../../src/core/entry.ts';
-import { RejectError, RetryableError } from '../../src/core/errors.ts';
+import { HaltError, RejectError, RetryableError } from '../../src/core/errors.ts';
 import type { Chunk, Output, WriteOptions, WriteResult } from '../../src/outputs/output.ts';
 import { defineComponent } from '../../src/registry.ts';
 
@@ -11,6 +11,10 @@ export type Step =
   | 'ok'
   | 'retryable'
   | 'fatal'
+  /** The sink refuses everything (401). */
+  | 'halt'
+  /** Never answers, and ignores the write signal. */
+  | 'hang'
   | { retryAfterMs: number }
   | { retry: (e: TaggedEntry) => boolean }
   | { reject: (e: TaggedEntry) => boolean; reason: string }
@@ -53,7 +57,9 @@ export class ScriptedOutput implements Output {
     try {
       const step = this.script.shift() ?? 'ok';
       if (step === 'retryable') throw new RetryableError('sink unavailable (503)');
-      if (step === 'fatal') throw new RejectError('sink refused: 401 unauthorized');
+      if (step === 'fatal') throw new RejectError('sink refused: 400 mapper_parsing_exception');
+      if (step === 'halt') throw new HaltError('sink refused: 401 unauthorized');
+      if (step === 'hang') return await new Promise<never>(() => {});
       if (step === 'ok') {
         this.delivered.push(...entries);
         return undefined;

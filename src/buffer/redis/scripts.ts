@@ -242,8 +242,11 @@ for _, cid in ipairs(redis.call('ZRANGEBYSCORE', K_RETRY, '-inf', now, 'LIMIT', 
   redis.call('ZREM', K_RETRY, cid)
   requeue(cid)
 end
--- 0 when this replica may take the chunk, else how long until it may.
+-- 0 when this replica may take the chunk, else how long until it may (only while another
+-- replica is alive to take it).
+local alone = redis.call('ZCARD', K_LEASES) <= 1
 local function blocked(cid)
+  if alone then return 0 end
   local v = redis.call('HMGET', K_META(cid), 'avoid', 'avoid_until')
   if v[1] == replica and num(v[2]) > now then return num(v[2]) - now end
   return 0
