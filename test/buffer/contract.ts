@@ -340,7 +340,7 @@ export function bufferContract(name: string, makeBackend: () => Promise<BufferBa
       await waitFor(() => output.delivered.length === 3, { what: 'delivered on the next try' });
       assert.equal(output.writes.length, 2);
       assert.ok(output.writes[1]!.at - output.writes[0]!.at >= 150, 'not before the deadline');
-      const flushes = await metrics.registry.getSingleMetric('estuary_flush_duration_seconds')!.get();
+      const flushes = await metrics.flushDuration.get();
       const timeouts = flushes.values.find(
         (v) => v.labels.result === 'timeout' && v.metricName === 'estuary_flush_duration_seconds_count',
       );
