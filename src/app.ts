@@ -173,7 +173,7 @@ async function createBackend(config: EstuaryConfig, logger: Logger): Promise<Buf
   return backend;
 }
 
-/** BullMQ and ioredis (~45 MB of memory) are loaded only by configs that use them. */
+/** ioredis and the redis store are loaded only by configs that use them. */
 export async function openRedisBackend(config: EstuaryConfig, logger: Logger) {
   const [{ RedisBackend }, { redisSettings }] = await Promise.all([
     import('./buffer/redis/redis-store.ts'),
