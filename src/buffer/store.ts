@@ -45,8 +45,10 @@ export interface ChunkStore {
   /** Sizes of the store, for the fluentd_output_status_* gauges. */
   sizes(): StoreSizes;
   refreshSizes?(): Promise<void>;
-  /** How often to look for chunks another process sealed or gave up (undefined: never). */
+  /** How often to look for chunks another process sealed or gave back (undefined: never). */
   readonly pollMs: number | undefined;
+  /** How often a lease is renewed while its write runs (undefined: leases do not expire). */
+  readonly renewMs: number | undefined;
   start(): Promise<void>;
   /** After the driver stopped leasing. Resolves with the records this process loses by stopping. */
   stop(): Promise<number>;
@@ -63,6 +65,8 @@ export interface Lease {
   readonly retries: number;
   /** Epoch ms of the first counted failure, if any. */
   readonly failingSince: number | undefined;
+  /** The stored bytes cannot be read: they go to the dead-letter queue as they are, unwritten. */
+  readonly unreadable?: string;
 }
 
 /** Entries the sink refused for one reason: one dead-letter chunk. */

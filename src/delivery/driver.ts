@@ -261,15 +261,18 @@ export class SinkDriver implements OutputBuffer {
     const chunk = lease.chunk;
     this.counters.writeCount += 1;
     const started = performance.now();
+    const { renewMs } = this.store;
     const renewer =
-      this.store.pollMs === undefined
+      renewMs === undefined
         ? undefined
         : setInterval(() => {
             this.store.renew(lease).catch((err: unknown) => this.warnLease(err));
-          }, this.renewEveryMs());
+          }, renewMs);
     let outcome: Outcome;
     try {
-      outcome = await this.write(chunk, flight.controller);
+      outcome = lease.unreadable
+        ? { kind: 'reject', error: new RejectError(lease.unreadable) }
+        : await this.write(chunk, flight.controller);
     } finally {
       clearInterval(renewer);
     }
@@ -298,10 +301,6 @@ export class SinkDriver implements OutputBuffer {
     }
     if (settlement.kind === 'retry' && settlement.counted && report.owned) this.counters.retryCount += 1;
     this.admission.wake();
-  }
-
-  private renewEveryMs(): number {
-    return Math.max(100, Math.round((this.store.pollMs ?? 1000) * 2));
   }
 
   /** The output's write, given up at write_timeout whether or not the output honours the signal. */

@@ -45,6 +45,7 @@ interface DeadChunk extends DeadLetterInfo {
 export class MemoryStore implements ChunkStore {
   readonly deadLetter: DeadLetterQueue;
   readonly pollMs = undefined;
+  readonly renewMs = undefined;
   private readonly outputId: string;
   private readonly settings: BufferSettings;
   private open: MemChunk | undefined;

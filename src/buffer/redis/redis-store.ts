@@ -230,6 +230,7 @@ interface RedisLease extends Lease {
 export class RedisStore implements ChunkStore {
   readonly deadLetter: DeadLetterQueue;
   readonly pollMs = POLL_MS;
+  readonly renewMs: number;
   private readonly backend: RedisBackend;
   private readonly client: RedisClient;
   private readonly outputId: string;
@@ -262,6 +263,7 @@ export class RedisStore implements ChunkStore {
     this.settings = settings;
     this.logger = logger;
     this.keys = new OutputKeys(backend.settings.prefix, outputId);
+    this.renewMs = Math.round(this.chunkLeaseMs / 3);
     this.deadLetter = new RedisDeadLetterQueue(this.client, this.keys, outputId, () => this.readyListener());
     this.warnMaintenance = rateLimited(30_000, (suppressed) =>
       this.logger.warn({ err: this.lastMaintenanceError, suppressed }, 'redis buffer maintenance failed'),
@@ -357,20 +359,16 @@ export class RedisStore implements ChunkStore {
     const retries = Number(String(reply[1]));
     const since = String(reply[2]);
     const frames = reply.slice(3) as Buffer[];
-    let batches: Batch[];
+    const lease = { retries, failingSince: since === '' ? undefined : Number(since), token };
     try {
-      batches = coalesce(decodeFrames(frames));
+      return { ...lease, chunk: makeChunk(id, coalesce(decodeFrames(frames)), retries) };
     } catch (err) {
-      // Bytes that cannot be read will never be written: the driver dead-letters them.
-      this.logger.error({ chunk_id: id, err: errorMessage(err) }, 'unreadable chunk');
-      batches = [];
+      return {
+        ...lease,
+        chunk: makeChunk(id, [], retries),
+        unreadable: `unreadable chunk: ${errorMessage(err)}`,
+      };
     }
-    return {
-      chunk: makeChunk(id, batches, retries),
-      retries,
-      failingSince: since === '' ? undefined : Number(since),
-      token,
-    };
   }
 
   async renew(lease: Lease): Promise<void> {
