@@ -35,3 +35,29 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * How `work` settled, failing if it is still pending after `timeoutMs`: for "must not hang"
+ * checks that then look at the value or the error.
+ */
+export async function settlesWithin<T>(
+  work: Promise<T>,
+  timeoutMs: number,
+): Promise<{ value?: T; error?: unknown; ms: number }> {
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still pending after ${timeoutMs}ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([
+      work.then(
+        (value) => ({ value, ms: Date.now() - started }),
+        (error: unknown) => ({ error, ms: Date.now() - started }),
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

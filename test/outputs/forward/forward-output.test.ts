@@ -19,7 +19,7 @@ import { startEstuary } from '../../support/estuary.ts';
 import { forwardReceiver } from '../../support/forward-receiver.ts';
 import { NO_DEADLINE, scriptedInstances } from '../../support/outputs.ts';
 import { selfSignedCert } from '../../support/tls.ts';
-import { freePort, waitFor } from '../../support/wait.ts';
+import { freePort, settlesWithin, waitFor } from '../../support/wait.ts';
 
 const batch = (tag: string, n: number) =>
   makeBatch(
@@ -182,25 +182,6 @@ outputs:
     rmSync(dir, { recursive: true, force: true });
   });
 });
-
-/** Settles `promise`, failing the test if that takes longer than `ms`; resolves with its outcome. */
-async function settlesWithin<T>(promise: Promise<T>, ms: number): Promise<{ value?: T; error?: unknown }> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`still pending after ${ms}ms`)), ms);
-  });
-  try {
-    return await Promise.race([
-      promise.then(
-        (value) => ({ value }),
-        (error: unknown) => ({ error }),
-      ),
-      late,
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 describe('forward output: what each failure becomes', () => {
   const cleanups: (() => Promise<void>)[] = [];
