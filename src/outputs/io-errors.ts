@@ -1,4 +1,11 @@
-import { errorMessage, HaltError, RejectError, RetryableError } from '../core/errors.ts';
+import {
+  errorMessage,
+  HaltError,
+  isWriteError,
+  RejectError,
+  RetryableError,
+  type WriteError,
+} from '../core/errors.ts';
 
 /**
  * The sink refuses everything until an operator fixes it: permissions, a read-only mount, a
@@ -25,12 +32,8 @@ export interface IoContext {
  * there yet) and codes we do not know — is retried: wrongly guessing "never" would lose data
  * that the next try could write.
  */
-export function classifyIoError(
-  err: unknown,
-  what: string,
-  context: IoContext = {},
-): RetryableError | RejectError | HaltError {
-  if (err instanceof RetryableError || err instanceof RejectError || err instanceof HaltError) return err;
+export function classifyIoError(err: unknown, what: string, context: IoContext = {}): WriteError {
+  if (isWriteError(err)) return err;
   const code = (err as { code?: unknown } | null)?.code;
   const message = `${what}: ${errorMessage(err)}`;
   if (typeof code !== 'string') return new RetryableError(message, { cause: err });

@@ -1,4 +1,4 @@
-import { errorMessage, HaltError, RetryableError } from '../core/errors.ts';
+import { errorMessage, HaltError, isWriteError, RetryableError, type WriteError } from '../core/errors.ts';
 
 /**
  * OpenSSL's certificate verification failures, as Node names them in `err.code`, and Node's
@@ -49,8 +49,8 @@ function haltReason(code: string): string | undefined {
  * verification failure halts the output (it keeps its data and probes); refused, reset,
  * timed out and everything else is retried.
  */
-export function classifyNetError(err: unknown, what: string): RetryableError | HaltError {
-  if (err instanceof RetryableError || err instanceof HaltError) return err;
+export function classifyNetError(err: unknown, what: string): WriteError {
+  if (isWriteError(err)) return err;
   const code = (err as { code?: unknown } | null)?.code;
   const halt = typeof code === 'string' ? haltReason(code) : undefined;
   const message = `${what}: ${errorMessage(err)}`;

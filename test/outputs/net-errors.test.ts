@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HaltError, RetryableError } from '../../src/core/errors.ts';
+import { HaltError, RejectError, RetryableError } from '../../src/core/errors.ts';
 import { classifyNetError } from '../../src/outputs/net-errors.ts';
 
 const failure = (code: string, message = code) => Object.assign(new Error(message), { code });
@@ -38,9 +38,11 @@ describe('connection failures', () => {
   });
 
   it('passes an error that is already classified unchanged', () => {
-    const halt = new HaltError('h');
-    const retry = new RetryableError('r', { retryAfterMs: 5 });
-    assert.equal(classifyNetError(halt, 'x'), halt);
-    assert.equal(classifyNetError(retry, 'x'), retry);
+    for (const err of [
+      new HaltError('h'),
+      new RetryableError('r', { retryAfterMs: 5 }),
+      new RejectError('j'),
+    ])
+      assert.equal(classifyNetError(err, 'x'), err);
   });
 });

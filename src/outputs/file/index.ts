@@ -1,6 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { TaggedEntry } from '../../core/entry.ts';
-import { errorMessage, HaltError, RejectError, type RetryableError } from '../../core/errors.ts';
+import { errorMessage, HaltError, RejectError, type WriteError } from '../../core/errors.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import { abortError, untilAborted } from '../abort.ts';
 import { type Format, formatLine } from '../format.ts';
@@ -31,7 +31,7 @@ interface Plan {
 
 interface Failure {
   entries: TaggedEntry[];
-  error: RetryableError | RejectError | HaltError;
+  error: WriteError;
 }
 
 export class FileOutput implements Output {

@@ -1,5 +1,5 @@
 import { readClientTls } from '../../config/values.ts';
-import { errorMessage, HaltError, RetryableError } from '../../core/errors.ts';
+import { errorMessage, HaltError, isWriteError, RetryableError, type WriteError } from '../../core/errors.ts';
 import type { Logger } from '../../logger.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import { abortError, untilAborted } from '../abort.ts';
@@ -115,11 +115,10 @@ export class ForwardOutput implements Output {
    * A halt from one receiver is the output's only when every other receiver refused us too:
    * until then the next try goes elsewhere, so it is a retry.
    */
-  private verdict(server: ServerState, err: unknown): RetryableError | HaltError {
-    const error =
-      err instanceof RetryableError || err instanceof HaltError
-        ? err
-        : new RetryableError(`${label(server.config)}: ${errorMessage(err)}`, { cause: err });
+  private verdict(server: ServerState, err: unknown): WriteError {
+    const error = isWriteError(err)
+      ? err
+      : new RetryableError(`${label(server.config)}: ${errorMessage(err)}`, { cause: err });
     if (!(error instanceof HaltError)) return error;
     server.halted = true;
     const another = this.servers.some((s) => s !== server && !s.halted && s.config.weight > 0);
