@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -18,6 +17,7 @@ import { ForwardOutput } from '../../../src/outputs/forward/index.ts';
 import { startEstuary } from '../../support/estuary.ts';
 import { forwardReceiver } from '../../support/forward-receiver.ts';
 import { NO_DEADLINE, scriptedInstances } from '../../support/outputs.ts';
+import { SilentServer } from '../../support/silent-server.ts';
 import { selfSignedCert } from '../../support/tls.ts';
 import { freePort, settlesWithin, waitFor } from '../../support/wait.ts';
 
@@ -207,26 +207,20 @@ describe('forward output: what each failure becomes', () => {
   });
 
   it('a receiver that never sends HELO is abandoned on abort, mid-handshake', async () => {
-    const silent = createServer((socket) => socket.on('error', () => undefined));
-    const sockets: Socket[] = [];
-    silent.on('connection', (s) => sockets.push(s));
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    cleanups.push(async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => silent.close(() => resolve()));
-    });
+    const silent = await SilentServer.start();
+    cleanups.push(() => silent.stop());
     const out = output({
-      servers: [{ host: '127.0.0.1', port: (silent.address() as { port: number }).port }],
+      servers: [{ host: '127.0.0.1', port: silent.port }],
       security: { self_hostname: 'up', shared_key: 'k' },
       connect_timeout: '60s',
     });
     const deadline = new AbortController();
     const write = out.write(makeChunk('c-hs', [batch('a', 1)], 0), { signal: deadline.signal });
-    await waitFor(() => sockets.length === 1, { what: 'a connection' });
+    await waitFor(() => silent.accepted === 1, { what: 'a connection' });
     deadline.abort();
     const { error } = await settlesWithin(write, 1000);
     assert.ok(error instanceof RetryableError, String(error));
-    await waitFor(() => sockets[0]!.destroyed || sockets[0]!.readableEnded, { what: 'the socket closed' });
+    await waitFor(() => silent.open === 0, { what: 'the connection closed' });
     await out.stop();
   });
 
