@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gzip as gzipCallback } from 'node:zlib';
 import { type Batch, decodeEntries } from '../../core/batch.ts';
 import { pack } from '../../core/msgpack.ts';
 import { encodePackedForward } from '../../protocol/forward/modes.ts';
@@ -12,21 +13,24 @@ export interface ForwardMessage {
   count: number;
 }
 
+/** Off the event loop: a chunk is up to chunk_limit_size, and other connections wait meanwhile. */
+const gzipAsync = promisify(gzipCallback);
+
 /**
  * One PackedForward message per batch. The batch payload is already a PackedForward entry
  * stream, so it goes out as it is unless integer times are asked for.
  */
-export function packBatch(
+export async function packBatch(
   batch: Batch,
   chunk: string | undefined,
   options: { compress: 'text' | 'gzip'; timeAsInteger: boolean },
-): ForwardMessage {
+): Promise<ForwardMessage> {
   let entries: Uint8Array = batch.payload;
   if (options.timeAsInteger) {
     entries = Buffer.concat(decodeEntries(batch.payload).map((e) => pack([e.time.sec, e.record])));
   }
   const gzip = options.compress === 'gzip';
-  const bytes = encodePackedForward(batch.tag, gzip ? gzipSync(entries) : entries, {
+  const bytes = encodePackedForward(batch.tag, gzip ? await gzipAsync(entries) : entries, {
     size: batch.count,
     chunk,
     compressed: gzip ? 'gzip' : undefined,

@@ -72,14 +72,15 @@ export class ForwardOutput implements Output {
     try {
       connection = await this.connectionTo(server, settings, signal);
       const open = connection;
-      const sends = chunk.batches.map((batch, i) =>
-        open.send(
+      const messages = await Promise.all(
+        chunk.batches.map((batch, i) =>
           packBatch(batch, this.config.require_ack_response ? chunkIdFor(chunk.id, i) : undefined, {
             compress: this.config.compress,
             timeAsInteger: this.config.time_as_integer,
           }),
         ),
       );
+      const sends = messages.map((m) => open.send(m));
       // An abandoned wait closes the connection: a late ack must not count for a chunk
       // that is retried, and a receiver that stopped answering gets a fresh connection.
       await untilAborted(Promise.all(sends), signal, label(server.config), () =>

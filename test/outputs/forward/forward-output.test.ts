@@ -31,18 +31,18 @@ const batch = (tag: string, n: number) =>
   );
 
 describe('forward output encoding', () => {
-  it('sends a batch as PackedForward with its payload bytes untouched', () => {
+  it('sends a batch as PackedForward with its payload bytes untouched', async () => {
     const b = batch('app.web', 3);
-    const m = packBatch(b, 'abc=', { compress: 'text', timeAsInteger: false });
+    const m = await packBatch(b, 'abc=', { compress: 'text', timeAsInteger: false });
     const [tag, entries, option] = unpack(m.bytes) as [string, Uint8Array, Record<string, unknown>];
     assert.equal(tag, 'app.web');
     assert.ok(Buffer.from(entries).equals(Buffer.from(b.payload)));
     assert.deepEqual(option, { size: 3, chunk: 'abc=' });
   });
 
-  it('gzips for CompressedPackedForward and writes integer times on request', () => {
+  it('gzips for CompressedPackedForward and writes integer times on request', async () => {
     const b = batch('t', 2);
-    const gz = unpack(packBatch(b, undefined, { compress: 'gzip', timeAsInteger: false }).bytes) as [
+    const gz = unpack((await packBatch(b, undefined, { compress: 'gzip', timeAsInteger: false })).bytes) as [
       string,
       Uint8Array,
       Record<string, unknown>,
@@ -50,7 +50,7 @@ describe('forward output encoding', () => {
     assert.equal(gz[2].compressed, 'gzip');
     assert.equal(gz[2].chunk, undefined);
     assert.ok(gunzipSync(gz[1]).equals(Buffer.from(b.payload)));
-    const ints = unpack(packBatch(b, undefined, { compress: 'text', timeAsInteger: true }).bytes) as [
+    const ints = unpack((await packBatch(b, undefined, { compress: 'text', timeAsInteger: true })).bytes) as [
       string,
       Uint8Array,
     ];
