@@ -88,7 +88,8 @@ const ES_PRODUCT = { 'x-elastic-product': 'Elasticsearch' };
 export class ElasticsearchFake {
   readonly flavor: 'elasticsearch' | 'opensearch';
   readonly version: string;
-  readonly auth: FakeOptions['auth'];
+  /** Credentials required (401 otherwise); may be changed at run time, as a rotated secret is. */
+  auth: FakeOptions['auth'];
   /** Every `_bulk` request, in arrival order. */
   readonly bulkRequests: BulkLog[] = [];
   /** Every request: method and path. */
