@@ -16,9 +16,11 @@ import protobuf from 'protobufjs';
  *     ├ application/x-protobuf: snappy block ─► PushRequest
  *     └ application/json (gzip allowed): {"streams":[{"stream":{…},"values":[[ns, line, {meta}]]}]}
  *   per stream: label names [a-zA-Z_][a-zA-Z0-9_]*, at least one label
- *   per entry:  line ≤ 256KiB; not older than now − 2h (too far behind); with `orderedWrites`,
- *               not older than the stream's newest (out of order); an entry identical in time
- *               and line to a stored one of its stream is ignored, as Loki does
+ *   per entry:  the distributor's checks: not older than now − 1 week (timestamp too old),
+ *               line ≤ 256KiB; then the ingester's, against the stream's newest stored entry
+ *               (not the clock): not older than it minus max_chunk_age/2 = 1h (too far behind)
+ *               or, with `orderedWrites`, not older than it at all (out of order); an entry
+ *               identical in time and line to a stored one of its stream is ignored, as Loki does
  *   valid entries are stored even when others are refused; then 400 with Loki's messages, else 204
  *
  * Faults (`faults`, one per push in order): any status with a body and `Retry-After`,
@@ -33,8 +35,15 @@ export interface LokiFakeOptions {
   multiTenant?: boolean;
   /** Loki's `max_line_size` (256KB by default). */
   maxLineBytes?: number;
-  /** Entries older than now minus this are refused as too far behind. */
-  maxAgeMs?: number;
+  /**
+   * The ingester's window behind each stream's newest entry — Loki's `max_chunk_age / 2`, 1h by
+   * default: an entry older than the stream's newest minus this is refused as too far behind.
+   * Measured from the stream's newest stored entry (which moves as entries are stored, within a
+   * push too), never from the clock: a stream's first entry is never too far behind.
+   */
+  tooFarBehindMs?: number;
+  /** The distributor's `reject_old_samples_max_age` (1 week): older entries are too old, whatever their stream. */
+  rejectOldSamplesMaxAgeMs?: number;
   /** Loki with `unordered_writes: false`: an entry older than its stream's newest is out of order. */
   orderedWrites?: boolean;
   now?: () => number;
@@ -249,7 +258,9 @@ export class LokiFake {
   private ingest(tenant: string, streams: PushedStream[]): string[] {
     const errors: string[] = [];
     const maxLine = this.options.maxLineBytes ?? 256 * 1024;
-    const oldest = BigInt(this.now() - (this.options.maxAgeMs ?? 2 * 3_600_000)) * 1_000_000n;
+    const oldest =
+      BigInt(this.now() - (this.options.rejectOldSamplesMaxAgeMs ?? 7 * 24 * 3_600_000)) * 1_000_000n;
+    const behind = BigInt(this.options.tooFarBehindMs ?? 3_600_000) * 1_000_000n;
     for (const pushed of streams) {
       if (typeof pushed.labels === 'string') {
         errors.push(`Error parsing labels '${pushed.text}' with error: ${pushed.labels}`);
@@ -268,7 +279,11 @@ export class LokiFake {
       const valid: StoredEntry[] = [];
       for (const e of pushed.entries) {
         const length = Buffer.byteLength(e.line);
-        if (length > maxLine) {
+        if (e.ts < oldest) {
+          errors.push(
+            `entry for stream '${key}' has timestamp too old: ${rfc3339(e.ts)}, oldest acceptable timestamp is: ${rfc3339(oldest)}`,
+          );
+        } else if (length > maxLine) {
           errors.push(
             `Max entry size '${maxLine}' bytes exceeded for stream '${key}' while adding an entry with length '${length}' bytes`,
           );
@@ -281,10 +296,11 @@ export class LokiFake {
       for (const e of valid) {
         if (index?.seen.has(`${e.ts}\0${e.line}`)) continue; // a duplicate: ignored
         let reason: string | undefined;
-        if (e.ts < oldest) {
-          reason = `entry too far behind, entry timestamp is: ${rfc3339(e.ts)}, oldest acceptable timestamp is: ${rfc3339(oldest)}`;
-        } else if (this.options.orderedWrites && index && e.ts < index.newest) {
-          reason = 'entry out of order';
+        if (this.options.orderedWrites) {
+          if (index && e.ts < index.newest) reason = 'entry out of order';
+        } else if (index && e.ts < index.newest - behind) {
+          const cutoff = index.newest - behind;
+          reason = `entry too far behind, entry timestamp is: ${rfc3339(e.ts)}, oldest acceptable timestamp is: ${rfc3339(cutoff)}`;
         }
         if (reason !== undefined) {
           refused.push(`entry with timestamp ${goTime(e.ts)} ignored, reason: '${reason}',\n`);

@@ -95,9 +95,9 @@ describe('loki fake', () => {
     assert.deepEqual(fake.lines(), ['c']);
   });
 
-  it('too far behind and out of order, in the ingester’s words', async () => {
+  it('too far behind: measured from the stream’s newest entry, in the ingester’s words', async () => {
     await fake.stop();
-    fake = await LokiFake.start({ orderedWrites: true, now: () => 1_800_000_000_000 });
+    fake = await LokiFake.start({ now: () => 1_800_000_000_000 });
     const res = await push(
       protobufBody([
         {
@@ -108,6 +108,57 @@ describe('loki fake', () => {
             { seconds: 1_799_992_000, line: 'ancient' },
           ],
         },
+        // A stream's first entry is behind nothing, whatever the clock says.
+        { labels: '{job="b"}', entries: [{ seconds: 1_799_992_000, line: 'first of b' }] },
+      ]),
+      { 'x-scope-orgid': 'team-a' },
+    );
+    assert.equal(res.status, 400);
+    assert.equal(
+      await res.text(),
+      "entry with timestamp 2027-01-15 05:46:40 +0000 UTC ignored, reason: 'entry too far behind, entry timestamp is: 2027-01-15T05:46:40Z, oldest acceptable timestamp is: 2027-01-15T07:00:00Z',\n" +
+        'user \'team-a\', total ignored: 1 out of 3 for stream: {job="a"}\n',
+    );
+    assert.deepEqual(fake.lines('team-a'), ['new', 'older', 'first of b']);
+  });
+
+  it('the window is configurable (max_chunk_age/2), and the newest moves within a push', async () => {
+    await fake.stop();
+    fake = await LokiFake.start({ tooFarBehindMs: 2000, now: () => 1_800_000_000_000 });
+    const res = await push(
+      protobufBody([
+        {
+          labels: '{job="a"}',
+          entries: [
+            { seconds: 1_799_999_990, line: 'one' },
+            { seconds: 1_799_999_995, line: 'two' },
+            { seconds: 1_799_999_993, line: 'within 2 s of two' },
+            { seconds: 1_799_999_992, line: 'three behind two' },
+          ],
+        },
+      ]),
+    );
+    assert.equal(res.status, 400);
+    assert.match(
+      await res.text(),
+      /^entry with timestamp 2027-01-15 07:59:52 \+0000 UTC ignored, reason: 'entry too far behind, entry timestamp is: 2027-01-15T07:59:52Z, oldest acceptable timestamp is: 2027-01-15T07:59:53Z',\nuser 'fake', total ignored: 1 out of 4 for stream: \{job="a"\}\n$/,
+    );
+    assert.deepEqual(fake.lines(), ['one', 'two', 'within 2 s of two']);
+  });
+
+  it('ordered writes: anything older than the stream’s newest is out of order', async () => {
+    await fake.stop();
+    fake = await LokiFake.start({ orderedWrites: true, now: () => 1_800_000_000_000 });
+    const res = await push(
+      protobufBody([
+        {
+          labels: '{job="a"}',
+          entries: [
+            { seconds: 1_800_000_000, nanos: 500_000_000, line: 'new' },
+            { seconds: 1_799_999_999, line: 'older' },
+            { seconds: 1_800_000_000, nanos: 500_000_000, line: 'same time, other line' },
+          ],
+        },
       ]),
       { 'x-scope-orgid': 'team-a' },
     );
@@ -115,10 +166,25 @@ describe('loki fake', () => {
     assert.equal(
       await res.text(),
       "entry with timestamp 2027-01-15 07:59:59 +0000 UTC ignored, reason: 'entry out of order',\n" +
-        "entry with timestamp 2027-01-15 05:46:40 +0000 UTC ignored, reason: 'entry too far behind, entry timestamp is: 2027-01-15T05:46:40Z, oldest acceptable timestamp is: 2027-01-15T06:00:00Z',\n" +
-        'user \'team-a\', total ignored: 2 out of 3 for stream: {job="a"}\n',
+        'user \'team-a\', total ignored: 1 out of 3 for stream: {job="a"}\n',
     );
-    assert.equal(fake.count('team-a'), 1);
+    assert.equal(fake.count('team-a'), 2);
+  });
+
+  it('the distributor refuses entries older than reject_old_samples_max_age (1 week)', async () => {
+    await fake.stop();
+    fake = await LokiFake.start({ now: () => 1_800_000_000_000 });
+    const res = await push(
+      protobufBody([
+        { labels: '{job="a"}', entries: [{ seconds: 1_800_000_000 - 8 * 86_400, line: 'old' }] },
+      ]),
+    );
+    assert.equal(res.status, 400);
+    assert.equal(
+      await res.text(),
+      'entry for stream \'{job="a"}\' has timestamp too old: 2027-01-07T08:00:00Z, oldest acceptable timestamp is: 2027-01-08T08:00:00Z\n',
+    );
+    assert.equal(fake.count(), 0);
   });
 
   it('multi-tenant Loki wants an org id; faults come in order, with Retry-After', async () => {

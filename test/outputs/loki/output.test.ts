@@ -281,6 +281,8 @@ describe('loki output: the cardinality guard', () => {
 describe('loki output: what Loki answers', () => {
   it('400: the request’s entries are rejected with Loki’s own message (line too long, too far behind)', async () => {
     const out = create({ label_keys: 'app' });
+    // Stream b has an entry of now: one from three hours before is too far behind it.
+    await out.write(chunk([{ time: at(3), record: { app: 'b', msg: 'just now' } }]), NO_DEADLINE);
     const longLine = 'x'.repeat(300 * 1024);
     const old = new EventTime(BASE - 3 * 3600, 0);
     const entries = [
@@ -302,7 +304,7 @@ describe('loki output: what Loki answers', () => {
       /entry with timestamp .* \+0000 UTC ignored, reason: 'entry too far behind, entry timestamp is: /,
     );
     assert.match(reason, /user 'fake', total ignored: 1 out of 1 for stream: \{app="b", job="fluent-bit"\}/);
-    assert.deepEqual(fake.lines(), ['{"msg":"fine"}'], 'Loki kept the valid entry');
+    assert.deepEqual(fake.lines(), ['{"msg":"just now"}', '{"msg":"fine"}'], 'Loki kept the valid entry');
   });
 
   it('401 and 403 halt the output (never dead-lettered), saying what to check', async () => {
