@@ -33,6 +33,7 @@ async function crowd(bufferKeys: string) {
   const port = await freePort();
   const e = await startEstuary(`
 service:
+  shutdown_timeout: 2s
   buffer: { ${bufferKeys} }
 inputs:
   - { type: http, id: in, port: ${port}, listen: 127.0.0.1 }
@@ -60,7 +61,7 @@ outputs:
   let watching = true;
   const watcher = (async () => {
     while (watching) {
-      maxBytes = Math.max(maxBytes, await totalBytes());
+      maxBytes = Math.max(maxBytes, await totalBytes().catch(() => 0));
       scrapes += 1;
       await sleep(20);
     }

@@ -36,6 +36,7 @@ async function runOutage({ buffer, retry = '', outageMs }: Scenario) {
   const port = await freePort();
   const e = await startEstuary(`
 service:
+  shutdown_timeout: 2s
   buffer:
     { ${buffer} flush_interval: 100ms,
       retry: { wait: ${RETRY_WAIT_MS}ms, max_interval: 1s, randomize: false ${retry} } }
@@ -85,7 +86,7 @@ outputs:
   let watching = true;
   const watcher = (async () => {
     while (watching) {
-      seen.push({ at: Date.now(), halted: await halted() });
+      seen.push({ at: Date.now(), halted: await halted().catch(() => Number.NaN) });
       await sleep(50);
     }
   })();

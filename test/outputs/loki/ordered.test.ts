@@ -28,6 +28,7 @@ async function outage(outputBuffer: string) {
   const port = await freePort();
   const e = await startEstuary(`
 service:
+  shutdown_timeout: 2s
   buffer: { flush_interval: 100ms, retry: { wait: 1s, max_interval: 2s, randomize: false } }
 inputs:
   - { type: http, id: in, port: ${port}, listen: 127.0.0.1 }
