@@ -27,7 +27,9 @@ import { waitFor } from '../support/wait.ts';
  *
  * The sink here decodes the chunk in slices, yielding between them, as a well-behaved output
  * would: `chunk.entries()` decodes 100,000 entries in one go (90–300 ms on this machine), and
- * what is measured is what the driver and the store add, not the output's own decoding.
+ * what is measured is what the driver and the store add, not the output's own decoding. For
+ * the same reason the records are staged as inputs stage them, 1,000 at a time (one 6 MB
+ * batch alone takes ~100 ms to frame and send to Redis).
  */
 
 const RECORDS = 100_000;
@@ -47,7 +49,7 @@ class RefusingOutput implements Output {
   async write(chunk: Chunk): Promise<WriteResult> {
     this.writes += 1;
     const reject: Rejection[] = [];
-    for await (const part of slices(chunk, 5000))
+    for await (const part of slices(chunk, 2000))
       for (const entry of part)
         reject.push({ entry, reason: this.reasons[reject.length % this.reasons.length]! });
     this.writeEnded = performance.now();
@@ -182,13 +184,20 @@ outputs:
   };
 }
 
-// Built once (encoding 100,000 entries takes a few hundred ms), before any clock runs.
-const batch = makeBatch(
-  'app.bulk',
-  Array.from({ length: RECORDS }, (_, i) => ({
-    time: new EventTime(1_800_000_000 + Math.floor(i / 1000), i),
-    record: { n: i, level: 'info', msg: 'user signed in', duration_ms: i % 100 },
-  })),
+// Built once (encoding 100,000 entries takes a few hundred ms), before any clock runs: 100
+// batches of 1,000, as inputs stage them, that fill one chunk (chunk_limit_records 100,000).
+const BATCH = 1000;
+const batches = Array.from({ length: RECORDS / BATCH }, (_, b) =>
+  makeBatch(
+    'app.bulk',
+    Array.from({ length: BATCH }, (_, j) => {
+      const i = b * BATCH + j;
+      return {
+        time: new EventTime(1_800_000_000 + b, j),
+        record: { n: i, level: 'info', msg: 'user signed in', duration_ms: i % 100 },
+      };
+    }),
+  ),
 );
 
 interface Figures {
@@ -207,7 +216,11 @@ async function deadLetterBulk(serviceBuffer: string, reasons: string[]): Promise
     const buffer = e.app.buffer('bulk')!;
     await poller.ready;
 
-    await emitTo(buffer, batch);
+    // Batch by batch, each in a turn of the event loop of its own, as requests arrive.
+    for (const batch of batches) {
+      await emitTo(buffer, batch);
+      await yieldToLoop();
+    }
     await waitFor(() => out.writeEnded !== undefined, { timeoutMs: 10_000, what: 'the write to return' });
     const writeEnded = out.writeEnded!;
     const dead = await waitFor(
@@ -223,7 +236,7 @@ async function deadLetterBulk(serviceBuffer: string, reasons: string[]): Promise
     console.log(
       `${serviceBuffer.includes('redis') ? 'redis' : 'memory'}, ${reasons.length} reason(s): dead-lettered ${deadLetteredMs.toFixed(0)} ms after the write returned; /healthz slowest ${healthz.max.toFixed(1)} ms over ${healthz.count} requests`,
     );
-    assert.equal(out.writes, 1, 'one write: refused entries are never retried');
+    assert.equal(out.writes, 1, 'one chunk, one write: refused entries are never retried');
     assert.deepEqual(
       dead.map((d) => [d.reason, d.count]).sort(),
       reasons.map((r) => [r, RECORDS / reasons.length]).sort(),
