@@ -51,6 +51,25 @@ export function batchesOf(entries: readonly TaggedEntry[]): Batch[] {
   return out;
 }
 
+/** Entries re-encoded per slice: 100,000 rejected records must not hold the event loop for their whole encoding. */
+const ENCODE_SLICE = 2000;
+
+/** batchesOf, yielding to the event loop between slices; with the batches' total bytes. */
+export async function encodeEntries(
+  entries: readonly TaggedEntry[],
+): Promise<{ batches: Batch[]; count: number; bytes: number }> {
+  const batches: Batch[] = [];
+  let bytes = 0;
+  for (let i = 0; i < entries.length; i += ENCODE_SLICE) {
+    if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    for (const b of batchesOf(entries.slice(i, i + ENCODE_SLICE))) {
+      batches.push(b);
+      bytes += b.bytes;
+    }
+  }
+  return { batches, count: entries.length, bytes };
+}
+
 function stripTag({ tag: _tag, ...entry }: TaggedEntry): Entry {
   return entry;
 }

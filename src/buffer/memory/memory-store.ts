@@ -4,7 +4,7 @@ import type { Batch } from '../../core/batch.ts';
 import { SinkDriver } from '../../delivery/driver.ts';
 import type { Output } from '../../outputs/output.ts';
 import type { BufferBackend, BufferDeps, DeadLetterInfo, DeadLetterQueue, OutputBuffer } from '../buffer.ts';
-import { batchesOf, coalesce, makeChunk, splitBatch } from '../chunk.ts';
+import { coalesce, encodeEntries, makeChunk, splitBatch } from '../chunk.ts';
 import type { ChunkStore, Lease, Settlement, SettleReport, StoreSizes } from '../store.ts';
 
 /**
@@ -108,7 +108,12 @@ export class MemoryStore implements ChunkStore {
   async settle(lease: Lease, s: Settlement): Promise<SettleReport> {
     const report: SettleReport = { deadLettered: [], droppedFull: 0, droppedDisabled: 0, owned: false };
     const attempts = lease.retries + 1;
-    for (const g of s.dead) this.addDead(batchesOf(g.entries), g.reason, attempts, report);
+    // Encoded first: the changes below happen in one go, with no other settle in between.
+    const dead: { batches: Batch[]; reason: string }[] = [];
+    for (const g of s.dead)
+      dead.push({ batches: (await encodeEntries(g.entries)).batches, reason: g.reason });
+    const keep = s.kind === 'retry' && s.keep ? await encodeEntries(s.keep) : undefined;
+    for (const g of dead) this.addDead(g.batches, g.reason, attempts, report);
     const i = this.sealed.findIndex((c) => c.id === lease.chunk.id);
     if (i < 0) return report;
     report.owned = true;
@@ -120,13 +125,11 @@ export class MemoryStore implements ChunkStore {
       if (s.kind === 'dead') this.addDead(chunk.batches, s.reason, attempts, report);
       return report;
     }
-    if (s.keep) {
-      const remaining = batchesOf(s.keep);
-      const bytes = remaining.reduce((n, b) => n + b.bytes, 0);
-      this.bytesHeld += bytes - chunk.bytes;
-      chunk.batches = remaining;
-      chunk.count = s.keep.length;
-      chunk.bytes = bytes;
+    if (keep) {
+      this.bytesHeld += keep.bytes - chunk.bytes;
+      chunk.batches = keep.batches;
+      chunk.count = keep.count;
+      chunk.bytes = keep.bytes;
     }
     if (s.counted) {
       chunk.retries += 1;

@@ -9,7 +9,7 @@ import type { EmitOptions } from '../../inputs/input.ts';
 import { type Logger, rateLimited } from '../../logger.ts';
 import type { Output } from '../../outputs/output.ts';
 import type { BufferBackend, BufferDeps, DeadLetterQueue, OutputBuffer } from '../buffer.ts';
-import { batchesOf, coalesce, makeChunk, splitBatch } from '../chunk.ts';
+import { coalesce, encodeEntries, makeChunk, splitBatch } from '../chunk.ts';
 import type { ChunkStore, Lease, Settlement, SettleReport, StoreSizes } from '../store.ts';
 import { createClient, describeTarget, type RedisSettings } from './connection.ts';
 import { RedisDeadLetterQueue } from './dead-letter.ts';
@@ -387,20 +387,15 @@ export class RedisStore implements ChunkStore {
   async settle(lease: Lease, s: Settlement): Promise<SettleReport> {
     const chunkId = lease.chunk.id;
     const attempts = lease.retries + 1;
-    const groups = s.dead.map(({ reason, entries }) => {
-      const batches = batchesOf(entries);
-      return {
-        id: randomUUID(),
-        reason,
-        frames: encodeFrames(batches),
-        count: entries.length,
-        bytes: batches.reduce((n, b) => n + b.bytes, 0),
-      };
-    });
+    const groups: { id: string; reason: string; frames: Buffer; count: number; bytes: number }[] = [];
+    for (const { reason, entries } of s.dead) {
+      const { batches, count, bytes } = await encodeEntries(entries);
+      groups.push({ id: randomUUID(), reason, frames: encodeFrames(batches), count, bytes });
+    }
     let rewrite: [string, Buffer | string, number, number] = ['0', '', 0, 0];
     if (s.kind === 'retry' && s.keep) {
-      const batches = batchesOf(s.keep);
-      rewrite = ['1', encodeFrames(batches), s.keep.length, batches.reduce((n, b) => n + b.bytes, 0)];
+      const { batches, count, bytes } = await encodeEntries(s.keep);
+      rewrite = ['1', encodeFrames(batches), count, bytes];
     }
     const retry = s.kind === 'retry' ? s : undefined;
     const deadId = randomUUID();
