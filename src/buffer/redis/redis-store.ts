@@ -346,19 +346,20 @@ export class RedisStore implements ChunkStore {
 
   async lease(ordered: boolean): Promise<RedisLease | { waitMs: number | undefined }> {
     const token = `${this.backend.replica}:${++this.leases}`;
-    const reply = (await LEASE.runBuffer(
+    const reply = (await LEASE.run(
       this.client,
       [this.keys.base],
       [token, this.backend.replica, this.chunkLeaseMs, ordered ? '1' : '0'],
-    )) as (Buffer | number)[];
+    )) as (string | number)[];
     const id = String(reply[0]);
     if (id === '') {
       const wait = Number(reply[1]);
       return { waitMs: wait >= 0 ? wait : undefined };
     }
-    const retries = Number(String(reply[1]));
+    const retries = Number(reply[1]);
     const since = String(reply[2]);
-    const frames = reply.slice(3) as Buffer[];
+    // The lease is held: nothing else changes the chunk until it is settled.
+    const frames = await this.client.lrangeBuffer(this.keys.chunk(id), 0, -1);
     const lease = { retries, failingSince: since === '' ? undefined : Number(since), token };
     try {
       return { ...lease, chunk: makeChunk(id, coalesce(decodeFrames(frames)), retries) };

@@ -111,25 +111,6 @@ export class Script {
         isNoScript(err) ? client.call('eval', this.lua, keys.length, ...keys, ...args) : Promise.reject(err),
       );
   }
-
-  /**
-   * Replies with bulk strings as Buffers. Through evalshaBuffer, not callBuffer: ioredis's
-   * auto-pipelining drops the command name of a callBuffer.
-   */
-  runBuffer(client: RedisClient, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
-    const c = client as unknown as BufferEval;
-    return c
-      .evalshaBuffer(this.sha, keys.length, ...keys, ...args)
-      .catch((err: unknown) =>
-        isNoScript(err) ? c.evalBuffer(this.lua, keys.length, ...keys, ...args) : Promise.reject(err),
-      );
-  }
-}
-
-/** ioredis defines these at run time (every command has a …Buffer twin); its typings leave them out. */
-interface BufferEval {
-  evalshaBuffer(...args: Arg[]): Promise<unknown>;
-  evalBuffer(...args: Arg[]): Promise<unknown>;
 }
 
 function isNoScript(err: unknown): boolean {
@@ -226,7 +207,9 @@ return sealed
  * only the oldest chunk not being written may be leased; when it waits on its retry time,
  * none is. A chunk whose write timed out in this replica is left to others for a while
  * (`avoid`): its connection may be the one that hangs.
- * Returns [chunk id, retries, failing_since or '', frames…], or ['', ms until one may be ready or -1].
+ * Returns [chunk id, retries, failing_since or ''], or ['', ms until one may be ready or -1]. The
+ * frames are read with a plain LRANGE after it: copied through Lua, a chunk of megabytes
+ * holds Redis (and every sender's stage behind it) for tens of milliseconds.
  */
 export const LEASE = new Script(
   'lease',
@@ -296,9 +279,7 @@ redis.call('ZREM', K_READY, pick)
 redis.call('ZADD', K_LEASED, now + lease, pick)
 redis.call('HSET', K_META(pick), 'owner', token)
 local v = redis.call('HMGET', K_META(pick), 'retries', 'failing_since')
-local out = {pick, v[1] or '0', v[2] or ''}
-for _, frame in ipairs(redis.call('LRANGE', K_CHUNK(pick), 0, -1)) do out[#out + 1] = frame end
-return out
+return {pick, v[1] or '0', v[2] or ''}
 `,
 );
 
