@@ -1,6 +1,7 @@
 import type { OutputBuffer, Permit } from './buffer/buffer.ts';
 import { type Batch, decodeEntries, makeBatch } from './core/batch.ts';
 import type { Entry } from './core/entry.ts';
+import { BackpressureError } from './core/errors.ts';
 import type { TagPattern } from './core/tag-pattern.ts';
 import type { Filter } from './filters/filter.ts';
 import type { EmitOptions } from './inputs/input.ts';
@@ -56,15 +57,8 @@ export class Pipeline {
       return;
     }
     // Room first in every buffer, then stage in all: a refusal leaves no partial copy behind.
-    const permits = await Promise.allSettled(buffers.map((b) => b.reserve(filtered.bytes, options)));
-    const refused = permits.find((p) => p.status === 'rejected');
-    if (refused) {
-      for (const p of permits) if (p.status === 'fulfilled') p.value.release();
-      throw refused.reason;
-    }
-    await Promise.all(
-      buffers.map((b, i) => b.stage(filtered, (permits[i] as PromiseFulfilledResult<Permit>).value)),
-    );
+    const permits = await reserveAll(buffers, filtered.bytes, options);
+    await Promise.all(buffers.map((b, i) => b.stage(filtered, permits[i]!)));
   };
 
   private applyFilters(batch: Batch): Batch {
@@ -88,6 +82,25 @@ export class Pipeline {
     return cached(this.outputCache, tag, () =>
       this.outputs.filter((o) => o.match.matches(tag)).map((o) => o.buffer),
     );
+  }
+}
+
+/**
+ * A permit from every buffer, or none. One buffer: its own wait. Several: a sender never
+ * holds room in one while it waits for another (a full output would fill the others with
+ * reservations and stall tags routed only to them); it waits for room where there was none,
+ * lets it go, and tries them all again.
+ */
+async function reserveAll(buffers: OutputBuffer[], bytes: number, options: EmitOptions): Promise<Permit[]> {
+  if (buffers.length === 1) return [await buffers[0]!.reserve(bytes, options)];
+  for (;;) {
+    const tried = await Promise.allSettled(buffers.map((b) => b.reserve(bytes, { wait: false })));
+    const refused = tried.findIndex((p) => p.status === 'rejected');
+    if (refused < 0) return tried.map((p) => (p as PromiseFulfilledResult<Permit>).value);
+    for (const p of tried) if (p.status === 'fulfilled') p.value.release();
+    const reason = (tried[refused] as PromiseRejectedResult).reason;
+    if (!options.wait || !(reason instanceof BackpressureError)) throw reason;
+    (await buffers[refused]!.reserve(bytes, options)).release();
   }
 }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { OutputBuffer } from '../src/buffer/buffer.ts';
 import { MemoryBackend } from '../src/buffer/memory/memory-store.ts';
-import { resolveBufferSettings } from '../src/config/schema.ts';
+import { type BufferOverrides, resolveBufferSettings } from '../src/config/schema.ts';
 import { makeBatch } from '../src/core/batch.ts';
 import { EventTime } from '../src/core/event-time.ts';
 import { TagPattern } from '../src/core/tag-pattern.ts';
@@ -19,12 +19,16 @@ const batch = (tag: string, ...ns: number[]) =>
     ns.map((n) => ({ time: new EventTime(1_700_000_000, n), record: { n } })),
   );
 
-function setup(routes: [string, string][], filters: [string, Filter][] = []) {
+function setup(
+  routes: [string, string][],
+  filters: [string, Filter][] = [],
+  overrides: Record<string, BufferOverrides> = {},
+) {
   const metrics = new Metrics();
   const backend = new MemoryBackend();
   const outputs = routes.map(([id, match]) => {
     const output = new ScriptedOutput(id);
-    const buffer = backend.create(output, resolveBufferSettings({ flush_interval: 10 }), {
+    const buffer = backend.create(output, resolveBufferSettings({ flush_interval: 10 }, overrides[id]), {
       logger: silentLogger(),
       metrics,
     });
@@ -42,6 +46,45 @@ function setup(routes: [string, string][], filters: [string, Filter][] = []) {
 }
 
 describe('pipeline', () => {
+  it('a sender waiting for room in one output holds none in the others', async () => {
+    let release!: () => void;
+    const hold = new Promise<void>((r) => {
+      release = r;
+    });
+    const one = batch('both.x', 1, 2, 3);
+    const limit = {
+      total_limit_size: one.bytes * 2,
+      overflow_action: 'block' as const,
+      chunk_limit_records: 3,
+    };
+    const { pipeline, outputs, stop } = setup(
+      [
+        ['full', 'both.*'],
+        ['free', '{both,free}.*'],
+      ],
+      [],
+      { full: limit, free: limit },
+    );
+    outputs[0]!.output.script = [{ hold }];
+    await pipeline.emit(one, { wait: false });
+    await pipeline.emit(batch('both.x', 4, 5, 6), { wait: false });
+    // `full` has no room: these wait, and must not fill `free` with reservations meanwhile.
+    const waiting = [7, 10, 13].map((n) => pipeline.emit(batch('both.x', n, n + 1, n + 2), { wait: true }));
+    await waitFor(() => outputs[1]!.output.delivered.length === 6, {
+      what: 'the first two delivered by free',
+    });
+    for (let n = 100; n < 106; n += 3) await pipeline.emit(batch('free.x', n, n + 1, n + 2), { wait: false });
+    release();
+    await Promise.all(waiting);
+    await waitFor(
+      () => outputs[0]!.output.delivered.length === 15 && outputs[1]!.output.delivered.length === 21,
+      {
+        what: 'everything delivered',
+      },
+    );
+    await stop();
+  });
+
   it('gives every output whose pattern matches its own copy', async () => {
     const { pipeline, outputs, stop } = setup([
       ['all', '**'],

@@ -29,10 +29,17 @@ export interface ChunkStore {
    * Otherwise, how long until one may be (undefined: nothing waits on a time).
    */
   lease(ordered: boolean): Promise<Lease | { waitMs: number | undefined }>;
-  /** Keeps a lease while its write runs (a shared store hands an expired one to another process). */
-  renew(lease: Lease): Promise<void>;
+  /**
+   * Keeps a lease while its write runs (a shared store hands an expired one to another
+   * process). False: the lease was lost and another process may be writing the chunk.
+   */
+  renew(lease: Lease): Promise<boolean>;
   settle(lease: Lease, settlement: Settlement): Promise<SettleReport>;
-  /** Drops the oldest sealed chunks not being written until `bytes` are freed (overflow_action drop_oldest_chunk). */
+  /**
+   * overflow_action drop_oldest_chunk: drops the oldest sealed chunks not being written until
+   * `bytes` more fit under total_limit_size (a target, not an amount: concurrent senders do
+   * not each drop their own share).
+   */
   dropOldest(bytes: number): Promise<{ records: number; ids: string[] }>;
   /**
    * At shutdown: seals what is open. A store whose data dies with the process also makes

@@ -16,6 +16,8 @@ interface Waiter {
 export class Admission {
   private reserved = 0;
   private readonly waiters: Waiter[] = [];
+  /** Set at shutdown: every later take is refused too. */
+  private closed: string | undefined;
   private readonly limit: number;
   private readonly held: () => number;
 
@@ -34,6 +36,7 @@ export class Admission {
 
   /** A permit now, or undefined when it does not fit or others wait before it. */
   tryTake(bytes: number): Permit | undefined {
+    if (this.closed) throw new BackpressureError(this.closed);
     return this.waiters.length === 0 && this.fits(bytes) ? this.grant(bytes) : undefined;
   }
 
@@ -52,7 +55,9 @@ export class Admission {
     }
   }
 
-  rejectAll(reason: string): void {
+  /** Refuses every waiter, and every take from now on. */
+  close(reason: string): void {
+    this.closed = reason;
     for (const w of this.waiters.splice(0)) w.reject(new BackpressureError(reason));
   }
 

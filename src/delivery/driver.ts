@@ -46,7 +46,9 @@ type Outcome =
 interface Flight {
   lease: Lease;
   controller: AbortController;
-  /** Set when the write ended (or was abandoned) and its settlement is being written. */
+  /** Epoch ms the write began: an answer to a write older than a halt says nothing of the sink now. */
+  started: number;
+  /** The whole flush: write, then settle. */
   done?: Promise<void>;
 }
 
@@ -58,6 +60,9 @@ class WriteAbort extends Error {
     this.timeout = timeout;
   }
 }
+
+/** Past halts remembered for retry.timeout: enough for days of a flapping sink. */
+const MAX_HALT_SPANS = 1000;
 
 /** How often the driver re-reads a shared store's size while senders wait for room. */
 const ROOM_POLL_MS = 200;
@@ -97,6 +102,8 @@ export class SinkDriver implements OutputBuffer {
   private wakeAt = Number.POSITIVE_INFINITY;
   private roomTimer: NodeJS.Timeout | undefined;
   private halt: { reason: string; since: number; probes: number } | undefined;
+  /** Past halts, for retry.timeout (which does not run while halted). */
+  private readonly haltSpans: { from: number; to: number }[] = [];
   private settledWaiters: (() => void)[] = [];
   private readonly warnLease: (err: unknown) => void;
 
@@ -123,15 +130,14 @@ export class SinkDriver implements OutputBuffer {
   async reserve(bytes: number, options: EmitOptions): Promise<Permit> {
     if (this.stopping) throw this.shuttingDown();
     await this.store.prepare(bytes, options, () => this.stopping);
+    if (this.stopping) throw this.shuttingDown();
     const now = this.admission.tryTake(bytes);
     if (now) return now;
     const full = () =>
       new BackpressureError(`output ${this.id} buffer is full (${this.settings.totalLimitSize} bytes)`);
     switch (this.settings.overflowAction) {
       case 'drop_oldest_chunk': {
-        const over =
-          this.store.heldBytes() + this.admission.reservedBytes + bytes - this.settings.totalLimitSize;
-        const { records, ids } = await this.store.dropOldest(over);
+        const { records, ids } = await this.store.dropOldest(bytes + this.admission.reservedBytes);
         if (ids.length > 0) {
           this.metrics.recordsDropped.inc({ ...this.labels, reason: 'overflow' }, records);
           this.logger.warn(
@@ -221,6 +227,11 @@ export class SinkDriver implements OutputBuffer {
           break;
         }
         this.empty = false;
+        if (!this.running) {
+          // Shutdown began while the lease was on its way: hand the chunk straight back.
+          await this.store.settle(got, this.handBack(got));
+          break;
+        }
         this.launch(got);
       }
     } while (this.again && this.running);
@@ -242,7 +253,7 @@ export class SinkDriver implements OutputBuffer {
   }
 
   private launch(lease: Lease): void {
-    const flight: Flight = { lease, controller: new AbortController() };
+    const flight: Flight = { lease, controller: new AbortController(), started: Date.now() };
     this.flights.add(flight);
     flight.done = this.flush(flight)
       .catch((err: unknown) => {
@@ -266,8 +277,15 @@ export class SinkDriver implements OutputBuffer {
       renewMs === undefined
         ? undefined
         : setInterval(() => {
-            this.store.renew(lease).catch((err: unknown) => this.warnLease(err));
+            this.store.renew(lease).then(
+              (held) => {
+                // Another process has the chunk now: stop writing a second copy.
+                if (!held) flight.controller.abort(new WriteAbort('lease on the chunk lost', false));
+              },
+              (err: unknown) => this.warnLease(err),
+            );
           }, renewMs);
+    renewer?.unref();
     let outcome: Outcome;
     try {
       outcome = lease.unreadable
@@ -278,6 +296,7 @@ export class SinkDriver implements OutputBuffer {
     }
     const elapsed = performance.now() - started;
     this.observe(chunk, outcome, elapsed);
+    this.track(flight, outcome);
     const settlement = this.decide(lease, outcome);
     const report = await this.store.settle(lease, settlement);
     for (const d of report.deadLettered)
@@ -371,8 +390,24 @@ export class SinkDriver implements OutputBuffer {
       c.numErrors += 1;
       if (outcome.kind !== 'reject') c.rollbackCount += 1;
     }
-    if (outcome.kind === 'halt') this.enterHalt(outcome.error);
-    else if (outcome.kind !== 'aborted' && this.halt) this.leaveHalt();
+  }
+
+  /**
+   * The sink's health from one answer: a halt enters (or prolongs) the halted state; any other
+   * answer but a timeout or an abort, to a write begun after the halt, ends it.
+   */
+  private track(flight: Flight, outcome: Outcome): void {
+    if (outcome.kind === 'halt') {
+      this.enterHalt(outcome.error, flight.started);
+      return;
+    }
+    const halt = this.halt;
+    if (!halt || outcome.kind === 'aborted' || outcome.kind === 'timeout' || flight.started < halt.since)
+      return;
+    this.halt = undefined;
+    this.haltSpans.push({ from: halt.since, to: Date.now() });
+    if (this.haltSpans.length > MAX_HALT_SPANS) this.haltSpans.shift();
+    this.logger.info({ halted_ms: Date.now() - halt.since, reason: halt.reason }, 'output resumed');
   }
 
   /** From the outcome to what the store does with the chunk. */
@@ -383,8 +418,14 @@ export class SinkDriver implements OutputBuffer {
     let dead: DeadGroup[] = [];
     const retryAt = (error: Error, keep?: readonly TaggedEntry[], avoid = false): Settlement => {
       const failingSince = lease.failingSince ?? now;
-      const giveUp = giveUpReason(policy, lease.retries, failingSince, now);
-      if (giveUp) return { kind: 'dead', dead, reason: `${giveUp}; last error: ${reasonOf(error)}` };
+      // Time halted is the sink's state, not this data's: it does not count against retry.timeout.
+      const giveUp = giveUpReason(policy, lease.retries, failingSince + this.haltedSince(failingSince), now);
+      if (giveUp) {
+        const reason = `${giveUp}; last error: ${reasonOf(error)}`;
+        // Only what is left goes: the records delivered or rejected in this write are settled.
+        if (keep) return { kind: 'done', dead: [...dead, { reason, entries: keep }] };
+        return { kind: 'dead', dead, reason };
+      }
       const delay = retryDelay(policy, lease.retries, error);
       this.logger.warn(
         { chunk_id: chunk.id, retry: lease.retries + 1, retry_in_ms: delay, err: reasonOf(error) },
@@ -420,35 +461,39 @@ export class SinkDriver implements OutputBuffer {
         return retryAt(outcome.error);
       case 'timeout':
         return retryAt(outcome.error, undefined, true);
-      case 'halt': {
-        const probes = this.halt?.probes ?? 1;
-        // The sink's state, not this data's: the retry policy does not run down.
-        const delay = retryDelay(policy, probes - 1);
-        return {
-          kind: 'retry',
-          dead,
-          at: now + delay,
-          counted: false,
-          failingSince: lease.failingSince ?? now,
-          avoid: false,
-        };
-      }
+      case 'halt':
+        // Probed again at the backoff of the halt, not of this chunk.
+        return this.handBack(lease, now + retryDelay(policy, (this.halt?.probes ?? 1) - 1));
       case 'aborted':
-        return {
-          kind: 'retry',
-          dead,
-          at: now,
-          counted: false,
-          failingSince: lease.failingSince ?? now,
-          avoid: false,
-        };
+        return this.handBack(lease);
     }
   }
 
-  private enterHalt(error: Error): void {
+  /** Back to the store uncounted: by `at`, another write (here or in another process) may take it. */
+  private handBack(lease: Lease, at = Date.now()): Settlement {
+    return {
+      kind: 'retry',
+      dead: [],
+      at,
+      counted: false,
+      failingSince: lease.failingSince ?? Date.now(),
+      avoid: false,
+    };
+  }
+
+  /** Milliseconds this output spent halted since `from` (epoch ms), up to now. */
+  private haltedSince(from: number): number {
+    const now = Date.now();
+    let ms = this.halt ? now - Math.max(from, this.halt.since) : 0;
+    for (const span of this.haltSpans) if (span.to > from) ms += span.to - Math.max(from, span.from);
+    return ms;
+  }
+
+  private enterHalt(error: Error, started: number): void {
     const reason = reasonOf(error);
     if (this.halt) {
-      this.halt.probes += 1;
+      // Writes already running when the halt began answer alike: only probes grow the backoff.
+      if (started >= this.halt.since) this.halt.probes += 1;
       this.halt.reason = reason;
       return;
     }
@@ -457,13 +502,6 @@ export class SinkDriver implements OutputBuffer {
       { reason },
       'output halted: the sink refuses every write; data is kept and the sink probed until it takes it',
     );
-  }
-
-  private leaveHalt(): void {
-    const halted = this.halt!;
-    this.halt = undefined;
-    this.logger.info({ halted_ms: Date.now() - halted.since, reason: halted.reason }, 'output resumed');
-    this.pump();
   }
 
   // --- admission --------------------------------------------------------------------------
@@ -495,8 +533,9 @@ export class SinkDriver implements OutputBuffer {
 
   private async shutdown(deadline: number): Promise<void> {
     this.stopping = true;
-    this.admission.rejectAll(`output ${this.id} is shutting down`);
+    this.admission.close(`output ${this.id} is shutting down`);
     clearInterval(this.roomTimer);
+    this.roomTimer = undefined;
     try {
       await beforeDeadline(this.store.sealOpen(), deadline);
     } catch (err) {
@@ -527,11 +566,13 @@ export class SinkDriver implements OutputBuffer {
 
   private settledOr(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, Math.max(0, ms));
-      function done() {
+      const done = () => {
         clearTimeout(timer);
+        const i = this.settledWaiters.indexOf(done);
+        if (i >= 0) this.settledWaiters.splice(i, 1);
         resolve();
-      }
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
       this.settledWaiters.push(done);
     });
   }

@@ -334,6 +334,65 @@ export function bufferContract(name: string, makeBackend: () => Promise<BufferBa
       assert.equal(halted.values[0]?.value, 0);
     });
 
+    it('retry.timeout does not run while halted; a halt ends only on an answer to a write begun after it', async () => {
+      const { buffer, output } = await setup({ retry: { timeout: 300, wait: 20, max_interval: 40 } }, [
+        'retryable',
+        ...Array(20).fill('halt'),
+        'retryable',
+      ]);
+      await emit(buffer, records(2));
+      // 20 halts at 20–40 ms apart: well past retry.timeout, which must not count them.
+      await waitFor(() => output.delivered.length === 2, {
+        timeoutMs: 5000,
+        what: 'delivered after the halt',
+      });
+      assert.equal((await buffer.deadLetter.list()).length, 0);
+      assert.ok(output.writes.at(-1)!.at - output.writes[0]!.at > 300, 'the halt outlasted retry.timeout');
+    });
+
+    it('a partial write whose retries run out dead-letters only the records left', async () => {
+      const { buffer, output } = await setup({ retry: { max_times: 0 } }, [
+        {
+          retry: (e) => (e.record.n as number) >= 2,
+        },
+      ]);
+      await emit(buffer, records(4));
+      await waitFor(async () => (await buffer.deadLetter.list()).length === 1, { what: 'dead-lettered' });
+      const [dead] = await buffer.deadLetter.list();
+      assert.match(dead!.reason, /max_times 0/);
+      assert.deepEqual(
+        (await buffer.deadLetter.show(dead!.id))!.entries.map((e) => e.record.n),
+        [2, 3],
+      );
+      assert.deepEqual(
+        output.delivered.map((e) => e.record.n),
+        [0, 1],
+      );
+      await buffer.refreshStats?.();
+      assert.equal(buffer.stats().queueLength, 0, 'nothing left queued');
+    });
+
+    it('no sender gets room once stop() began, even one already waiting for it', async () => {
+      let release!: () => void;
+      const hold = new Promise<void>((r) => {
+        release = r;
+      });
+      const batch = records(10);
+      const { buffer } = await setup(
+        { total_limit_size: batch.bytes, overflow_action: 'block', chunk_limit_records: 10 },
+        [{ hold }],
+      );
+      await emit(buffer, batch);
+      const waiting = emit(buffer, records(10, 10), true);
+      const late = buffer.reserve(batch.bytes, { wait: true });
+      const stopping = buffer.stop(Date.now() + 2000);
+      release();
+      await assert.rejects(waiting, BackpressureError);
+      await assert.rejects(late, BackpressureError);
+      await stopping;
+      await assert.rejects(emit(buffer, records(1, 30), true), BackpressureError);
+    });
+
     it('write_timeout: a write that never answers (and ignores the signal) is given up and retried', async () => {
       const { buffer, output, metrics } = await setup({ write_timeout: 150 }, ['hang']);
       await emit(buffer, records(3));

@@ -103,7 +103,9 @@ export class MemoryStore implements ChunkStore {
     return { waitMs: wait };
   }
 
-  async renew(): Promise<void> {}
+  async renew(): Promise<boolean> {
+    return true;
+  }
 
   async settle(lease: Lease, s: Settlement): Promise<SettleReport> {
     const report: SettleReport = { deadLettered: [], droppedFull: 0, droppedDisabled: 0, owned: false };
@@ -140,10 +142,10 @@ export class MemoryStore implements ChunkStore {
   }
 
   async dropOldest(bytes: number): Promise<{ records: number; ids: string[] }> {
-    let freed = 0;
     let records = 0;
     const ids: string[] = [];
-    for (let i = 0; i < this.sealed.length && freed < bytes; ) {
+    const limit = this.settings.totalLimitSize;
+    for (let i = 0; i < this.sealed.length && this.bytesHeld + bytes > limit; ) {
       const c = this.sealed[i]!;
       if (c.leased) {
         i++;
@@ -151,7 +153,6 @@ export class MemoryStore implements ChunkStore {
       }
       this.sealed.splice(i, 1);
       this.bytesHeld -= c.bytes;
-      freed += c.bytes;
       records += c.count;
       ids.push(c.id);
     }
@@ -193,6 +194,7 @@ export class MemoryStore implements ChunkStore {
     clearTimeout(this.openTimer);
     const lost = this.sealed.reduce((n, c) => n + c.count, 0) + (this.open?.count ?? 0);
     this.sealed.length = 0;
+    this.open = undefined;
     this.bytesHeld = 0;
     return lost;
   }

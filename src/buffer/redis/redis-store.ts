@@ -372,17 +372,18 @@ export class RedisStore implements ChunkStore {
     }
   }
 
-  async renew(lease: Lease): Promise<void> {
+  async renew(lease: Lease): Promise<boolean> {
     const held = await RENEW.run(
       this.client,
       [this.keys.base],
       [lease.chunk.id, (lease as RedisLease).token, this.chunkLeaseMs],
     );
-    if (Number(held) !== 1)
-      this.logger.warn(
-        { chunk_id: lease.chunk.id },
-        'lease on a chunk being written was lost; another replica may write it too',
-      );
+    if (Number(held) === 1) return true;
+    this.logger.warn(
+      { chunk_id: lease.chunk.id },
+      'lease on a chunk being written was lost: write abandoned',
+    );
+    return false;
   }
 
   async settle(lease: Lease, s: Settlement): Promise<SettleReport> {
@@ -421,18 +422,25 @@ export class RedisStore implements ChunkStore {
         ...groups.flatMap((g) => [g.id, g.reason, g.frames, g.count, g.bytes]),
       ],
     )) as number[];
-    const [total, mine, droppedFull, droppedDisabled] = reply.map(Number) as [number, number, number, number];
+    const [total, mine, droppedFull, droppedDisabled, deadRecords, answered] = reply.map(
+      Number,
+    ) as number[] as [number, number, number, number, number, number];
     this.know(total);
     const enabled = this.settings.deadLetter.enabled;
-    const deadLettered = enabled ? groups.map((g) => ({ id: g.id, records: g.count, reason: g.reason })) : [];
-    if (s.kind === 'dead' && mine && enabled)
-      deadLettered.push({ id: deadId, records: lease.chunk.count, reason: s.reason });
+    const deadLettered =
+      enabled && answered ? groups.map((g) => ({ id: g.id, records: g.count, reason: g.reason })) : [];
+    if (s.kind === 'dead' && deadRecords > 0)
+      deadLettered.push({ id: deadId, records: deadRecords, reason: s.reason });
     if (retry && mine && retry.at <= Date.now()) this.readyListener();
     return { deadLettered, droppedFull, droppedDisabled, owned: mine === 1 };
   }
 
   async dropOldest(bytes: number): Promise<{ records: number; ids: string[] }> {
-    const reply = (await DROP_OLDEST.run(this.client, [this.keys.base], [bytes]).catch((err: unknown) => {
+    const reply = (await DROP_OLDEST.run(
+      this.client,
+      [this.keys.base],
+      [bytes, this.settings.totalLimitSize],
+    ).catch((err: unknown) => {
       throw new BackpressureError(`output ${this.outputId}: redis buffer unavailable (${errorMessage(err)})`);
     })) as (number | string)[];
     const [total, records, ...ids] = reply;
@@ -475,7 +483,6 @@ export class RedisStore implements ChunkStore {
     }
     this.backend.register(this);
     void this.heartbeat().catch((err) => this.logMaintenanceError(err));
-    void this.adopt().catch((err) => this.logMaintenanceError(err));
   }
 
   /** Nothing is lost: what this replica staged is sealed, and any replica delivers it. */
@@ -498,7 +505,7 @@ export class RedisStore implements ChunkStore {
     this.sealTimers.clear();
   }
 
-  /** Lease of this replica, and recovery of dead replicas' open chunks. */
+  /** Lease of this replica, recovery of dead replicas' open chunks, adoption of strays. */
   async heartbeat(): Promise<void> {
     const { recoveryTimeoutMs } = this.backend.settings;
     const sealed = (await HEARTBEAT.run(
@@ -513,9 +520,13 @@ export class RedisStore implements ChunkStore {
       );
       this.sealed(sealed);
     }
+    await this.adopt();
   }
 
-  /** Sealed chunks an older Estuary left queued in BullMQ become ready (once, at start). */
+  /**
+   * Sealed chunks without a place in the queue (left by an older Estuary, whose queue was
+   * BullMQ's, during a rolling update) become ready. One O(1) check when there are none.
+   */
   private async adopt(): Promise<void> {
     let offset = 0;
     let found = 0;

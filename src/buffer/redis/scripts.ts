@@ -22,6 +22,8 @@ local function total() return num(redis.call('HGET', K_STATS, 'bytes')) end
 
 -- A chunk joins the sealed ones, ready to be leased, behind every chunk sealed before it.
 local function enqueue(cid, now)
+  -- Seeded with the clock: chunks an older Estuary left, scored by their seal time, stay first.
+  redis.call('HSETNX', K_STATS, 'seal_seq', now)
   local seq = redis.call('HINCRBY', K_STATS, 'seal_seq', 1)
   redis.call('HSET', K_META(cid), 'sealed', now, 'seq', seq)
   redis.call('ZADD', K_SEALED, seq, cid)
@@ -51,16 +53,16 @@ end
 -- A sealed chunk leaves the buffer (delivered, dropped or dead-lettered). Returns its
 -- record count, or false when it was already gone.
 local function forget(cid, keep_data)
+  redis.call('ZREM', K_SEALED, cid)
+  redis.call('ZREM', K_READY, cid)
+  redis.call('ZREM', K_RETRY, cid)
+  redis.call('ZREM', K_LEASED, cid)
   local m = K_META(cid)
   local v = redis.call('HMGET', m, 'count', 'bytes')
   if not v[1] then return false end
   local bytes = num(v[2])
   redis.call('DEL', m)
   if not keep_data then redis.call('DEL', K_CHUNK(cid)) end
-  redis.call('ZREM', K_SEALED, cid)
-  redis.call('ZREM', K_READY, cid)
-  redis.call('ZREM', K_RETRY, cid)
-  redis.call('ZREM', K_LEASED, cid)
   stat('queue_count', -1); stat('queue_bytes', -bytes); stat('bytes', -bytes)
   return num(v[1])
 end
@@ -227,7 +229,10 @@ for _, cid in ipairs(redis.call('ZRANGEBYSCORE', K_RETRY, '-inf', now, 'LIMIT', 
 end
 -- 0 when this replica may take the chunk, else how long until it may (only while another
 -- replica is alive to take it).
-local alone = redis.call('ZCARD', K_LEASES) <= 1
+local alone = true
+for _, other in ipairs(redis.call('ZRANGEBYSCORE', K_LEASES, now, '+inf', 'LIMIT', 0, 2)) do
+  if other ~= replica then alone = false end
+end
 local function blocked(cid)
   if alone then return 0 end
   local v = redis.call('HMGET', K_META(cid), 'avoid', 'avoid_until')
@@ -275,6 +280,11 @@ else
   end
 end
 if not pick then return {'', wait} end
+if redis.call('HEXISTS', K_META(pick), 'count') == 0 then
+  -- Its data is gone (a bug, or keys removed by hand): forget it, and look again at once.
+  forget(pick)
+  return {'', 0}
+end
 redis.call('ZREM', K_READY, pick)
 redis.call('ZADD', K_LEASED, now + lease, pick)
 redis.call('HSET', K_META(pick), 'owner', token)
@@ -295,13 +305,16 @@ return 1
 
 /**
  * Sealed chunks in none of ready / retry / leased (left by an older Estuary, whose queue
- * was BullMQ's) become ready, in their place. ARGV: offset, page size.
+ * was BullMQ's) become ready, in their place; at once when every chunk has its place.
+ * ARGV: offset, page size.
  * Returns [next offset or -1, adopted ids…].
  */
 export const ADOPT = new Script(
   'adopt',
   `
 local offset, page = tonumber(ARGV[1]), tonumber(ARGV[2])
+local placed = redis.call('ZCARD', K_READY) + redis.call('ZCARD', K_RETRY) + redis.call('ZCARD', K_LEASED)
+if offset == 0 and placed >= redis.call('ZCARD', K_SEALED) then return {-1} end
 local ids = redis.call('ZRANGE', K_SEALED, offset, offset + page - 1)
 local out = {#ids < page and -1 or offset + page}
 local gone = 0
@@ -334,7 +347,8 @@ return out
  *       lease token, counted (1/0), avoiding replica or '', avoid ms,
  *       then per rejected group: dead id, reason, frames, count, bytes.
  * Returns [total bytes, lease still held (1/0), records dropped as dead_letter_full,
- *          records dropped as dead_letter_disabled].
+ *          records dropped as dead_letter_disabled, records of the chunk dead-lettered,
+ *          rejected groups written (1/0)].
  */
 export const SETTLE = new Script(
   'settle',
@@ -344,8 +358,10 @@ local dl_on, dl_max = ARGV[4] == '1', tonumber(ARGV[5])
 local now = now_ms()
 local m = K_META(cid)
 local mine = redis.call('HGET', m, 'owner') == ARGV[14]
-local full, disabled = 0, 0
-for i = 18, #ARGV, 5 do
+local full, disabled, dead_records = 0, 0, 0
+-- Rejections count once: not when another process holds the chunk and will answer for it.
+local answer = mine or (action == 'done' and redis.call('EXISTS', m) == 1)
+for i = 18, answer and #ARGV or 0, 5 do
   local count = tonumber(ARGV[i + 3])
   if dl_on then
     redis.call('RPUSH', K_DEADDATA(ARGV[i]), ARGV[i + 2])
@@ -383,35 +399,34 @@ elseif mine then
       redis.call('RENAME', K_CHUNK(cid), K_DEADDATA(ARGV[8]))
       forget(cid, true)
       full = full + add_dead(ARGV[8], ARGV[9], attempts, num(v[1]), num(v[2]), now, dl_max)
+      dead_records = num(v[1])
     else
       disabled = disabled + num(v[1])
       forget(cid)
     end
   end
 end
-return {total(), mine and 1 or 0, full, disabled}
+return {total(), mine and 1 or 0, full, disabled, dead_records, answer and 1 or 0}
 `,
 );
 
 /**
  * overflow_action drop_oldest_chunk: drops the oldest sealed chunks not being written until
- * ARGV[1] bytes are freed. Returns [total bytes, records dropped, dropped ids…].
+ * ARGV[1] more bytes fit under ARGV[2]. Returns [total bytes, records dropped, dropped ids…].
  */
 export const DROP_OLDEST = new Script(
   'drop_oldest',
   `
-local need = tonumber(ARGV[1])
+local need, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {0, 0}
-local offset, freed = 0, 0
-while freed < need do
+local offset = 0
+while total() + need > limit do
   local ids = redis.call('ZRANGE', K_SEALED, offset, offset + 63)
   if #ids == 0 then break end
   for _, cid in ipairs(ids) do
-    if freed >= need then break end
-    local bytes = num(redis.call('HGET', K_META(cid), 'bytes'))
+    if total() + need <= limit then break end
     local records = not redis.call('ZSCORE', K_LEASED, cid) and forget(cid)
     if records then
-      freed = freed + bytes
       out[2] = out[2] + records
       out[#out + 1] = cid
     else
