@@ -6,6 +6,8 @@ import { InputError } from '../core/errors.ts';
 import { EventTime, FLUENT_BIT_GROUP_END } from '../core/event-time.ts';
 import { type InflightLease, inflightFull } from '../core/inflight.ts';
 import { unpackStream } from '../core/msgpack.ts';
+import { FrameError } from '../protocol/forward/errors.ts';
+import { skipValue } from '../protocol/forward/msgpack-scan.ts';
 
 /**
  * Decoding of HTTP input bodies, as Fluentd's in_http and Fluent Bit's out_http send them:
@@ -344,7 +346,18 @@ function fail(message: string): never {
 // ---------------------------------------------------------------------------------------------
 // msgpack
 
+/** Deepest nesting of an HTTP msgpack body: forward's default max_nesting_depth. */
+const MAX_MSGPACK_DEPTH = 100;
+
 function unpackMsgpack(body: Buffer): unknown[] {
+  // msgpackr takes what forward refuses (the never-used byte 0xC1 decodes as an object, ext
+  // types it does not know as objects): the body passes forward's scan first.
+  try {
+    for (let pos = 0; pos < body.length; ) pos = skipValue(body, pos, body.length, MAX_MSGPACK_DEPTH);
+  } catch (err) {
+    if (err instanceof FrameError) throw new BodyError(`invalid msgpack: ${err.message}`);
+    throw err;
+  }
   try {
     return unpackStream(body);
   } catch (err) {

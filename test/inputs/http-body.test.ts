@@ -206,6 +206,24 @@ describe('decodeBody — msgpack', () => {
     await rejects(decode(pack('text'), 'application/msgpack'), 400, /msgpack value 0 is not a map/);
     await rejects(decode(pack(['x', { a: 1 }]), 'application/msgpack'), 400, /msgpack value 0: entry time/);
   });
+
+  it('refuses what forward refuses: 0xC1, unknown ext types, nesting past 100, naming the offset', async () => {
+    await rejects(
+      decode(Buffer.from([0x81, 0xa1, 0x61, 0xc1]), 'application/msgpack'),
+      400,
+      /^invalid msgpack: invalid msgpack byte 0xc1 at offset 3/,
+    );
+    // fixext 1, type 42: msgpackr would decode it to an object of its own.
+    await rejects(
+      decode(Buffer.from([0x81, 0xa1, 0x61, 0xd4, 0x2a, 0x00]), 'application/msgpack'),
+      400,
+      /unsupported msgpack ext type 42 at offset 3/,
+    );
+    const deep = Buffer.concat([Buffer.alloc(101, 0x91), Buffer.from([0x80])]);
+    await rejects(decode(deep, 'application/msgpack'), 400, /^invalid msgpack: /);
+    const form = Buffer.from('msgpack=%81%A1a%C1');
+    await rejects(decode(form, 'application/x-www-form-urlencoded'), 400, /0xc1 at offset 3/);
+  });
 });
 
 describe('decodeBody — forms and content types', () => {
