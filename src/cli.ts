@@ -269,8 +269,11 @@ async function run(
   });
   if (inWorker) answerSupervisor(app);
   try {
-    await app.start();
+    // Admin first: /healthz answers from the first moment (a liveness probe must not kill a
+    // pod that waits for Redis), and /readyz says 503 with the reason until the buffer is
+    // reachable and every input listens.
     await admin?.start();
+    await app.start();
   } catch (err) {
     logger.fatal({ err }, 'startup failed');
     await app.stop();
