@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ChunkDedupe } from '../../src/inputs/forward/dedupe.ts';
+import { ChunkDedupe, SLOT_OVERHEAD } from '../../src/inputs/forward/dedupe.ts';
 
 describe('forward chunk dedupe', () => {
   it('claims a new chunk, remembers it once buffered, forgets it after the window', () => {
@@ -55,6 +55,26 @@ describe('forward chunk dedupe', () => {
     d.done('pending', 4);
     assert.deepEqual(d.begin('pending', 5), { state: 'done' });
     assert.ok(d.size <= 3);
+  });
+
+  it('is bounded in bytes too: long ids push the oldest out long before maxEntries', () => {
+    const maxBytes = 64 * 1024;
+    const d = new ChunkDedupe(60_000, 65_536, maxBytes);
+    const id = (i: number) => `${i}`.padEnd(1000, 'x');
+    for (let i = 0; i < 1000; i++) {
+      d.begin(id(i), i);
+      d.done(id(i), i);
+    }
+    // One id past the bound at most: the check runs before each new id is taken.
+    assert.ok(d.bytes <= maxBytes + SLOT_OVERHEAD + 1000, `held ${d.bytes} bytes`);
+    assert.ok(d.size < 70, `held ${d.size} ids`);
+    assert.deepEqual(d.begin(id(999), 1000), { state: 'done' });
+    assert.deepEqual(d.begin(id(0), 1000), { state: 'new' });
+    // Forgetting gives the bytes back.
+    d.fail(id(0));
+    const before = d.bytes;
+    d.fail(id(999));
+    assert.equal(d.bytes, before - SLOT_OVERHEAD - 1000);
   });
 
   it('stays bounded with a new chunk per message far past maxEntries, keeping the newest', () => {

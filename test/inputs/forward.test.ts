@@ -270,6 +270,31 @@ describe('forward input — bad frames close only their connection', () => {
     good.close();
   });
 
+  it('a chunk id that is not a string of at most 128 bytes, or a binary tag, is malformed: closed, counted, nothing kept', async () => {
+    const h = await startForward();
+    const good = await RawClient.connect({ port: h.port });
+    const cases: Buffer[] = [
+      encodeMessageMode('t', T, { a: 1 }, { chunk: 'c'.repeat(1024 * 1024) }),
+      encodeMessageMode('t', T, { a: 1 }, { chunk: 'c'.repeat(129) }),
+      pack(['t', 1700000000, { a: 1 }, { chunk: 7 }]),
+      pack(['t', 1700000000, { a: 1 }, { chunk: { id: 'x' } }]),
+      Buffer.concat([Buffer.from([0x93, 0xc4, 0x01, 0x74]), pack(1700000000), pack({ a: 1 })]),
+    ];
+    for (const [i, bytes] of cases.entries()) {
+      const bad = await RawClient.connect({ port: h.port });
+      await bad.send(bytes);
+      await bad.waitClosed();
+      assert.equal(bad.frames.length, 0, `case ${i}: no ack`);
+      assert.equal(await metricValue(h.metrics.forwardBadFrames, { ...lbl, reason: 'malformed' }), i + 1);
+    }
+    assert.equal(h.batches.length, 0);
+    const id = 'p8n9gmxTQVC8/nh2wlKKeQ==';
+    await good.send(encodeMessageMode('ok', T, { a: 1 }, { chunk: id }));
+    assert.deepEqual(await good.frame(0), { ack: id });
+    assert.equal(h.batches.length, 1);
+    good.close();
+  });
+
   it('acks the messages before a bad frame in the same write', async () => {
     const h = await startForward();
     const c = await RawClient.connect({ port: h.port });

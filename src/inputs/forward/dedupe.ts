@@ -3,8 +3,8 @@
  * was lost is acked again but buffered once. Fluent Bit's chunk id is a hash of the payload,
  * so it is stable across re-sends; Fluentd's is a unique id per buffer chunk.
  *
- * Bounded twice: ids older than the window are forgotten, and past `maxEntries` the oldest
- * go first. A chunk still being emitted is "pending": a copy arriving meanwhile (on another
+ * Bounded three ways: ids older than the window are forgotten, and past `maxEntries` ids or
+ * `maxBytes` (each id's bytes plus a fixed per-id cost) the oldest go first. A chunk still being emitted is "pending": a copy arriving meanwhile (on another
  * connection) waits for that outcome instead of buffering it a second time.
  */
 
@@ -22,12 +22,18 @@ interface Slot {
   waiter?: { promise: Promise<boolean>; resolve: (ok: boolean) => void };
 }
 
+/** What one remembered id costs besides its key's chars: the slot, its Map entry and its place in `order`. */
+export const SLOT_OVERHEAD = 128;
+
 const NEW: DedupeState = { state: 'new' };
 const DONE: DedupeState = { state: 'done' };
 
 export class ChunkDedupe {
   private readonly windowMs: number;
   private readonly maxEntries: number;
+  private readonly maxBytes: number;
+  /** What the ids held cost, by SLOT_OVERHEAD + key length. */
+  private held = 0;
   private readonly slots = new Map<string, Slot>();
   /**
    * Every slot set, oldest first; one whose key maps to another slot by now is skipped when it
@@ -40,9 +46,10 @@ export class ChunkDedupe {
   private order: (Slot | undefined)[] = [];
   private head = 0;
 
-  constructor(windowMs: number, maxEntries = 65_536) {
+  constructor(windowMs: number, maxEntries = 65_536, maxBytes = 16 * 1024 * 1024) {
     this.windowMs = windowMs;
     this.maxEntries = maxEntries;
+    this.maxBytes = maxBytes;
   }
 
   get enabled(): boolean {
@@ -51,6 +58,11 @@ export class ChunkDedupe {
 
   get size(): number {
     return this.slots.size;
+  }
+
+  /** What the ids held cost, as counted against `maxBytes`. */
+  get bytes(): number {
+    return this.held;
   }
 
   /** Claims `key`: 'new' means the caller emits, then calls `done` or `fail`. */
@@ -92,13 +104,19 @@ export class ChunkDedupe {
   /** The chunk was not buffered: forget it, so a re-send is emitted. */
   fail(key: string): void {
     const slot = this.slots.get(key);
-    this.slots.delete(key);
+    this.remove(key);
     slot?.waiter?.resolve(false);
   }
 
   private set(slot: Slot): void {
+    this.remove(slot.key);
     this.slots.set(slot.key, slot);
+    this.held += cost(slot.key);
     this.order.push(slot);
+  }
+
+  private remove(key: string): void {
+    if (this.slots.delete(key)) this.held -= cost(key);
   }
 
   private prune(now: number): void {
@@ -108,10 +126,10 @@ export class ChunkDedupe {
     while (this.head < order.length) {
       const slot = order[this.head]!;
       const current = slots.get(slot.key) === slot;
-      if (current && slot.expires > now && slots.size < this.maxEntries) break;
+      if (current && slot.expires > now && slots.size < this.maxEntries && this.held < this.maxBytes) break;
       order[this.head++] = undefined;
       if (!current) continue;
-      slots.delete(slot.key);
+      this.remove(slot.key);
       slot.waiter?.resolve(false);
     }
     if (order.length - this.head > 2 * this.maxEntries) {
@@ -125,4 +143,8 @@ export class ChunkDedupe {
     }
     this.order = order;
   }
+}
+
+function cost(key: string): number {
+  return SLOT_OVERHEAD + key.length;
 }

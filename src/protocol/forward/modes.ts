@@ -113,7 +113,8 @@ export function parseMessage(frame: Uint8Array, limits: ParseLimits): ParsedMess
   const n = h.length;
   if (n < 2 || n > 4) throw new FrameError('malformed', `a message has 2 to 4 elements, got ${n}`);
   p = readHeader(frame, p, end, h);
-  if (h.type !== STR && h.type !== BIN)
+  // Fluentd and Fluent Bit send a str; a bin tag would be buffered as whatever bytes it holds.
+  if (h.type !== STR)
     throw new FrameError('malformed', `the tag is not a string (msgpack type ${typeName(h.type)})`);
   const tag = Buffer.from(frame.buffer, frame.byteOffset + p, h.length).toString('utf8');
   if (tag === '') throw new FrameError('malformed', 'the tag is empty');
@@ -212,7 +213,14 @@ function readOptionsWithMetadata(
     const body = readHeader(buf, valueAt, end, v);
     switch (key) {
       case 'chunk':
-        if (v.type !== NIL) options.chunk = Buffer.from(buf.subarray(valueAt, valueEnd));
+        if (v.type === NIL) break;
+        if (v.type !== STR)
+          throw new FrameError(
+            'malformed',
+            `the chunk option is not a string (msgpack type ${typeName(v.type)})`,
+          );
+        if (v.length > MAX_CHUNK_ID_BYTES) throw chunkTooLong(v.length);
+        options.chunk = Buffer.from(buf.subarray(valueAt, valueEnd));
         break;
       case 'size':
         if (v.type === INT && v.value >= 0) options.size = v.value;
@@ -238,6 +246,17 @@ function readOptionsWithMetadata(
     }
   }
   return metadata ? { options, metadata } : { options };
+}
+
+/**
+ * Longest chunk id taken, in bytes: Fluentd and Fluent Bit send 24 bytes of base64 (a
+ * 16-byte id). Every id is remembered for the dedupe window and echoed in the ack, so a
+ * longer one would cost memory and bandwidth for nothing.
+ */
+export const MAX_CHUNK_ID_BYTES = 128;
+
+function chunkTooLong(bytes: number): FrameError {
+  return new FrameError('malformed', `the chunk option is ${bytes} bytes (at most ${MAX_CHUNK_ID_BYTES})`);
 }
 
 const OPTION_NAMES = ['chunk', 'size', 'compressed', 'fluent_signal', 'metadata'] as const;
@@ -611,7 +630,12 @@ function jsonOptions(value: unknown): MessageOptions {
   if (!isLogRecord(value)) throw new FrameError('malformed', 'the option is not an object');
   const own = (key: string): unknown => (Object.hasOwn(value, key) ? value[key] : undefined);
   const chunk = own('chunk');
-  if (chunk !== undefined && chunk !== null) options.chunk = Buffer.from(JSON.stringify(chunk), 'utf8');
+  if (chunk !== undefined && chunk !== null) {
+    if (typeof chunk !== 'string') throw new FrameError('malformed', 'the chunk option is not a string');
+    const bytes = Buffer.byteLength(chunk, 'utf8');
+    if (bytes > MAX_CHUNK_ID_BYTES) throw chunkTooLong(bytes);
+    options.chunk = Buffer.from(JSON.stringify(chunk), 'utf8');
+  }
   const size = own('size');
   if (typeof size === 'number' && Number.isInteger(size) && size >= 0) options.size = size;
   const compressed = own('compressed');

@@ -245,6 +245,36 @@ describe('forward modes — refusals', () => {
     refuse(Buffer.concat([pack(['t', 1, {}]), Buffer.from([0xc0])]), 'malformed', /after the end/);
   });
 
+  it('refuses a chunk id that is not a string of at most 128 bytes, and a binary tag', () => {
+    const ok = parseMessage(encodeMessageMode('t', 1, { a: 1 }, { chunk: 'c'.repeat(128) }), limits);
+    assert.equal(unpack(ok.options.chunk!), 'c'.repeat(128));
+    refuse(encodeMessageMode('t', 1, { a: 1 }, { chunk: 'c'.repeat(129) }), 'malformed', /129 bytes/);
+    refuse(encodeMessageMode('t', 1, { a: 1 }, { chunk: 'é'.repeat(65) }), 'malformed', /130 bytes/);
+    refuse(pack(['t', 1, { a: 1 }, { chunk: 42 }]), 'malformed', /chunk option is not a string/);
+    refuse(pack(['t', 1, { a: 1 }, { chunk: { id: 'x' } }]), 'malformed', /chunk option is not a string/);
+    refuse(pack(['t', 1, { a: 1 }, { chunk: Buffer.from('abc') }]), 'malformed', /chunk/);
+    // A nil chunk is no chunk, as before.
+    assert.equal(parseMessage(pack(['t', 1, { a: 1 }, { chunk: null }]), limits).options.chunk, undefined);
+    // ["t" as bin, 1, {a: 1}]
+    refuse(raw([0x93, 0xc4, 0x01, 0x74, 0x01, 0x81, 0xa1, 0x61, 0x01]), 'malformed', /tag is not a string/);
+    const json = (text: string) =>
+      assert.throws(
+        () => parseJsonMessage(Buffer.from(text)),
+        (err: FrameError) =>
+          err instanceof FrameError && err.reason === 'malformed' && /chunk/.test(err.message),
+        text,
+      );
+    json('["t",1,{"a":1},{"chunk":42}]');
+    json('["t",1,{"a":1},{"chunk":{"id":"x"}}]');
+    json(`["t",1,{"a":1},{"chunk":"${'c'.repeat(129)}"}]`);
+    assert.equal(
+      Buffer.from(
+        parseJsonMessage(Buffer.from(`["t",1,{"a":1},{"chunk":"${'c'.repeat(128)}"}]`)).options.chunk!,
+      ).length,
+      130,
+    );
+  });
+
   it('refuses entry streams that are not [time, record] entries', async () => {
     const bad = [
       pack([1, 2, 3]),
