@@ -78,6 +78,16 @@ export class RedisServer {
     );
   }
 
+  /** SIGSTOP: the process freezes with its sockets open, as a hung Redis (or a paused VM) does. */
+  pause(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after pause(). */
+  resume(): void {
+    this.proc?.kill('SIGCONT');
+  }
+
   /** SIGKILL: no shutdown, no final fsync beyond what appendfsync always did. */
   async kill(): Promise<void> {
     const proc = this.proc;

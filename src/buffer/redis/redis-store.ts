@@ -70,7 +70,9 @@ export class RedisBackend implements BufferBackend {
       enableAutoPipelining: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
-      commandTimeout: 10_000,
+      // A hung Redis (SIGSTOPped, a VM paused, a partition with no RST) fails a command in
+      // seconds, as backpressure; WAIT blocks for up to wait_timeout by design.
+      commandTimeout: Math.max(COMMAND_TIMEOUT_MS, settings.waitTimeoutMs + 1000),
       connectionName: `estuary:${this.replica}`,
     });
     const warn = rateLimited(10_000, (suppressed) =>
@@ -83,10 +85,11 @@ export class RedisBackend implements BufferBackend {
     this.client.on('ready', () => {
       if (!this.wasReady) this.logger.info({ redis: describeTarget(settings) }, 'redis buffer connected');
       this.wasReady = true;
-      const waiters = this.readyWaiters;
-      this.readyWaiters = [];
-      for (const w of waiters) w();
+      this.pingSent = 0;
+      this.answering = true;
+      this.wakeWaiters();
     });
+    this.pingTimer = setInterval(() => this.probe(), PING_CHECK_MS).unref();
     this.client.on('close', () => {
       if (this.wasReady && !this.closed)
         this.logger.error(
@@ -104,8 +107,66 @@ export class RedisBackend implements BufferBackend {
     return new SinkDriver(output, store, settings, deps);
   }
 
+  /** Connected, and the last PING was answered in time (a frozen Redis keeps its socket open). */
   ready(): boolean {
-    return this.client.status === 'ready';
+    return this.client.status === 'ready' && this.answering;
+  }
+
+  private answering = true;
+  /** When the PING in flight was sent; 0 when none is. */
+  private pingSent = 0;
+  private lastPing = 0;
+  private readonly pingTimer: NodeJS.Timeout;
+
+  /**
+   * Every PING_CHECK_MS: a PING at most every PING_EVERY_MS; one unanswered after
+   * PING_DEADLINE_MS makes the buffer not ready (HTTP 503, forward unacked and paused,
+   * /readyz 503) until a PING is answered again. One log line each way.
+   */
+  private probe(): void {
+    if (this.closed || this.client.status !== 'ready') {
+      this.pingSent = 0;
+      return;
+    }
+    const now = Date.now();
+    if (this.pingSent !== 0) {
+      if (this.answering && now - this.pingSent > PING_DEADLINE_MS) {
+        this.answering = false;
+        this.logger.error(
+          { redis: describeTarget(this.settings), waited_ms: now - this.pingSent },
+          'redis not answering PING: refusing data (503 / no ack) until it answers',
+        );
+      }
+      return;
+    }
+    if (now - this.lastPing < PING_EVERY_MS) return;
+    const sent = now;
+    this.pingSent = sent;
+    this.lastPing = sent;
+    this.client.ping().then(
+      () => {
+        if (this.pingSent !== sent) return;
+        this.pingSent = 0;
+        if (this.answering) return;
+        this.answering = true;
+        this.logger.info(
+          { redis: describeTarget(this.settings), waited_ms: Date.now() - sent },
+          'redis answering again: taking data',
+        );
+        this.wakeWaiters();
+      },
+      () => {
+        // Timed out (commandTimeout) or the connection closed: the next PING decides.
+        if (this.pingSent === sent) this.pingSent = 0;
+      },
+    );
+  }
+
+  private wakeWaiters(): void {
+    if (!this.ready()) return;
+    const waiters = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const w of waiters) w();
   }
 
   /** The first wait for Redis at startup, shared by every output (so N outputs wait once). */
@@ -186,6 +247,7 @@ export class RedisBackend implements BufferBackend {
    */
   async crash(): Promise<void> {
     this.closed ??= (async () => {
+      clearInterval(this.pingTimer);
       clearInterval(this.heartbeatTimer);
       clearInterval(this.statsTimer);
       for (const s of this.created) s.crash();
@@ -196,6 +258,7 @@ export class RedisBackend implements BufferBackend {
 
   close(): Promise<void> {
     this.closed ??= (async () => {
+      clearInterval(this.pingTimer);
       clearInterval(this.heartbeatTimer);
       clearInterval(this.statsTimer);
       // Buffers are stopped first (Estuary does); a store that was not stops its timers now.
@@ -215,6 +278,15 @@ function quit(c: RedisClient): Promise<unknown> {
     c.disconnect(),
   );
 }
+
+/** A command unanswered this long fails (as backpressure when staging): a hung Redis is unreachable. */
+const COMMAND_TIMEOUT_MS = 2000;
+/** Readiness: a PING at most this often… */
+const PING_EVERY_MS = 500;
+/** …unanswered this long means not ready… */
+const PING_DEADLINE_MS = 1250;
+/** …checked this often. */
+const PING_CHECK_MS = 250;
 
 /** How long a total seen in a Redis reply stands in for a fresh read when admitting a batch. */
 const KNOWN_FRESH_MS = 100;

@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { Estuary } from '../../src/app.ts';
+import { RedisBackend } from '../../src/buffer/redis/redis-store.ts';
+import { builtinRegistry } from '../../src/builtins.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { silentLogger } from '../../src/logger.ts';
+import { AdminServer, adminTarget } from '../../src/server/admin.ts';
+import { postJson } from '../support/http.ts';
+import { scriptedInstances, scriptedOutput } from '../support/outputs.ts';
+import { RedisServer, settingsFor } from '../support/redis.ts';
+import { freePort, waitFor } from '../support/wait.ts';
+
+/** A logger whose lines (parsed) land in `lines`. */
+function capturingLogger() {
+  const lines: { level: number; msg: string }[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'info' }, stream), lines };
+}
+
+async function startEstuary(yaml: string) {
+  const registry = builtinRegistry().register(scriptedOutput);
+  const app = await Estuary.create(loadConfig(yaml, 'test.yaml', registry, {}), {
+    registry,
+    logger: silentLogger(),
+  });
+  const admin = new AdminServer(
+    adminTarget(app),
+    { listen: '127.0.0.1', port: 0, authTokens: [] },
+    silentLogger(),
+  );
+  await app.start();
+  await admin.start();
+  return {
+    readyz: async () => (await fetch(`http://127.0.0.1:${admin.port}/readyz`)).status,
+    stop: async () => {
+      await app.stop();
+      await admin.stop();
+    },
+  };
+}
+
+describe('redis buffer: Redis frozen (SIGSTOP) and thawed', () => {
+  it('a PING unanswered makes the backend not ready within ~2 s, one log line each way', async () => {
+    const redis = await RedisServer.start();
+    const { logger, lines } = capturingLogger();
+    const backend = new RedisBackend(settingsFor(redis.url), logger);
+    after(async () => {
+      redis.resume();
+      await backend.close();
+      await redis.stop();
+    });
+    assert.equal(await backend.connect(5000), true);
+    redis.pause();
+    const frozenAt = Date.now();
+    await waitFor(() => !backend.ready(), { timeoutMs: 3000, what: 'not ready while Redis is frozen' });
+    const detectedMs = Date.now() - frozenAt;
+    assert.ok(detectedMs <= 3000, `not ready after ${detectedMs} ms`);
+    // A command fails within the command timeout instead of hanging.
+    const started = Date.now();
+    await assert.rejects(backend.client.get('x'));
+    assert.ok(Date.now() - started < 3000, `a command failed after ${Date.now() - started} ms`);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(backend.ready(), false, 'still not ready');
+    redis.resume();
+    await waitFor(() => backend.ready(), { timeoutMs: 3000, what: 'ready again after SIGCONT' });
+    const down = lines.filter((l) => l.msg.startsWith('redis not answering PING'));
+    const up = lines.filter((l) => l.msg.startsWith('redis answering again'));
+    assert.equal(down.length, 1, JSON.stringify(lines));
+    assert.equal(up.length, 1, JSON.stringify(lines));
+  });
+
+  it('/readyz 503 within 3 s of SIGSTOP and 200 after SIGCONT; senders get 503 not a hang; every acked record delivered', async (t) => {
+    const redis = await RedisServer.start();
+    const port = await freePort();
+    const e = await startEstuary(`
+service:
+  buffer:
+    type: redis
+    redis_url: ${redis.url}
+    recovery_timeout: 3s
+    flush_interval: 50ms
+    chunk_limit_records: 500
+    retry: { wait: 50ms, max_interval: 500ms }
+inputs:
+  - { type: http, id: in, port: ${port}, listen: 127.0.0.1 }
+outputs:
+  - { type: scripted, id: frozen }
+`);
+    after(async () => {
+      redis.resume();
+      await e.stop();
+      await redis.stop();
+    });
+    const acked = new Set<string>();
+    let refused = 0;
+    let longest = 0;
+    let stop = false;
+    const sender = (async () => {
+      for (let b = 0; !stop; b++) {
+        const batch = Array.from({ length: 50 }, (_, i) => ({ id: `${b}-${i}` }));
+        const started = Date.now();
+        const status = await postJson(port, 'app.frozen', batch).then(
+          async (res) => {
+            await res.arrayBuffer();
+            return res.status;
+          },
+          () => 0,
+        );
+        longest = Math.max(longest, Date.now() - started);
+        if (status === 200) for (const r of batch) acked.add(r.id);
+        else {
+          refused += 1;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    })();
+    await waitFor(() => acked.size >= 1000, { timeoutMs: 10_000, what: 'records acked before the freeze' });
+    assert.equal(await e.readyz(), 200);
+    redis.pause();
+    const frozenAt = Date.now();
+    await waitFor(async () => (await e.readyz()) === 503, {
+      timeoutMs: 3500,
+      what: '/readyz 503 while Redis is frozen',
+    });
+    const detectedMs = Date.now() - frozenAt;
+    await waitFor(() => refused >= 3, { timeoutMs: 5000, what: 'senders refused while frozen' });
+    const frozenFor = Date.now() - frozenAt;
+    redis.resume();
+    await waitFor(async () => (await e.readyz()) === 200, {
+      timeoutMs: 5000,
+      what: '/readyz 200 after SIGCONT',
+    });
+    const before = acked.size;
+    await waitFor(() => acked.size >= before + 500, { timeoutMs: 10_000, what: 'acking again' });
+    stop = true;
+    await sender;
+    const sink = scriptedInstances.get('frozen')!;
+    const seen = () => new Set(sink.delivered.map((r) => r.record.id as string));
+    await waitFor(() => [...acked].every((id) => seen().has(id)), {
+      timeoutMs: 20_000,
+      what: 'every acked record delivered',
+    });
+    t.diagnostic(
+      `not ready after ${detectedMs} ms; frozen ${frozenFor} ms; longest request ${longest} ms; acked ${acked.size}; 503s ${refused}; delivered ${sink.delivered.length}`,
+    );
+    assert.ok(detectedMs <= 3500);
+    assert.ok(longest < 4500, `a request took ${longest} ms`);
+  });
+});
