@@ -40,7 +40,12 @@ export interface DecodeOptions {
   maxDecompressedSize: number;
   /** The request's share of the in-flight budget: decompressed bytes are taken from it as they come. */
   lease?: InflightLease;
+  /** Deepest nesting of arrays and maps (objects) in a body; deeper is a 400. Default 100. */
+  maxNestingDepth?: number;
 }
+
+/** Forward's default max_nesting_depth. */
+export const DEFAULT_MAX_NESTING_DEPTH = 100;
 
 /** Fluent Bit's out_http puts the record time here (`json_date_key`) unless told otherwise. */
 const FLUENT_BIT_DATE_KEY = 'date';
@@ -103,10 +108,11 @@ function decodeFormat(
   options: DecodeOptions,
 ): Entry[] {
   const build = new EntryBuilder(time, options);
+  const maxDepth = options.maxNestingDepth ?? DEFAULT_MAX_NESTING_DEPTH;
   if (format === 'json') {
-    for (const { value, offset } of parseJsonValues(body)) build.addJson(value, offset);
+    for (const { value, offset } of parseJsonValues(body, maxDepth)) build.addJson(value, offset);
   } else {
-    unpackMsgpack(body).forEach((item, index) => {
+    unpackMsgpack(body, maxDepth).forEach((item, index) => {
       build.addMsgpack(item, index);
     });
   }
@@ -259,10 +265,13 @@ export interface JsonValue {
  * out, scanning bytes: the structural characters are ASCII and never occur inside a UTF-8
  * multi-byte sequence, so byte offsets stay exact.
  */
-export function parseJsonValues(body: Buffer): JsonValue[] {
+export function parseJsonValues(body: Buffer, maxDepth = DEFAULT_MAX_NESTING_DEPTH): JsonValue[] {
   const values: JsonValue[] = [];
   let i = skipWhitespace(body, 0);
+  // Depth is checked before any JSON.parse (here, else in valueEnd): a value parsed deeper
+  // would make every encoder after it (msgpack, the outputs' JSON) overflow the stack.
   if (body[i] === 0x5b) {
+    checkDepth(body, i, maxDepth);
     // One big array is what curl users and Fluent Bit's `format json` send: parse it without
     // the scan; on failure the scan below finds the exact error (or a second value).
     try {
@@ -274,9 +283,45 @@ export function parseJsonValues(body: Buffer): JsonValue[] {
     if (i >= body.length) return values;
     const c = body[i];
     if (c !== 0x7b && c !== 0x5b) throw new BodyError(`expected a JSON object or array at byte ${i}`);
-    const end = valueEnd(body, i);
+    const end = valueEnd(body, i, maxDepth);
     values.push({ value: parseSlice(body, i, end), offset: i });
     i = end;
+  }
+}
+
+/**
+ * Throws a 400 when arrays and objects nest deeper than `maxDepth` anywhere from `from` on. A loop over the bytes, strings skipped with
+ * indexOf: no recursion, so no depth can overflow the stack here. Malformed JSON is left to
+ * JSON.parse and the splitter, which name the byte.
+ */
+export function checkDepth(body: Buffer, from: number, maxDepth: number): void {
+  let depth = 0;
+  for (let i = from; i < body.length; i++) {
+    const c = body[i];
+    if (c === 0x22) {
+      i = stringEndOrLast(body, i);
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > maxDepth) throw tooDeep(maxDepth, i);
+    } else if (c === 0x7d || c === 0x5d) {
+      if (depth > 0) depth--;
+    }
+  }
+}
+
+function tooDeep(maxDepth: number, at: number): BodyError {
+  return new BodyError(`JSON nested deeper than max_nesting_depth (${maxDepth}) at byte ${at}`);
+}
+
+/** stringEnd, or the last byte for an unterminated string (the parse reports that one). */
+function stringEndOrLast(body: Buffer, open: number): number {
+  let from = open + 1;
+  for (;;) {
+    const quote = body.indexOf(0x22, from);
+    if (quote < 0) return body.length - 1;
+    let backslashes = 0;
+    while (body[quote - 1 - backslashes] === 0x5c) backslashes++;
+    if (backslashes % 2 === 0) return quote;
+    from = quote + 1;
   }
 }
 
@@ -294,14 +339,15 @@ function skipWhitespace(body: Buffer, from: number): number {
  * Index just past the bracket that closes the value opened at `start`. A mismatched closer
  * ends the value early, so that JSON.parse reports the exact byte.
  */
-function valueEnd(body: Buffer, start: number): number {
+function valueEnd(body: Buffer, start: number, maxDepth: number): number {
   const open: number[] = [];
   for (let i = start; i < body.length; i++) {
     const c = body[i];
     if (c === 0x22) i = stringEnd(body, i);
-    else if (c === 0x7b) open.push(0x7d);
-    else if (c === 0x5b) open.push(0x5d);
-    else if (c === 0x7d || c === 0x5d) {
+    else if (c === 0x7b || c === 0x5b) {
+      if (open.length >= maxDepth) throw tooDeep(maxDepth, i);
+      open.push(c + 2);
+    } else if (c === 0x7d || c === 0x5d) {
       if (open.pop() !== c || open.length === 0) return i + 1;
     }
   }
@@ -346,14 +392,11 @@ function fail(message: string): never {
 // ---------------------------------------------------------------------------------------------
 // msgpack
 
-/** Deepest nesting of an HTTP msgpack body: forward's default max_nesting_depth. */
-const MAX_MSGPACK_DEPTH = 100;
-
-function unpackMsgpack(body: Buffer): unknown[] {
+function unpackMsgpack(body: Buffer, maxDepth: number): unknown[] {
   // msgpackr takes what forward refuses (the never-used byte 0xC1 decodes as an object, ext
   // types it does not know as objects): the body passes forward's scan first.
   try {
-    for (let pos = 0; pos < body.length; ) pos = skipValue(body, pos, body.length, MAX_MSGPACK_DEPTH);
+    for (let pos = 0; pos < body.length; ) pos = skipValue(body, pos, body.length, maxDepth);
   } catch (err) {
     if (err instanceof FrameError) throw new BodyError(`invalid msgpack: ${err.message}`);
     throw err;

@@ -44,6 +44,8 @@ const schema = z.strictObject({
   max_body_size: size().default(32 * MiB),
   /** Largest body after Content-Encoding is undone; default 4 × max_body_size. Larger gets 413. */
   max_decompressed_size: size().optional(),
+  /** Deepest nesting of arrays and maps in a body, as forward's option; deeper is a 400. */
+  max_nesting_depth: z.number().int().min(4).max(10_000).default(100),
   /** Fluentd answers 200 with an empty body unless asked for 204. */
   use_204_response: z.boolean().default(false),
   /** HTTPS instead of HTTP; files are read at start, relative to the config file's directory. */
@@ -247,6 +249,7 @@ export class HttpInput implements Input {
           keepTimeKey: this.options.keep_time_key,
           maxDecompressedSize: this.maxDecompressedSize,
           lease: arrival.lease,
+          maxNestingDepth: this.options.max_nesting_depth,
         },
       );
       if (entries.length === 0) return this.accepted(reply);

@@ -226,6 +226,68 @@ describe('decodeBody — msgpack', () => {
   });
 });
 
+/** `{"a":[[…[1]…]]}`: `depth` objects and arrays, the innermost not empty. */
+const deepJson = (depth: number) => `{"a":${'['.repeat(depth - 1)}1${']'.repeat(depth - 1)}}`;
+/** The same in msgpack: a map, then depth - 1 arrays of one item. */
+const deepMsgpack = (depth: number) =>
+  Buffer.concat([Buffer.from([0x81, 0xa1, 0x61]), Buffer.alloc(depth - 1, 0x91), Buffer.from([0x01])]);
+
+describe('decodeBody — max_nesting_depth', () => {
+  const TOO_DEEP = /^JSON nested deeper than max_nesting_depth \(100\) at byte \d+$/;
+
+  it('takes JSON and msgpack exactly 100 deep by default and refuses 101 with 400 and the reason', async () => {
+    assert.equal((await decode(deepJson(100), 'application/json')).length, 1);
+    assert.equal((await decode(`[${deepJson(99)}]`, 'application/json')).length, 1);
+    assert.equal((await decode(deepMsgpack(100), 'application/msgpack')).length, 1);
+    await rejects(decode(deepJson(101), 'application/json'), 400, TOO_DEEP);
+    // The array fast path (one big array) and a stream's later value are checked alike.
+    await rejects(decode(`[{"ok":1},${deepJson(100)}]`, 'application/json'), 400, TOO_DEEP);
+    await rejects(decode(`{"ok":1}\n${deepJson(101)}\n`, 'application/x-ndjson'), 400, /at byte 113$/);
+    await rejects(decode(deepMsgpack(101), 'application/msgpack'), 400, /nested deeper than 100 levels/);
+  });
+
+  it('refuses 4,000 and 100,000 deep with 400, no stack overflow', async () => {
+    for (const depth of [4000, 100_000]) {
+      await rejects(decode(deepJson(depth), 'application/json'), 400, TOO_DEEP);
+      await rejects(decode(`[${deepJson(depth)}]`, 'application/json'), 400, TOO_DEEP);
+      await rejects(decode(deepMsgpack(depth), 'application/msgpack'), 400, /nested deeper than 100/);
+    }
+  });
+
+  it('takes the input option, for JSON, NDJSON, msgpack and every form field', async () => {
+    const opts = { maxNestingDepth: 8 };
+    const form = (name: string, value: string | Buffer) =>
+      `${name}=${[...Buffer.from(value)].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}`;
+    assert.equal((await decode(deepJson(8), 'application/json', {}, opts)).length, 1);
+    await rejects(
+      decode(deepJson(9), 'application/json', {}, opts),
+      400,
+      /max_nesting_depth \(8\) at byte 12$/,
+    );
+    await rejects(decode(deepJson(9), 'application/x-ndjson', {}, opts), 400, /max_nesting_depth \(8\)/);
+    assert.equal((await decode(deepMsgpack(8), 'application/msgpack', {}, opts)).length, 1);
+    await rejects(decode(deepMsgpack(9), 'application/msgpack', {}, opts), 400, /deeper than 8 levels/);
+    for (const [name, value] of [
+      ['json', deepJson(9)],
+      ['ndjson', deepJson(9)],
+      ['msgpack', deepMsgpack(9)],
+    ] as const) {
+      await rejects(decode(form(name, value), undefined, {}, opts), 400, /deeper than/);
+      assert.equal(
+        (await decode(form(name, name === 'msgpack' ? deepMsgpack(8) : deepJson(8)), undefined, {}, opts))
+          .length,
+        1,
+      );
+    }
+  });
+
+  it('brackets inside strings do not count', async () => {
+    const text = JSON.stringify({ a: '[[[[[[[[[[{{{{{{{{{{', b: ['"\\[[[[[['] });
+    assert.equal((await decode(text, 'application/json', {}, { maxNestingDepth: 4 })).length, 1);
+    assert.equal((await decode(`[${text}]`, 'application/json', {}, { maxNestingDepth: 4 })).length, 1);
+  });
+});
+
 describe('decodeBody — forms and content types', () => {
   it('reads Fluentd form fields json=, ndjson= and msgpack=, with or without a content-type', async () => {
     const form = 'application/x-www-form-urlencoded';

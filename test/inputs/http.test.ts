@@ -226,6 +226,34 @@ describe('http input — refusals', () => {
     assert.doesNotMatch(JSON.stringify(h.logs), /hunter2/);
   });
 
+  it('refuses JSON nested past max_nesting_depth with 400 and the reason, even 4,000 deep', async () => {
+    const deep = (depth: number) => `{"a":${'['.repeat(depth - 1)}1${']'.repeat(depth - 1)}}`;
+    for (const body of [deep(101), deep(4000), `[${deep(3000)}]`]) {
+      const res = await post(`${h.url}/deep`, body, JSON_TYPE);
+      assert.equal(res.status, 400);
+      assert.match(await res.text(), /^JSON nested deeper than max_nesting_depth \(100\) at byte \d+\n$/);
+    }
+    assert.equal(h.batches.length, 0);
+    const ok = await post(`${h.url}/deep`, deep(100), JSON_TYPE);
+    assert.equal(ok.status, 200);
+    assert.equal(h.batches.length, 1);
+    h.batches.length = 0;
+    const shallow = await startHttp({ max_nesting_depth: 5 });
+    const res = await post(`${shallow.url}/deep`, deep(6), JSON_TYPE);
+    assert.equal(res.status, 400);
+    assert.match(await res.text(), /max_nesting_depth \(5\)/);
+    assert.equal((await post(`${shallow.url}/deep`, deep(5), JSON_TYPE)).status, 200);
+    const mp = await post(`${shallow.url}/deep`, pack({ a: [[[[1]]]], b: 1 }), {
+      'content-type': 'application/msgpack',
+    });
+    assert.equal(mp.status, 200);
+    const mpDeep = await post(`${shallow.url}/deep`, pack({ a: [[[[[1]]]]] }), {
+      'content-type': 'application/msgpack',
+    });
+    assert.equal(mpDeep.status, 400);
+    assert.match(await mpDeep.text(), /nested deeper than 5 levels/);
+  });
+
   it('refuses an empty tag with 400 and other methods with 405', async () => {
     const res = await post(`${h.url}/`, '{"a":1}', JSON_TYPE);
     assert.equal(res.status, 400);
@@ -561,6 +589,9 @@ describe('http input — options', () => {
     assert.equal(config.time_key, 'time');
     assert.equal(config.max_body_size, 32 * 1024 * 1024);
     assert.equal(config.use_204_response, false);
+    assert.equal(config.max_nesting_depth, 100);
+    assert.equal(httpInput.schema.safeParse({ max_nesting_depth: 3 }).success, false);
+    assert.equal(httpInput.schema.safeParse({ max_nesting_depth: 10_001 }).success, false);
     assert.deepEqual(config.auth_tokens, []);
     assert.equal(
       (httpInput.schema.parse({ max_body_size: '1KiB' }) as Record<string, unknown>).max_body_size,
