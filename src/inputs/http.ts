@@ -2,7 +2,7 @@ import type { ServerOptions } from 'node:https';
 import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { port, readServerTls, size, tlsServer } from '../config/values.ts';
+import { duration, port, readServerTls, size, tlsServer } from '../config/values.ts';
 import { type Batch, makeBatch } from '../core/batch.ts';
 import { BearerAuth } from '../core/bearer-auth.ts';
 import type { Entry } from '../core/entry.ts';
@@ -11,6 +11,7 @@ import { InflightBudget, type InflightLease, inflightFull } from '../core/inflig
 import { type Logger, rateLimited } from '../logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { type ComponentDeps, defineComponent } from '../registry.ts';
+import { nodeServerTimeouts } from '../server/http-timeouts.ts';
 import { BodyError, decodeBody } from './http-body.ts';
 import { readBody } from './http-read.ts';
 import type { Emit, Input } from './input.ts';
@@ -44,6 +45,29 @@ const schema = z.strictObject({
   max_body_size: size().default(32 * MiB),
   /** Largest body after Content-Encoding is undone; default 4 × max_body_size. Larger gets 413. */
   max_decompressed_size: size().optional(),
+  /** A request whose headers are not all in by then is answered 408 and its connection closed. */
+  header_timeout: duration()
+    .refine((ms) => ms > 0, 'must be more than 0')
+    .default(10_000),
+  /** A body that sends nothing for this long is answered 408 and its connection closed. */
+  body_timeout: duration()
+    .refine((ms) => ms > 0, 'must be more than 0')
+    .default(30_000),
+  /**
+   * The whole request, headers and body, must arrive within this, however slowly it trickles:
+   * a chunked body that never ends is cut here (408, connection closed).
+   */
+  request_timeout: duration()
+    .refine((ms) => ms > 0, 'must be more than 0')
+    .default(120_000),
+  /**
+   * A keep-alive connection without a request for this long is closed. Longer than the
+   * senders' own idle close (Fluent Bit's net.keepalive_idle_timeout 30 s, an AWS ALB's 60 s),
+   * so a sender never reuses a connection just as it is being closed.
+   */
+  idle_timeout: duration()
+    .refine((ms) => ms > 0, 'must be more than 0')
+    .default(72_000),
   /** Deepest nesting of arrays and maps in a body, as forward's option; deeper is a 400. */
   max_nesting_depth: z.number().int().min(4).max(10_000).default(100),
   /** Fluentd answers 200 with an empty body unless asked for 204. */
@@ -156,9 +180,21 @@ export class HttpInput implements Input {
   }
 
   private build(https: ServerOptions | undefined): FastifyInstance {
-    const options = { logger: false, bodyLimit: this.options.max_body_size } as const;
+    const timeouts = nodeServerTimeouts({
+      headerMs: this.options.header_timeout,
+      requestMs: this.options.request_timeout,
+      idleMs: this.options.idle_timeout,
+    });
+    const options = {
+      logger: false,
+      bodyLimit: this.options.max_body_size,
+      ...timeouts.fastify,
+      http: timeouts.server,
+    } as const;
     // Fastify types an HTTPS instance apart; we only use what both share.
-    const app = (https ? Fastify({ ...options, https }) : Fastify(options)) as unknown as FastifyInstance;
+    const app = (https
+      ? Fastify({ ...options, https: { ...https, ...timeouts.server } })
+      : Fastify(options)) as unknown as FastifyInstance;
     // Reading and decoding are ours: every body arrives as a Buffer, whatever its content-type,
     // read under max_body_size and the in-flight budget. Fastify refuses malformed
     // content-type headers before any parser runs, so the header is set aside here and read
@@ -172,6 +208,7 @@ export class HttpInput implements Input {
         maxBytes: this.options.max_body_size,
         declared: arrival.declared,
         lease: arrival.lease,
+        stallMs: this.options.body_timeout,
       });
     });
     app.addHook('onRequest', async (request, reply) => {
@@ -201,7 +238,7 @@ export class HttpInput implements Input {
       }
     });
     // Fastify's close waits for every connection; a keep-alive one still open after its last
-    // in-flight answer would hold stop() for the whole keep-alive timeout (72 s).
+    // in-flight answer would hold stop() for the whole idle_timeout (72 s by default).
     app.addHook('onSend', async (_request, reply) => {
       if (this.stopped) reply.header('connection', 'close');
     });

@@ -4,6 +4,7 @@ import type { Estuary } from '../app.ts';
 import { BearerAuth } from '../core/bearer-auth.ts';
 import type { Logger } from '../logger.ts';
 import { type DeadLetterApi, deadLetterApi, deadLetterRoutes } from './dead-letter.ts';
+import { type HttpTimeouts, nodeServerTimeouts } from './http-timeouts.ts';
 import { jsonSafe } from './json.ts';
 
 export type Readiness =
@@ -54,7 +55,17 @@ export interface AdminOptions {
   port: number;
   /** service.http.auth_tokens: bearer tokens for the mutating and record-revealing routes. */
   authTokens: string[];
+  /** Defaults: ADMIN_TIMEOUTS (tests shorten them). */
+  timeouts?: Partial<HttpTimeouts>;
 }
+
+/**
+ * Probes and scrapes are small requests from nearby: headers within 10 s, a whole request
+ * within 30 s, a keep-alive connection idle 5 s (Node's default) is closed. A client that
+ * holds a connection open without finishing its request is cut (408), so it cannot pile up
+ * connections on the port the kubelet probes.
+ */
+export const ADMIN_TIMEOUTS: HttpTimeouts = { headerMs: 10_000, requestMs: 30_000, idleMs: 5_000 };
 
 /**
  * /metrics, /healthz, /readyz and /api/v1/*. Reads are open (Prometheus and kubelet probes
@@ -70,7 +81,8 @@ export class AdminServer {
   constructor(target: AdminTarget, options: AdminOptions, logger: Logger) {
     this.options = options;
     this.logger = logger;
-    this.app = Fastify({ logger: false });
+    const timeouts = nodeServerTimeouts({ ...ADMIN_TIMEOUTS, ...options.timeouts });
+    this.app = Fastify({ logger: false, ...timeouts.fastify, http: timeouts.server });
     const auth = new BearerAuth(options.authTokens);
     const requireToken = async (request: FastifyRequest, reply: FastifyReply) => {
       if (!auth.enabled) {
