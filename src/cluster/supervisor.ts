@@ -15,6 +15,11 @@ export interface SuperviseOptions {
 
 /** How long the admin server waits for a worker's answer before leaving it out. */
 const REQUEST_TIMEOUT_MS = 5000;
+/**
+ * A worker still starting answers once its Estuary is built (before it waits for Redis);
+ * until then /readyz does not wait long for it (probes time out after 1 s by default).
+ */
+const STARTING_REQUEST_TIMEOUT_MS = 500;
 /** Restart delays double from 1 s up to this while a worker keeps dying young. */
 const MAX_RESTART_DELAY_MS = 30_000;
 /** A worker that ran this long before dying is restarted after the shortest delay again. */
@@ -52,9 +57,12 @@ class Slot {
     return this.worker !== undefined && this.started;
   }
 
-  request<T>(request: WorkerRequest, timeoutMs = REQUEST_TIMEOUT_MS): Promise<T> {
+  /** `starting`: ask a worker that is still starting too (readiness: it answers why it is not ready). */
+  request<T>(request: WorkerRequest, timeoutMs = REQUEST_TIMEOUT_MS, starting = false): Promise<T> {
     const worker = this.worker;
-    if (!worker || !this.started) return Promise.reject(new Error(`worker ${this.id} is not running`));
+    if (!worker || !(this.started || (starting && worker.isConnected())))
+      return Promise.reject(new Error(`worker ${this.id} is not running`));
+    if (!this.started) timeoutMs = Math.min(timeoutMs, STARTING_REQUEST_TIMEOUT_MS);
     const id = ++this.nextRequest;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -193,22 +201,6 @@ export function supervise(config: EstuaryConfig, options: SuperviseOptions, root
 
   const allStarted = async () => {
     phase = 'running';
-    const http = config.service.http;
-    if (http.enabled) {
-      admin = new AdminServer(
-        supervisorTarget(config, slots, history),
-        { listen: http.listen, port: http.port, authTokens: http.auth_tokens },
-        root.child({ plugin_id: 'admin' }),
-      );
-      try {
-        await admin.start();
-      } catch (err) {
-        logger.fatal({ err }, 'startup failed');
-        failed = true;
-        stop('startup failure');
-        return;
-      }
-    }
     logger.info({ workers: count }, 'estuary started');
   };
 
@@ -243,9 +235,33 @@ export function supervise(config: EstuaryConfig, options: SuperviseOptions, root
     // Only to workers that are up: one still starting has no files open yet.
     for (const s of slots) if (s.live) s.worker?.process.kill('SIGHUP');
   });
-  for (const slot of slots) fork(slot);
-  // Admin last, so /metrics and /readyz answer while the workers drain.
-  return done.then(async (code) => {
+  // Admin first, so /healthz answers while the workers start (a liveness probe must not kill
+  // a pod whose workers wait for Redis) and /readyz says why they are not ready yet; admin
+  // last, so /metrics and /readyz answer while the workers drain.
+  const http = config.service.http;
+  const starting = (async () => {
+    if (!http.enabled) return true;
+    admin = new AdminServer(
+      supervisorTarget(config, slots, history),
+      { listen: http.listen, port: http.port, authTokens: http.auth_tokens },
+      root.child({ plugin_id: 'admin' }),
+    );
+    try {
+      await admin.start();
+      return true;
+    } catch (err) {
+      logger.fatal({ err }, 'startup failed');
+      return false;
+    }
+  })();
+  return starting.then(async (ok) => {
+    if (!ok) {
+      await admin?.stop();
+      return 1;
+    }
+    // A signal during the admin start: nothing to fork (done is settled already).
+    if (phase !== 'stopping') for (const slot of slots) fork(slot);
+    const code = await done;
     await admin?.stop();
     return code;
   });
@@ -327,11 +343,12 @@ function supervisorTarget(
       const replies = await Promise.all(
         slots.map(async (s) => ({
           slot: s,
-          readiness: await s.request<Readiness>({ op: 'readiness' }).catch(
+          readiness: await s.request<Readiness>({ op: 'readiness' }, undefined, true).catch(
             (err: Error): Readiness => ({
               ready: false,
               inputs_not_ready: [],
-              buffer: `worker: ${err.message}`,
+              buffer:
+                s.started || !s.worker ? `worker: ${err.message}` : `worker: worker ${s.id} is starting`,
             }),
           ),
         })),
