@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { TaggedEntry } from '../core/entry.ts';
 import { EventTime } from '../core/event-time.ts';
+import type { Rejection } from './output.ts';
 
 /**
  * Line formats shared by the `stdout` and `file` outputs. Every line ends in `\n`.
@@ -29,6 +30,33 @@ export function formatLines(format: Format, entries: readonly TaggedEntry[]): st
   let out = '';
   for (const entry of entries) out += formatLine(format, entry);
   return out;
+}
+
+/**
+ * The lines of the entries that can be written, and the entries that cannot: an encoding
+ * failure (a record nested too deep for the stack, say) is the record's, and the same on
+ * every try, so it is rejected alone instead of failing the chunk for good.
+ */
+export function formatEach(
+  format: Format,
+  entries: readonly TaggedEntry[],
+): { text: string; rejected: Rejection[] } {
+  let text = '';
+  const rejected: Rejection[] = [];
+  for (const entry of entries) {
+    try {
+      text += formatLine(format, entry);
+    } catch (err) {
+      rejected.push({ entry, reason: encodeFailure(err) });
+    }
+  }
+  return { text, rejected };
+}
+
+/** The reason kept with a record no encoding could take. */
+export function encodeFailure(err: unknown): string {
+  const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  return `cannot encode the record: ${message}`;
 }
 
 // Node 24 has JSON.rawJSON (ES2025); the es2024 lib we compile against does not declare it.

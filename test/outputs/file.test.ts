@@ -6,15 +6,20 @@ import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { makeChunk } from '../../src/buffer/chunk.ts';
-import { makeBatch } from '../../src/core/batch.ts';
+import { MemoryBackend } from '../../src/buffer/memory/memory-store.ts';
+import { resolveBufferSettings } from '../../src/config/schema.ts';
+import { type Batch, encodeEntry, makeBatch } from '../../src/core/batch.ts';
 import type { Entry } from '../../src/core/entry.ts';
 import { HaltError, RetryableError } from '../../src/core/errors.ts';
 import { EventTime } from '../../src/core/event-time.ts';
+import { eventTimeBytes } from '../../src/core/msgpack.ts';
+import { silentLogger } from '../../src/logger.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
 import { fileOutput } from '../../src/outputs/file/index.ts';
 import { sanitize } from '../../src/outputs/file/path-template.ts';
 import type { Output } from '../../src/outputs/output.ts';
-import { NO_DEADLINE } from '../support/outputs.ts';
+import { emitTo, NO_DEADLINE } from '../support/outputs.ts';
+import { waitFor } from '../support/wait.ts';
 
 const T = new EventTime(1_700_000_000, 123_456_789); // 2023-11-14T22:13:20.123456789Z
 
@@ -362,5 +367,88 @@ describe('file output tag sanitizing', () => {
       'a_______b/a_-_.log',
       'x__y/x-_.log',
     ]);
+  });
+});
+
+/**
+ * `[T, {"a": [[…[1]…]]}]`, 3,000 deep, as forward (max_nesting_depth up to 10,000) can buffer
+ * it: msgpack decodes it, but JSON.stringify overflows the stack on it, every time.
+ */
+function deepEntryBytes(depth = 3000): Buffer {
+  return Buffer.concat([
+    Buffer.from([0x92]),
+    eventTimeBytes(T),
+    Buffer.from([0x81, 0xa1, 0x61]),
+    Buffer.alloc(depth - 1, 0x91),
+    Buffer.from([0x01]),
+  ]);
+}
+
+/** ok 0, the deep record, ok 2, as one batch. */
+function batchWithDeepRecord(tag: string): Batch {
+  const payload = Buffer.concat([
+    encodeEntry({ time: T, record: { ok: 0 } }),
+    deepEntryBytes(),
+    encodeEntry({ time: T, record: { ok: 2 } }),
+  ]);
+  return { tag, payload, count: 3, bytes: payload.length };
+}
+
+const CANNOT_ENCODE = /^cannot encode the record: RangeError: Maximum call stack size exceeded$/;
+
+describe('file output — a record that cannot be encoded', () => {
+  it('is rejected alone, with the reason; the others are written', async () => {
+    const output = create({ path: 'out/${tag}.log' });
+    const result = await output.write(makeChunk('c1', [batchWithDeepRecord('deep')], 0), NO_DEADLINE);
+    assert.equal(result?.retry?.length ?? 0, 0);
+    assert.equal(result?.reject?.length, 1);
+    assert.match(result!.reject![0]!.reason, CANNOT_ENCODE);
+    assert.ok(Array.isArray(result!.reject![0]!.entry.record.a));
+    const written = (await lines(join(dir, 'out/deep.log'))).map((l) => JSON.parse(l).record);
+    assert.deepEqual(written, [{ ok: 0 }, { ok: 2 }]);
+  });
+
+  it('behind the buffer: dead-lettered with the reason at the first write, never retried; the others delivered', async () => {
+    const output = create({ path: 'out/${tag}.log' });
+    let writes = 0;
+    const write = output.write.bind(output);
+    output.write = (chunk, options) => {
+      writes += 1;
+      return write(chunk, options);
+    };
+    const settings = resolveBufferSettings({ flush_interval: 10, retry: { wait: 5, randomize: false } });
+    const buffer = new MemoryBackend().create(output, settings, {
+      logger: silentLogger(),
+      metrics: new Metrics(),
+    });
+    await buffer.start();
+    try {
+      await emitTo(buffer, batchWithDeepRecord('deep'));
+      await waitFor(async () => (await buffer.deadLetter.list()).length === 1, {
+        what: 'a dead-letter chunk',
+      });
+      const [dead] = await buffer.deadLetter.list();
+      assert.equal(dead!.count, 1);
+      assert.match(dead!.reason, CANNOT_ENCODE);
+      const shown = await buffer.deadLetter.show(dead!.id);
+      assert.equal(shown!.entries.length, 1);
+      assert.ok(Array.isArray(shown!.entries[0]!.record.a), 'the deep record itself');
+      const written = (await lines(join(dir, 'out/deep.log'))).map((l) => JSON.parse(l).record);
+      assert.deepEqual(written, [{ ok: 0 }, { ok: 2 }]);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(writes, 1, 'written once: nothing retried');
+    } finally {
+      await buffer.stop(Date.now());
+    }
+  });
+
+  it('a chunk of only such records is rejected whole, nothing written', async () => {
+    const output = create({ path: 'out/${tag}.log' });
+    const payload = deepEntryBytes();
+    const batch = { tag: 'only', payload, count: 1, bytes: payload.length };
+    const result = await output.write(makeChunk('c1', [batch], 0), NO_DEADLINE);
+    assert.equal(result?.reject?.length, 1);
+    assert.match(result!.reject![0]!.reason, CANNOT_ENCODE);
+    await assert.rejects(stat(join(dir, 'out/only.log')), { code: 'ENOENT' });
   });
 });

@@ -131,3 +131,38 @@ describe('stdout output', () => {
     await next;
   });
 });
+
+describe('stdout output — a record that cannot be encoded', () => {
+  it('is rejected alone with the reason; the others are written', async () => {
+    const deep: Record<string, unknown> = { a: [] };
+    let cur = deep.a as unknown[];
+    for (let i = 0; i < 3000; i++) {
+      const next: unknown[] = [];
+      cur.push(next);
+      cur = next;
+    }
+    const { stream, writes, release } = sink();
+    const output = createStdoutOutput(stdoutSchema.parse({ format: 'record' }), deps, stream);
+    const chunk = makeChunk(
+      'c1',
+      [
+        makeBatch('t', [
+          { time, record: { ok: 0 } },
+          { time, record: deep },
+          { time, record: { ok: 2 } },
+        ]),
+      ],
+      0,
+    );
+    const writing = output.write(chunk, NO_DEADLINE);
+    await waitFor(() => writes.length === 1);
+    release();
+    const result = await writing;
+    assert.equal(writes[0], '{"ok":0}\n{"ok":2}\n');
+    assert.equal(result?.reject?.length, 1);
+    assert.match(
+      result!.reject![0]!.reason,
+      /^cannot encode the record: RangeError: Maximum call stack size exceeded$/,
+    );
+  });
+});

@@ -4,7 +4,7 @@ import { isLogRecord, type LogRecord, type TaggedEntry } from '../../core/entry.
 import type { EventTime } from '../../core/event-time.ts';
 import { getPath, withoutPath } from '../../core/record-path.ts';
 import { strftime } from '../../core/strftime.ts';
-import { toJson } from '../format.ts';
+import { encodeFailure, toJson } from '../format.ts';
 import type { Rejection } from '../output.ts';
 import type { ElasticsearchConfig } from './config.ts';
 import { IndexName } from './index-name.ts';
@@ -82,7 +82,13 @@ export function encodeBulk(entries: readonly TaggedEntry[], settings: EncodeSett
   const items: BulkItem[] = [];
   const rejected: Rejection[] = [];
   for (const entry of entries) {
-    const item = encodeItem(entry, settings);
+    let item: BulkItem | string;
+    try {
+      item = encodeItem(entry, settings);
+    } catch (err) {
+      // Encoding is pure: what fails once (a record too deep for the stack) fails every time.
+      item = encodeFailure(err);
+    }
     if (typeof item === 'string') rejected.push({ entry, reason: item });
     else items.push(item);
   }

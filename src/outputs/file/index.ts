@@ -3,7 +3,7 @@ import type { TaggedEntry } from '../../core/entry.ts';
 import { errorMessage, HaltError, RejectError, type WriteError } from '../../core/errors.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import { abortError, untilAborted } from '../abort.ts';
-import { type Format, formatLine } from '../format.ts';
+import { encodeFailure, type Format, formatLine } from '../format.ts';
 import { classifyIoError } from '../io-errors.ts';
 import type { Chunk, Output, Rejection, WriteOptions, WriteResult } from '../output.ts';
 import { type FileConfig, fileSchema } from './config.ts';
@@ -101,13 +101,21 @@ export class FileOutput implements Output {
         rejected.push({ entry, reason: errorMessage(err) });
         continue;
       }
+      let line: string;
+      try {
+        line = formatLine(this.format, entry);
+      } catch (err) {
+        // The same on every try (a record too deep to encode): only this record is refused.
+        rejected.push({ entry, reason: encodeFailure(err) });
+        continue;
+      }
       let group = groups.get(path);
       if (!group) {
         group = { entries: [], text: '' };
         groups.set(path, group);
       }
       group.entries.push(entry);
-      group.text += formatLine(this.format, entry);
+      group.text += line;
     }
     return { groups, rejected };
   }

@@ -2,8 +2,11 @@ import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
 import { type Batch, decodeEntries } from '../../core/batch.ts';
+import { RejectError } from '../../core/errors.ts';
 import { pack } from '../../core/msgpack.ts';
 import { encodePackedForward } from '../../protocol/forward/modes.ts';
+import { encodeFailure } from '../format.ts';
+import type { Rejection } from '../output.ts';
 
 export interface ForwardMessage {
   /** The bytes to write. */
@@ -11,6 +14,8 @@ export interface ForwardMessage {
   /** The `option.chunk` id the receiver acks, when acks are wanted. */
   chunk: string | undefined;
   count: number;
+  /** Records that could not be re-encoded (time_as_integer): never sent, rejected. */
+  rejected?: Rejection[];
 }
 
 /** Off the event loop: a chunk is up to chunk_limit_size, and other connections wait meanwhile. */
@@ -26,16 +31,34 @@ export async function packBatch(
   options: { compress: 'text' | 'gzip'; timeAsInteger: boolean },
 ): Promise<ForwardMessage> {
   let entries: Uint8Array = batch.payload;
+  let count = batch.count;
+  const rejected: Rejection[] = [];
   if (options.timeAsInteger) {
-    entries = Buffer.concat(decodeEntries(batch.payload).map((e) => pack([e.time.sec, e.record])));
+    let decoded: ReturnType<typeof decodeEntries>;
+    try {
+      decoded = decodeEntries(batch.payload);
+    } catch (err) {
+      // The stored bytes decode the same on every try.
+      throw new RejectError(`cannot decode the records of tag ${batch.tag}: ${encodeFailure(err)}`);
+    }
+    const parts: Buffer[] = [];
+    for (const e of decoded) {
+      try {
+        parts.push(pack([e.time.sec, e.record]));
+      } catch (err) {
+        rejected.push({ entry: { ...e, tag: batch.tag }, reason: encodeFailure(err) });
+      }
+    }
+    entries = Buffer.concat(parts);
+    count = parts.length;
   }
   const gzip = options.compress === 'gzip';
   const bytes = encodePackedForward(batch.tag, gzip ? await gzipAsync(entries) : entries, {
-    size: batch.count,
+    size: count,
     chunk,
     compressed: gzip ? 'gzip' : undefined,
   });
-  return { bytes, chunk, count: batch.count };
+  return { bytes, chunk, count, rejected };
 }
 
 /**

@@ -3,7 +3,7 @@ import { errorMessage, HaltError, isWriteError, RetryableError, type WriteError 
 import type { Logger } from '../../logger.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import { abortError, untilAborted } from '../abort.ts';
-import type { Chunk, Output, WriteOptions } from '../output.ts';
+import type { Chunk, Output, WriteOptions, WriteResult } from '../output.ts';
 import { type DialSettings, ForwardConnection, label } from './client.ts';
 import { type ForwardOutputConfig, type ForwardServer, forwardOutputSchema } from './config.ts';
 import { chunkIdFor, packBatch } from './encode.ts';
@@ -61,25 +61,30 @@ export class ForwardOutput implements Output {
     this.stopped = false;
   }
 
-  async write(chunk: Chunk, options: WriteOptions): Promise<undefined> {
+  async write(chunk: Chunk, options: WriteOptions): Promise<WriteResult | undefined> {
     const { signal } = options;
     // Stopped: connecting now would leave a socket open that nothing closes.
     if (this.stopped) throw new RetryableError(`${this.id}: output stopped`);
     if (signal.aborted) throw abortError(signal, this.id);
     const settings = await this.dialSettings();
+    // Encoded before a receiver is picked: a record that cannot be encoded is not the receiver's fault.
+    const packed = await Promise.all(
+      chunk.batches.map((batch, i) =>
+        packBatch(batch, this.config.require_ack_response ? chunkIdFor(chunk.id, i) : undefined, {
+          compress: this.config.compress,
+          timeAsInteger: this.config.time_as_integer,
+        }),
+      ),
+    );
+    const rejected = packed.flatMap((m) => m.rejected ?? []);
+    const result = rejected.length > 0 ? { reject: rejected } : undefined;
+    const messages = packed.filter((m) => m.count > 0);
+    if (messages.length === 0) return result;
     const server = this.pick();
     let connection: ForwardConnection;
     try {
       connection = await this.connectionTo(server, settings, signal);
       const open = connection;
-      const messages = await Promise.all(
-        chunk.batches.map((batch, i) =>
-          packBatch(batch, this.config.require_ack_response ? chunkIdFor(chunk.id, i) : undefined, {
-            compress: this.config.compress,
-            timeAsInteger: this.config.time_as_integer,
-          }),
-        ),
-      );
       const sends = messages.map((m) => open.send(m));
       // An abandoned wait closes the connection: a late ack must not count for a chunk
       // that is retried, and a receiver that stopped answering gets a fresh connection.
@@ -95,7 +100,7 @@ export class ForwardOutput implements Output {
       this.config.keepalive_timeout !== undefined &&
       Date.now() - connection.openedAt > this.config.keepalive_timeout;
     if (!this.config.keepalive || expired) this.drop(server);
-    return undefined;
+    return result;
   }
 
   async stop(): Promise<void> {

@@ -9,6 +9,7 @@ import { sendInRequests } from '../../delivery/request.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics/registry.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
+import { encodeFailure } from '../format.ts';
 import type { Chunk, Output, Rejection, WriteOptions, WriteResult } from '../output.ts';
 import type { LokiClient } from './client.ts';
 import { isTenantId, type LokiConfig, lokiSchema, TENANT_RULE } from './config.ts';
@@ -139,8 +140,17 @@ export class LokiOutput implements Output {
         });
         continue;
       }
-      const { labels, dynamic, consumed } = extractLabels(entry, rules);
-      const shaped = shapeRecord(entry.record, consumed, this.line);
+      let extracted: ReturnType<typeof extractLabels>;
+      let shaped: ReturnType<typeof shapeRecord>;
+      try {
+        extracted = extractLabels(entry, rules);
+        shaped = shapeRecord(entry.record, extracted.consumed, this.line);
+      } catch (err) {
+        // Pure encoding: a record that fails (too deep for the stack) fails on every try.
+        rejected.push({ entry, reason: encodeFailure(err) });
+        continue;
+      }
+      const { labels, dynamic } = extracted;
       for (const name of dynamic) {
         const value = labels.get(name)!;
         if (this.guard.admit(name, value)) continue;

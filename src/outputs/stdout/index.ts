@@ -2,7 +2,7 @@ import type { Writable } from 'node:stream';
 import { z } from 'zod';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import { abortError, untilAborted } from '../abort.ts';
-import { FORMATS, formatLines } from '../format.ts';
+import { FORMATS, formatEach } from '../format.ts';
 import { classifyIoError } from '../io-errors.ts';
 import type { Chunk, Output, WriteOptions } from '../output.ts';
 
@@ -39,8 +39,9 @@ export function createStdoutOutput(
     id: deps.id,
     type: 'stdout',
     async write(chunk: Chunk, { signal }: WriteOptions) {
-      const text = formatLines(config.format, chunk.entries());
-      if (text.length === 0) return undefined;
+      const { text, rejected } = formatEach(config.format, chunk.entries());
+      const result = rejected.length > 0 ? { reject: rejected } : undefined;
+      if (text.length === 0) return result;
       // One write per chunk; resolving on its callback means the next chunk waits until this
       // one reached the OS, which is how stdout's backpressure reaches the buffer.
       const mine = last.then(() => {
@@ -52,7 +53,7 @@ export function createStdoutOutput(
       });
       last = mine.catch(() => {});
       await untilAborted(mine, signal, 'writing to stdout');
-      return undefined;
+      return result;
     },
     async stop() {
       stream.off('error', onError);

@@ -146,3 +146,31 @@ describe('elasticsearch encoding', () => {
     );
   });
 });
+
+describe('elasticsearch encoding — a record that cannot be encoded', () => {
+  it('is rejected alone with the reason (a record 3,000 deep overflows JSON.stringify); the others are items', () => {
+    const deep: Record<string, unknown> = { a: [] };
+    let cur = deep.a as unknown[];
+    for (let i = 0; i < 3000; i++) {
+      const next: unknown[] = [];
+      cur.push(next);
+      cur = next;
+    }
+    for (const config of [{}, { replace_dots: true }, { write_operation: 'upsert', id_key: 'id' }]) {
+      const { items, rejected } = encodeBulk(
+        [entry({ id: 1, ok: 0 }), entry({ ...deep, id: 2 }), entry({ id: 3, ok: 2 })],
+        settings(config),
+      );
+      assert.deepEqual(
+        items.map((i) => i.entry.record.id),
+        [1, 3],
+        JSON.stringify(config),
+      );
+      assert.equal(rejected.length, 1);
+      assert.match(
+        rejected[0]!.reason,
+        /^cannot encode the record: RangeError: Maximum call stack size exceeded$/,
+      );
+    }
+  });
+});
