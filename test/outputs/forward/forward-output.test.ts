@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { makeChunk } from '../../../src/buffer/chunk.ts';
 import { makeBatch } from '../../../src/core/batch.ts';
-import { HaltError, RetryableError } from '../../../src/core/errors.ts';
+import { HaltError, RejectError, RetryableError } from '../../../src/core/errors.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
 import { unpack, unpackr } from '../../../src/core/msgpack.ts';
 import { silentLogger } from '../../../src/logger.ts';
@@ -58,6 +58,29 @@ describe('forward output encoding', () => {
       [1_700_000_000, { i: 0 }],
       [1_700_000_001, { i: 1 }],
     ]);
+  });
+
+  it('with integer times, a record that cannot be encoded is left out and rejected; an undecodable batch is a RejectError', async () => {
+    const deep: Record<string, unknown> = { a: [] };
+    let cur = deep.a as unknown[];
+    for (let i = 0; i < 30_000; i++) {
+      const next: unknown[] = [];
+      cur.push(next);
+      cur = next;
+    }
+    const time = new EventTime(1_700_000_000, 5);
+    const b = makeBatch('t', [
+      { time, record: { ok: 0 } },
+      { time, record: deep },
+      { time, record: { ok: 2 } },
+    ]);
+    // The buffered bytes are fine as they are: passed through, nothing rejected.
+    const through = await packBatch(b, undefined, { compress: 'text', timeAsInteger: false });
+    assert.equal(through.rejected?.length ?? 0, 0);
+    const m = await packBatch(b, undefined, { compress: 'text', timeAsInteger: true });
+    assert.equal(m.count, 3 - (m.rejected?.length ?? 0));
+    const bad = { tag: 't', payload: Buffer.from([0x92, 0x01]), count: 1, bytes: 2 };
+    await assert.rejects(packBatch(bad, undefined, { compress: 'text', timeAsInteger: true }), RejectError);
   });
 
   it('derives chunk ids that are the same on every retry of a chunk', () => {

@@ -462,6 +462,31 @@ describe('loki output: what Loki answers', () => {
     assert.equal(fake.count(), 1);
   });
 
+  it('a record that cannot be encoded (3,000 deep) is rejected alone with the reason; the others are sent', async () => {
+    const deep: Record<string, unknown> = { a: [] };
+    let cur = deep.a as unknown[];
+    for (let i = 0; i < 3000; i++) {
+      const next: unknown[] = [];
+      cur.push(next);
+      cur = next;
+    }
+    const out = create();
+    const result = await out.write(
+      chunk([
+        { time: at(1), record: { ok: 0 } },
+        { time: at(2), record: deep },
+        { time: at(3), record: { ok: 2 } },
+      ]),
+      NO_DEADLINE,
+    );
+    assert.equal(result!.reject!.length, 1);
+    assert.match(
+      result!.reject![0]!.reason,
+      /^cannot encode the record: RangeError: Maximum call stack size exceeded$/,
+    );
+    assert.equal(fake.count(), 2);
+  });
+
   it('a label map that cannot be read fails at start', async () => {
     const out = create({ label_map_path: 'missing.json' });
     await assert.rejects(
