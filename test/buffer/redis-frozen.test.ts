@@ -6,8 +6,12 @@ import { Estuary } from '../../src/app.ts';
 import { RedisBackend } from '../../src/buffer/redis/redis-store.ts';
 import { builtinRegistry } from '../../src/builtins.ts';
 import { loadConfig } from '../../src/config/load.ts';
+import { makeBatch } from '../../src/core/batch.ts';
+import { EventTime } from '../../src/core/event-time.ts';
 import { silentLogger } from '../../src/logger.ts';
+import { encodePackedForward } from '../../src/protocol/forward/modes.ts';
 import { AdminServer, adminTarget } from '../../src/server/admin.ts';
+import { RawClient } from '../support/forward-client.ts';
 import { postJson } from '../support/http.ts';
 import { scriptedInstances, scriptedOutput } from '../support/outputs.ts';
 import { RedisServer, settingsFor } from '../support/redis.ts';
@@ -71,7 +75,7 @@ describe('redis buffer: Redis frozen (SIGSTOP) and thawed', () => {
     assert.equal(backend.ready(), false, 'still not ready');
     redis.resume();
     await waitFor(() => backend.ready(), { timeoutMs: 3000, what: 'ready again after SIGCONT' });
-    const down = lines.filter((l) => l.msg.startsWith('redis not answering PING'));
+    const down = lines.filter((l) => l.msg.startsWith('redis not answering'));
     const up = lines.filter((l) => l.msg.startsWith('redis answering again'));
     assert.equal(down.length, 1, JSON.stringify(lines));
     assert.equal(up.length, 1, JSON.stringify(lines));
@@ -148,10 +152,86 @@ outputs:
       timeoutMs: 20_000,
       what: 'every acked record delivered',
     });
+    await new Promise((r) => setTimeout(r, 300));
     t.diagnostic(
       `not ready after ${detectedMs} ms; frozen ${frozenFor} ms; longest request ${longest} ms; acked ${acked.size}; 503s ${refused}; delivered ${sink.delivered.length}`,
     );
     assert.ok(detectedMs <= 3500);
+    // A staging the sender saw refused is not stored when the thawed Redis runs it after all.
+    assert.equal(sink.delivered.length, seen().size, 'no record delivered twice');
     assert.ok(longest < 4500, `a request took ${longest} ms`);
+  });
+
+  it('a forward chunk re-sent while its staging hangs (Redis paused past the command timeout) is stored once and the re-send is acked', async (t) => {
+    const redis = await RedisServer.start();
+    const port = await freePort();
+    const e = await startEstuary(`
+service:
+  buffer: { type: redis, redis_url: ${redis.url}, flush_interval: 50ms }
+inputs:
+  - { type: forward, id: fwd, port: ${port}, listen: 127.0.0.1 }
+outputs:
+  - { type: scripted, id: resent }
+`);
+    after(async () => {
+      await e.stop();
+      await redis.stop();
+    });
+    const RECORDS = 200;
+    const payload = makeBatch(
+      'app.resent',
+      Array.from({ length: RECORDS }, (_, i) => ({
+        time: new EventTime(1_700_000_000, i),
+        record: { n: i },
+      })),
+    ).payload;
+    const frame = encodePackedForward('app.resent', payload, { chunk: 'resent-1' });
+    // A first chunk acked just before: the total it brought back is fresh, so the next
+    // staging goes straight to STAGE (no read first), which the pause then holds.
+    const warm = await RawClient.connect({ port });
+    await warm.send(
+      encodePackedForward(
+        'app.resent',
+        makeBatch('app.resent', [{ time: new EventTime(1_700_000_000, 0), record: { n: -1 } }]).payload,
+        { chunk: 'warm' },
+      ),
+    );
+    assert.deepEqual(await warm.frame(0, 5000), { ack: 'warm' });
+    // Scripts wait (and whatever follows them on the connection): the staging hangs past the
+    // old 10 s command timeout.
+    const PAUSE_MS = 11_000;
+    const first = await RawClient.connect({ port });
+    assert.match(await redis.command('CLIENT', 'PAUSE', String(PAUSE_MS), 'WRITE'), /^\+OK/);
+    const pausedAt = Date.now();
+    await first.send(frame);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(first.frames.length, 0, 'no ack while staging hangs');
+    warm.close();
+    first.close();
+    // The sender re-sends on a new connection until acked, as Fluent Bit does.
+    let attempts = 0;
+    let ack: unknown;
+    while (ack === undefined) {
+      assert.ok(Date.now() - pausedAt < PAUSE_MS + 15_000, 'acked in time');
+      attempts += 1;
+      const c = await RawClient.connect({ port });
+      await c.send(frame);
+      await waitFor(() => c.frames.length > 0 || c.closed, { timeoutMs: 30_000, what: 'an ack or a close' });
+      if (c.frames.length > 0) ack = await c.frame(0);
+      c.close();
+      if (ack === undefined) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(ack, { ack: 'resent-1' });
+    const ackedAfter = Date.now() - pausedAt;
+    const sink = scriptedInstances.get('resent')!;
+    const delivered = () => sink.delivered.filter((r) => (r.record.n as number) >= 0).length;
+    await waitFor(() => delivered() >= RECORDS, { timeoutMs: 10_000, what: 'delivered' });
+    // Anything staged twice would be sealed and delivered by now too.
+    await new Promise((r) => setTimeout(r, 1000));
+    t.diagnostic(
+      `acked ${ackedAfter} ms after the pause began, ${attempts} re-send(s); delivered ${delivered()}`,
+    );
+    assert.equal(delivered(), RECORDS, 'the chunk stored once');
+    assert.equal(new Set(sink.delivered.map((r) => r.record.n)).size, RECORDS + 1);
   });
 });

@@ -66,13 +66,14 @@ export class RedisBackend implements BufferBackend {
   constructor(settings: RedisSettings, logger: Logger) {
     this.settings = settings;
     this.logger = logger;
+    this.commandTimeoutMs = Math.max(COMMAND_TIMEOUT_MS, settings.waitTimeoutMs + 1000);
     this.client = createClient(settings, {
       enableAutoPipelining: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       // A hung Redis (SIGSTOPped, a VM paused, a partition with no RST) fails a command in
       // seconds, as backpressure; WAIT blocks for up to wait_timeout by design.
-      commandTimeout: Math.max(COMMAND_TIMEOUT_MS, settings.waitTimeoutMs + 1000),
+      commandTimeout: this.commandTimeoutMs,
       connectionName: `estuary:${this.replica}`,
     });
     const warn = rateLimited(10_000, (suppressed) =>
@@ -86,8 +87,10 @@ export class RedisBackend implements BufferBackend {
       if (!this.wasReady) this.logger.info({ redis: describeTarget(settings) }, 'redis buffer connected');
       this.wasReady = true;
       this.pingSent = 0;
+      this.lastPing = 0;
       this.answering = true;
       this.wakeWaiters();
+      this.probe();
     });
     this.pingTimer = setInterval(() => this.probe(), PING_CHECK_MS).unref();
     this.client.on('close', () => {
@@ -112,6 +115,23 @@ export class RedisBackend implements BufferBackend {
     return this.client.status === 'ready' && this.answering;
   }
 
+  /** Every command's timeout: COMMAND_TIMEOUT_MS, longer when WAIT may block longer. */
+  readonly commandTimeoutMs: number;
+
+  /**
+   * The Redis clock at which a STAGE sent now is given up (by our command timeout, less
+   * STAGE_MARGIN_MS): Redis refuses to run it later, so a staging the sender saw fail (no
+   * ack, 503) is not stored when a frozen Redis runs it after all, and the re-send is
+   * buffered once. 0 (no deadline) until the clock offset is known.
+   */
+  stageDeadline(): number {
+    if (this.clockOffset === undefined) return 0;
+    return Math.round(Date.now() + this.clockOffset + this.commandTimeoutMs - STAGE_MARGIN_MS);
+  }
+
+  /** Redis clock − ours (ms), from the last probe answered within 250 ms. */
+  private clockOffset: number | undefined;
+
   private answering = true;
   /** When the PING in flight was sent; 0 when none is. */
   private pingSent = 0;
@@ -134,7 +154,7 @@ export class RedisBackend implements BufferBackend {
         this.answering = false;
         this.logger.error(
           { redis: describeTarget(this.settings), waited_ms: now - this.pingSent },
-          'redis not answering PING: refusing data (503 / no ack) until it answers',
+          'redis not answering: refusing data (503 / no ack) until it answers',
         );
       }
       return;
@@ -143,8 +163,10 @@ export class RedisBackend implements BufferBackend {
     const sent = now;
     this.pingSent = sent;
     this.lastPing = sent;
-    this.client.ping().then(
-      () => {
+    this.client.time().then(
+      ([sec, usec]) => {
+        const now = Date.now();
+        if (now - sent < 250) this.clockOffset = Number(sec) * 1000 + Number(usec) / 1000 - (sent + now) / 2;
         if (this.pingSent !== sent) return;
         this.pingSent = 0;
         if (this.answering) return;
@@ -281,7 +303,9 @@ function quit(c: RedisClient): Promise<unknown> {
 
 /** A command unanswered this long fails (as backpressure when staging): a hung Redis is unreachable. */
 const COMMAND_TIMEOUT_MS = 2000;
-/** Readiness: a PING at most this often… */
+/** A STAGE must start this long before our command timeout (clock offset error, the reply's way back). */
+const STAGE_MARGIN_MS = 500;
+/** Readiness: a PING (TIME, which also gives the clock offset) at most this often… */
 const PING_EVERY_MS = 500;
 /** …unanswered this long means not ready… */
 const PING_DEADLINE_MS = 1250;
@@ -395,14 +419,19 @@ export class RedisStore implements ChunkStore {
           chunkLimitSize,
           maxRecords,
           this.replicaLeaseMs,
+          this.backend.stageDeadline(),
         ],
       ),
     );
     const results = await Promise.allSettled(calls);
     let failure: unknown;
     for (const r of results) {
-      if (r.status === 'fulfilled') this.afterStage(r.value as (number | string)[]);
-      else failure ??= r.reason;
+      if (r.status === 'rejected') failure ??= r.reason;
+      else if (Number((r.value as (number | string)[])[0]) < 0)
+        failure ??= new BackpressureError(
+          `output ${this.outputId}: redis ran the staging after its deadline (too slow): not stored`,
+        );
+      else this.afterStage(r.value as (number | string)[]);
     }
     try {
       if (failure === undefined) await this.backend.waitReplicas(this.keys);

@@ -122,8 +122,12 @@ function isNoScript(err: unknown): boolean {
 /**
  * Appends a frame to the replica's open chunk, opening one (with the candidate id) when
  * there is none; seals a chunk that the frame would overflow, and one the frame fills.
- * ARGV: replica, candidate id, frame, count, bytes, chunk_limit_size, chunk_limit_records, lease ms.
- * Returns [total bytes, opened chunk id or '', sealed chunk ids…].
+ * ARGV: replica, candidate id, frame, count, bytes, chunk_limit_size, chunk_limit_records, lease ms,
+ * deadline (Redis clock ms; 0: none).
+ * Returns [total bytes, opened chunk id or '', sealed chunk ids…], or [-1] and nothing
+ * changed when it runs after its deadline: the client has given up on it by then (command
+ * timeout, refused, no ack), so a frozen Redis that runs it later does not store a batch
+ * the sender re-sends.
  */
 export const STAGE = new Script(
   'stage',
@@ -131,7 +135,9 @@ export const STAGE = new Script(
 local replica, candidate, frame = ARGV[1], ARGV[2], ARGV[3]
 local count, bytes = tonumber(ARGV[4]), tonumber(ARGV[5])
 local limit_bytes, limit_records, lease = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local deadline = tonumber(ARGV[9]) or 0
 local now = now_ms()
+if deadline > 0 and now > deadline then return {-1} end
 local out = {0, ''}
 local cid = redis.call('HGET', K_OPEN, replica)
 if cid then
