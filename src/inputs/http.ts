@@ -1,4 +1,6 @@
+import { STATUS_CODES } from 'node:http';
 import type { ServerOptions } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -95,7 +97,7 @@ interface Arrival {
   declared: number | undefined;
 }
 
-type Result = 'ok' | 'bad_request' | 'unauthorized' | 'too_large' | 'backpressure' | 'error';
+type Result = 'ok' | 'bad_request' | 'unauthorized' | 'too_large' | 'timeout' | 'backpressure' | 'error';
 
 /** Headers never copied into records or logs: they carry credentials. */
 const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie']);
@@ -190,6 +192,7 @@ export class HttpInput implements Input {
       bodyLimit: this.options.max_body_size,
       ...timeouts.fastify,
       http: timeouts.server,
+      clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => this.clientError(err, socket),
     } as const;
     // Fastify types an HTTPS instance apart; we only use what both share.
     const app = (https
@@ -239,8 +242,10 @@ export class HttpInput implements Input {
     });
     // Fastify's close waits for every connection; a keep-alive one still open after its last
     // in-flight answer would hold stop() for the whole idle_timeout (72 s by default).
-    app.addHook('onSend', async (_request, reply) => {
-      if (this.stopped) reply.header('connection', 'close');
+    // An answer before the body is all in (401, 403, 405, a refusal for room): the connection
+    // is closed with it, or Node would go on reading a body that may never end.
+    app.addHook('onSend', async (request, reply) => {
+      if (this.stopped || !request.raw.complete) reply.header('connection', 'close');
     });
     app.post('/*', (request, reply) => this.handle(request, reply));
     if (this.options.cors_allow_origins.length > 0)
@@ -328,7 +333,7 @@ export class HttpInput implements Input {
         request,
         reply,
         status,
-        status === 413 ? 'too_large' : 'bad_request',
+        status === 413 ? 'too_large' : status === 408 ? 'timeout' : 'bad_request',
         err.message,
         tag,
       );
@@ -337,6 +342,38 @@ export class HttpInput implements Input {
     const retryAfter = backpressure ? Math.max(0, Math.ceil(err.retryAfterSeconds)) : 1;
     reply.header('retry-after', String(retryAfter));
     return this.refuse(request, reply, 503, backpressure ? 'backpressure' : 'error', errorMessage(err), tag);
+  }
+
+  /**
+   * What Node refuses before a request reaches Fastify: headers or a whole request past
+   * header_timeout / request_timeout (408), malformed HTTP (400), headers too large (431).
+   * Counted and logged like any refusal, answered in plain text, and the connection closed.
+   */
+  private clientError(err: Error & { code?: string }, socket: Socket): void {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    let status = 400;
+    let result: Exclude<Result, 'ok'> = 'bad_request';
+    let reason = `malformed HTTP request: ${err.message}`;
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      status = 408;
+      result = 'timeout';
+      reason = `request not complete within header_timeout (${this.options.header_timeout / 1000}s) or request_timeout (${this.options.request_timeout / 1000}s)`;
+    } else if (err.code === 'HPE_HEADER_OVERFLOW') {
+      status = 431;
+      reason = 'request headers too large';
+    }
+    this.metrics.inputRequests.inc({ ...this.labels, result });
+    this.warnRefused({ status, reason, remote: socket.remoteAddress });
+    // Not after a response already begun on this connection (a refused request whose body
+    // never ended): then the connection is only closed.
+    const current = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+    if (socket.writable && !current?.headersSent) {
+      const body = `${reason}\n`;
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    }
+    socket.destroy();
   }
 
   /** `/app/web` and `/app.web` both give `app.web`, as in Fluentd; a tag header wins when sent. */

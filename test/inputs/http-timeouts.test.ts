@@ -10,6 +10,7 @@ import type { Batch } from '../../src/core/batch.ts';
 import { httpInput } from '../../src/inputs/http.ts';
 import type { Input } from '../../src/inputs/input.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
+import { sample } from '../support/prom-text.ts';
 import { selfSignedCert } from '../support/tls.ts';
 import { freePort } from '../support/wait.ts';
 
@@ -19,19 +20,23 @@ after(() => Promise.all(running.map((i) => i.stop())));
 async function startHttp(options: Record<string, unknown>, configDir = process.cwd()) {
   const port = await freePort();
   const batches: Batch[] = [];
-  const logger = pino({ level: 'silent' });
+  const logs: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => logs.push(JSON.parse(line)) });
+  const metrics = new Metrics();
   const config = httpInput.schema.parse({ listen: '127.0.0.1', port, ...options });
   const input = httpInput.create(config, {
     id: 'web',
     logger,
-    metrics: new Metrics(),
+    metrics,
     configDir,
   });
   running.push(input);
   await input.start(async (batch) => {
     batches.push(batch);
   });
-  return { port, batches };
+  const timeouts = async () =>
+    sample(await metrics.render(), 'estuary_input_requests_total', { result: 'timeout' }).value;
+  return { port, batches, logs, timeouts };
 }
 
 /** A raw connection: what it received, and when it was closed (ms after open). */
@@ -62,12 +67,18 @@ describe('http input timeouts', () => {
   it('headers that never end: 408 and the connection closed at header_timeout', {
     timeout: 10_000,
   }, async () => {
-    const { port } = await startHttp({ header_timeout: '500ms' });
+    const { port, logs, timeouts } = await startHttp({ header_timeout: '500ms' });
     const c = await open(port);
     c.socket.write('POST /app.a HTTP/1.1\r\nhost: x\r\ncontent-type: appl');
     const closedAfter = await c.closed;
     assert.ok(closedAfter >= 450 && closedAfter < 2500, `closed after ${Math.round(closedAfter)} ms`);
-    assert.match(c.received(), /^HTTP\/1\.1 408 /);
+    assert.match(
+      c.received(),
+      /^HTTP\/1\.1 408 .*\r\n\r\nrequest not complete within header_timeout \(0\.5s\)/s,
+    );
+    assert.equal(await timeouts(), 1, 'counted as result="timeout"');
+    assert.equal(logs[0]?.msg, 'http request refused');
+    assert.equal(logs[0]?.status, 408);
   });
 
   it('a connection that sends nothing is closed at header_timeout', { timeout: 10_000 }, async () => {
@@ -78,7 +89,7 @@ describe('http input timeouts', () => {
   });
 
   it('a chunked body that sends nothing: 408 and closed at body_timeout', { timeout: 10_000 }, async () => {
-    const { port, batches } = await startHttp({ body_timeout: '500ms' });
+    const { port, batches, timeouts } = await startHttp({ body_timeout: '500ms' });
     const c = await open(port);
     c.socket.write(CHUNKED + chunk('{"a":'));
     const closedAfter = await c.closed;
@@ -86,10 +97,11 @@ describe('http input timeouts', () => {
     assert.match(c.received(), /^HTTP\/1\.1 408 /);
     assert.match(c.received(), /request body stalled/);
     assert.equal(batches.length, 0);
+    assert.equal(await timeouts(), 1, 'counted as result="timeout"');
   });
 
   it('a chunked body that trickles for ever is cut at request_timeout', { timeout: 10_000 }, async () => {
-    const { port, batches } = await startHttp({ request_timeout: '1s', body_timeout: '30s' });
+    const { port, batches, timeouts } = await startHttp({ request_timeout: '1s', body_timeout: '30s' });
     const c = await open(port);
     c.socket.write(`${CHUNKED + chunk('[')}`);
     const trickle = setInterval(() => c.socket.write(chunk('{"a":1},')), 100);
@@ -99,23 +111,26 @@ describe('http input timeouts', () => {
     } finally {
       clearInterval(trickle);
     }
+    assert.match(c.received(), /^HTTP\/1\.1 408 /);
     assert.equal(batches.length, 0);
+    assert.equal(await timeouts(), 1);
   });
 
-  it('a refused request (401) whose chunked body never ends is cut at request_timeout', {
+  it('a refused request (401) whose chunked body never ends: answered, and the connection closed with it', {
     timeout: 10_000,
   }, async () => {
-    const { port } = await startHttp({ request_timeout: '1s', auth_tokens: ['secret'] });
+    const { port } = await startHttp({ auth_tokens: ['secret'] });
     const c = await open(port);
     c.socket.write(CHUNKED + chunk('{"a":1}'));
     const trickle = setInterval(() => c.socket.write(chunk(' ')), 100);
     try {
       const closedAfter = await c.closed;
-      assert.ok(closedAfter >= 950 && closedAfter < 3000, `closed after ${Math.round(closedAfter)} ms`);
+      assert.ok(closedAfter < 1000, `closed after ${Math.round(closedAfter)} ms`);
     } finally {
       clearInterval(trickle);
     }
     assert.match(c.received(), /^HTTP\/1\.1 401 /);
+    assert.match(c.received(), /\r\nconnection: close\r\n/i);
   });
 
   it('a slow body that keeps progressing is not cut by body_timeout', { timeout: 10_000 }, async () => {
