@@ -184,6 +184,17 @@ describe('http input timeouts', () => {
     assert.ok(closedAfter < 2500, `closed after ${Math.round(closedAfter)} ms`);
   });
 
+  it('malformed HTTP: 400 in plain text, counted as bad_request, connection closed', {
+    timeout: 10_000,
+  }, async () => {
+    const { port, logs } = await startHttp({});
+    const c = await open(port);
+    c.socket.write('NOT HTTP AT ALL\r\n\r\n');
+    await c.closed;
+    assert.match(c.received(), /^HTTP\/1\.1 400 Bad Request\r\n.*\r\n\r\nmalformed HTTP request: /s);
+    assert.equal(logs[0]?.status, 400);
+  });
+
   it('HTTPS: the same header_timeout and request_timeout', { timeout: 10_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'estuary-http-timeouts-'));
     try {
