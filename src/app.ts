@@ -179,5 +179,5 @@ export async function openRedisBackend(config: EstuaryConfig, logger: Logger) {
     import('./buffer/redis/redis-store.ts'),
     import('./buffer/redis/connection.ts'),
   ]);
-  return new RedisBackend(redisSettings(config.service.buffer), logger);
+  return new RedisBackend(redisSettings(config.service.buffer, config.dir), logger);
 }

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { duration, port, size } from './values.ts';
+import { duration, port, size, tlsClient } from './values.ts';
 
 /** Retry policy; the defaults are Fluentd's, but with a 5m cap so backoff stays useful. */
 export const retrySchema = z.strictObject({
@@ -157,6 +157,12 @@ export const serviceBufferSchema = bufferOverridesSchema
     sentinel_password: z.string().optional(),
     /** Redis Cluster seed nodes (`host:port`). */
     cluster_nodes: z.array(hostPort()).min(1).optional(),
+    /**
+     * TLS to Redis (and to the sentinels): `ca_file` to verify a private CA, `cert_file` +
+     * `key_file` for Redis's `tls-auth-clients`, `verify`. Implied by a rediss:// URL; this
+     * block turns TLS on by itself too (Sentinel, Cluster).
+     */
+    tls: tlsClient().optional(),
     /** First part of every key's hash tag: `{<prefix>:out:<output id>}`. */
     prefix: z
       .string()

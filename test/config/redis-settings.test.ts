@@ -111,4 +111,29 @@ describe('service.buffer for type redis', () => {
     );
     client.disconnect();
   });
+
+  it('a tls: block turns TLS on with its options; SNI is sent for a host name, not for an IP', () => {
+    const ip = load('{ type: redis, redis_url: "redis://127.0.0.1:6380", tls: { verify: false } }').service
+      .buffer;
+    const a = createClient(redisSettings(ip), { lazyConnect: true }) as Redis;
+    assert.deepEqual(a.options.tls, {
+      ca: undefined,
+      cert: undefined,
+      key: undefined,
+      rejectUnauthorized: false,
+    });
+    a.disconnect();
+    const named = load('{ type: redis, redis_url: "rediss://redis.example:6380" }').service.buffer;
+    const b = createClient(redisSettings(named), { lazyConnect: true }) as Redis;
+    assert.deepEqual(b.options.tls, { servername: 'redis.example' });
+    b.disconnect();
+    assert.throws(
+      () =>
+        redisSettings(
+          load('{ type: redis, redis_url: "rediss://r:1", tls: { ca_file: /nonexistent/ca.pem } }').service
+            .buffer,
+        ),
+      /tls\.ca_file: cannot read \/nonexistent\/ca\.pem/,
+    );
+  });
 });

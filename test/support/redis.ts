@@ -1,8 +1,9 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import type { RedisSettings } from '../../src/buffer/redis/connection.ts';
 import { freePort, waitFor } from './wait.ts';
@@ -21,31 +22,58 @@ export class RedisServer {
   readonly port: number;
   readonly dir: string;
   private readonly extra: string[];
+  /** TLS only (`--port 0`, `--tls-port`): the certificate and key it serves. */
+  readonly tls: { cert: string; key: string } | undefined;
   private proc: ChildProcess | undefined;
   private log = '';
 
-  private constructor(port: number, dir: string, extra: string[]) {
+  private constructor(port: number, dir: string, extra: string[], tls?: { cert: string; key: string }) {
     this.port = port;
     this.dir = dir;
     this.extra = extra;
+    this.tls = tls;
   }
 
-  static async start(extra: string[] = []): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), mkdtempSync(join(tmpdir(), 'estuary-redis-')), extra);
+  static async start(extra: string[] = [], tls?: { cert: string; key: string }): Promise<RedisServer> {
+    const server = new RedisServer(
+      await freePort(),
+      mkdtempSync(join(tmpdir(), 'estuary-redis-')),
+      extra,
+      tls,
+    );
     await server.start();
     return server;
   }
 
+  /** Speaking TLS only, with `tls` (PEM files) as its certificate; clients are not asked for one. */
+  static startTls(tls: { cert: string; key: string }, extra: string[] = []): Promise<RedisServer> {
+    return RedisServer.start(extra, tls);
+  }
+
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'rediss' : 'redis'}://127.0.0.1:${this.port}`;
   }
 
   async start(): Promise<void> {
     const proc = spawn(
       'redis-server',
       [
-        '--port',
-        String(this.port),
+        ...(this.tls
+          ? [
+              '--port',
+              '0',
+              '--tls-port',
+              String(this.port),
+              '--tls-cert-file',
+              this.tls.cert,
+              '--tls-key-file',
+              this.tls.key,
+              '--tls-ca-cert-file',
+              this.tls.cert,
+              '--tls-auth-clients',
+              'no',
+            ]
+          : ['--port', String(this.port)]),
         '--bind',
         '127.0.0.1',
         '--save',
@@ -72,7 +100,7 @@ export class RedisServer {
     await waitFor(
       async () => {
         if (proc.exitCode !== null) throw new Error(`redis-server exited: ${this.log}`);
-        return (await command(this.port, 'PING')) === '+PONG';
+        return (await command(this.port, this.tls !== undefined, 'PING')) === '+PONG';
       },
       { timeoutMs: 10_000, what: `redis-server on port ${this.port}` },
     );
@@ -110,14 +138,16 @@ export class RedisServer {
 
   /** One command over a raw connection; the reply's first line (`+OK`, `:3`, `$5`…) and what follows. */
   command(...args: string[]): Promise<string> {
-    return command(this.port, ...args);
+    return command(this.port, this.tls !== undefined, ...args);
   }
 }
 
 /** Sends one RESP command and resolves with the raw reply once it looks complete. */
-function command(port: number, ...args: string[]): Promise<string> {
+function command(port: number, tls: boolean, ...args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
+    const socket: Socket = tls
+      ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false })
+      : connect(port, '127.0.0.1');
     let reply = '';
     socket.setTimeout(2000, () => socket.destroy(new Error('redis command timed out')));
     socket.on('error', reject);
@@ -128,7 +158,7 @@ function command(port: number, ...args: string[]): Promise<string> {
         resolve(reply.trimEnd());
       }
     });
-    socket.on('connect', () => {
+    socket.on(tls ? 'secureConnect' : 'connect', () => {
       socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
     });
   });

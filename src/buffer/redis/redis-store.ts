@@ -11,7 +11,7 @@ import type { Output } from '../../outputs/output.ts';
 import type { BufferBackend, BufferDeps, DeadLetterQueue, OutputBuffer } from '../buffer.ts';
 import { coalesce, encodeEntries, makeChunk, splitBatch } from '../chunk.ts';
 import type { ChunkStore, Lease, Settlement, SettleReport, StoreSizes } from '../store.ts';
-import { createClient, describeTarget, type RedisSettings } from './connection.ts';
+import { createClient, describeTarget, type RedisSettings, tlsVerifyError } from './connection.ts';
 import { RedisDeadLetterQueue } from './dead-letter.ts';
 import { decodeFrames, encodeFrames } from './frames.ts';
 import { OutputKeys } from './keys.ts';
@@ -80,7 +80,7 @@ export class RedisBackend implements BufferBackend {
       this.logger.warn({ err: this.lastError, suppressed }, 'redis connection error'),
     );
     this.client.on('error', (err: Error) => {
-      this.lastError = errorMessage(err);
+      this.lastError = tlsVerifyError(err) ?? errorMessage(err);
       warn();
     });
     this.client.on('ready', () => {
