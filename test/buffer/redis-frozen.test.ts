@@ -153,13 +153,14 @@ outputs:
       what: 'every acked record delivered',
     });
     await new Promise((r) => setTimeout(r, 300));
+    const unacked = [...seen()].filter((id) => !acked.has(id)).length;
     t.diagnostic(
-      `not ready after ${detectedMs} ms; frozen ${frozenFor} ms; longest request ${longest} ms; acked ${acked.size}; 503s ${refused}; delivered ${sink.delivered.length}`,
+      `delivered without an ack (a refused batch stored all the same): ${unacked}; not ready after ${detectedMs} ms; frozen ${frozenFor} ms; longest request ${longest} ms; acked ${acked.size}; 503s ${refused}; delivered ${sink.delivered.length}`,
     );
     assert.ok(detectedMs <= 3500);
     // A staging the sender saw refused is not stored when the thawed Redis runs it after all.
     assert.equal(sink.delivered.length, seen().size, 'no record delivered twice');
-    assert.ok(longest < 4500, `a request took ${longest} ms`);
+    assert.ok(longest < 3000, `a request took ${longest} ms`);
   });
 
   it('a forward chunk re-sent while its staging hangs (Redis paused past the command timeout) is stored once and the re-send is acked', async (t) => {

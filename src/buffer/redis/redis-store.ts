@@ -301,6 +301,18 @@ function quit(c: RedisClient): Promise<unknown> {
   );
 }
 
+/** `p`, or a rejection at `givenUp` (epoch ms) naming the wait. */
+function inTime<T>(givenUp: number, p: Promise<T>): Promise<T> {
+  const ms = givenUp - Date.now();
+  return beforeDeadline(p, givenUp).catch((err: unknown) =>
+    Promise.reject(
+      err instanceof Error && err.message === 'deadline passed'
+        ? new Error(`no answer within ${ms} ms`)
+        : err,
+    ),
+  );
+}
+
 /** A command unanswered this long fails (as backpressure when staging): a hung Redis is unreachable. */
 const COMMAND_TIMEOUT_MS = 2000;
 /** A STAGE must start this long before our command timeout (clock offset error, the reply's way back). */
@@ -406,21 +418,29 @@ export class RedisStore implements ChunkStore {
   async stage(batch: Batch): Promise<void> {
     const { chunkLimitSize, chunkLimitRecords } = this.settings;
     const maxRecords = Number.isFinite(chunkLimitRecords) ? chunkLimitRecords : Number.MAX_SAFE_INTEGER;
+    // Given up at the command timeout from now, even when auto-pipelining holds the call
+    // behind a batch that is itself waiting on a hung Redis (it would time out only 2 s after
+    // it is sent); the deadline the script carries makes giving up safe.
+    const givenUp = Date.now() + this.backend.commandTimeoutMs;
+    const deadline = this.backend.stageDeadline();
     const calls = splitBatch(batch, chunkLimitSize, chunkLimitRecords).map((piece) =>
-      STAGE.run(
-        this.client,
-        [this.keys.base],
-        [
-          this.backend.replica,
-          randomUUID(),
-          encodeFrames([piece]),
-          piece.count,
-          piece.bytes,
-          chunkLimitSize,
-          maxRecords,
-          this.replicaLeaseMs,
-          this.backend.stageDeadline(),
-        ],
+      inTime(
+        givenUp,
+        STAGE.run(
+          this.client,
+          [this.keys.base],
+          [
+            this.backend.replica,
+            randomUUID(),
+            encodeFrames([piece]),
+            piece.count,
+            piece.bytes,
+            chunkLimitSize,
+            maxRecords,
+            this.replicaLeaseMs,
+            deadline,
+          ],
+        ),
       ),
     );
     const results = await Promise.allSettled(calls);
@@ -698,7 +718,10 @@ export class RedisStore implements ChunkStore {
 
   private async readBytes(): Promise<void> {
     try {
-      const bytes = await this.client.hget(this.keys.stats, 'bytes');
+      const bytes = await inTime(
+        Date.now() + this.backend.commandTimeoutMs,
+        this.client.hget(this.keys.stats, 'bytes'),
+      );
       this.know(Number(bytes ?? 0));
     } catch (err) {
       throw new BackpressureError(`output ${this.outputId}: redis buffer unavailable (${errorMessage(err)})`);
