@@ -81,6 +81,43 @@ describe('redis buffer: Redis frozen (SIGSTOP) and thawed', () => {
     assert.equal(up.length, 1, JSON.stringify(lines));
   });
 
+  it('our own event loop stalled 2 s is not taken for a hung Redis', async () => {
+    const redis = await RedisServer.start();
+    const { logger, lines } = capturingLogger();
+    const backend = new RedisBackend(settingsFor(redis.url), logger);
+    after(async () => {
+      await backend.close();
+      await redis.stop();
+    });
+    assert.equal(await backend.connect(5000), true);
+    await new Promise((r) => setTimeout(r, 700));
+    // Stall right after the next probe is sent, before its answer can be read.
+    const client = backend.client as unknown as { time: () => Promise<unknown> };
+    const time = client.time.bind(client);
+    let stalled = false;
+    client.time = () => {
+      const answer = time();
+      if (!stalled) {
+        stalled = true;
+        process.nextTick(() => {
+          const until = Date.now() + 2000;
+          while (Date.now() < until) {
+            // Busy: no timer, no socket read.
+          }
+        });
+      }
+      return answer;
+    };
+    await waitFor(() => stalled, { what: 'a probe sent' });
+    const states: boolean[] = [];
+    for (let i = 0; i < 8; i++) {
+      states.push(backend.ready());
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(states, Array(8).fill(true));
+    assert.equal(lines.filter((l) => l.msg.startsWith('redis not answering')).length, 0);
+  });
+
   it('/readyz 503 within 3 s of SIGSTOP and 200 after SIGCONT; senders get 503 not a hang; every acked record delivered', async (t) => {
     const redis = await RedisServer.start();
     const port = await freePort();

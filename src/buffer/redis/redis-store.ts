@@ -136,6 +136,7 @@ export class RedisBackend implements BufferBackend {
   /** When the PING in flight was sent; 0 when none is. */
   private pingSent = 0;
   private lastPing = 0;
+  private lastCheck = 0;
   private readonly pingTimer: NodeJS.Timeout;
 
   /**
@@ -149,8 +150,12 @@ export class RedisBackend implements BufferBackend {
       return;
     }
     const now = Date.now();
+    // A check that comes late found our event loop stalled (GC, a big batch): the answer may
+    // be waiting unread in the socket, so the next check judges.
+    const stalled = now - this.lastCheck > PING_CHECK_MS * 3;
+    this.lastCheck = now;
     if (this.pingSent !== 0) {
-      if (this.answering && now - this.pingSent > PING_DEADLINE_MS) {
+      if (this.answering && !stalled && now - this.pingSent > PING_DEADLINE_MS) {
         this.answering = false;
         this.logger.error(
           { redis: describeTarget(this.settings), waited_ms: now - this.pingSent },
