@@ -200,76 +200,87 @@ outputs:
     assert.ok(longest < 3000, `a request took ${longest} ms`);
   });
 
-  it('a forward chunk re-sent while its staging hangs (Redis paused past the command timeout) is stored once and the re-send is acked', async (t) => {
-    const redis = await RedisServer.start();
-    const port = await freePort();
-    const e = await startEstuary(`
+  for (const how of ['CLIENT PAUSE 11 s', 'SIGSTOP 6 s'] as const)
+    it(`a forward chunk re-sent while its staging hangs (${how}) is stored once and the re-send is acked`, async (t) => {
+      const redis = await RedisServer.start();
+      const port = await freePort();
+      const sinkId = how === 'SIGSTOP 6 s' ? 'resent_stop' : 'resent_pause';
+      const e = await startEstuary(`
 service:
   buffer: { type: redis, redis_url: ${redis.url}, flush_interval: 50ms }
 inputs:
   - { type: forward, id: fwd, port: ${port}, listen: 127.0.0.1 }
 outputs:
-  - { type: scripted, id: resent }
+  - { type: scripted, id: ${sinkId} }
 `);
-    after(async () => {
-      await e.stop();
-      await redis.stop();
-    });
-    const RECORDS = 200;
-    const payload = makeBatch(
-      'app.resent',
-      Array.from({ length: RECORDS }, (_, i) => ({
-        time: new EventTime(1_700_000_000, i),
-        record: { n: i },
-      })),
-    ).payload;
-    const frame = encodePackedForward('app.resent', payload, { chunk: 'resent-1' });
-    // A first chunk acked just before: the total it brought back is fresh, so the next
-    // staging goes straight to STAGE (no read first), which the pause then holds.
-    const warm = await RawClient.connect({ port });
-    await warm.send(
-      encodePackedForward(
+      after(async () => {
+        await e.stop();
+        await redis.stop();
+      });
+      const RECORDS = 200;
+      const payload = makeBatch(
         'app.resent',
-        makeBatch('app.resent', [{ time: new EventTime(1_700_000_000, 0), record: { n: -1 } }]).payload,
-        { chunk: 'warm' },
-      ),
-    );
-    assert.deepEqual(await warm.frame(0, 5000), { ack: 'warm' });
-    // Scripts wait (and whatever follows them on the connection): the staging hangs past the
-    // old 10 s command timeout.
-    const PAUSE_MS = 11_000;
-    const first = await RawClient.connect({ port });
-    assert.match(await redis.command('CLIENT', 'PAUSE', String(PAUSE_MS), 'WRITE'), /^\+OK/);
-    const pausedAt = Date.now();
-    await first.send(frame);
-    await new Promise((r) => setTimeout(r, 500));
-    assert.equal(first.frames.length, 0, 'no ack while staging hangs');
-    warm.close();
-    first.close();
-    // The sender re-sends on a new connection until acked, as Fluent Bit does.
-    let attempts = 0;
-    let ack: unknown;
-    while (ack === undefined) {
-      assert.ok(Date.now() - pausedAt < PAUSE_MS + 15_000, 'acked in time');
-      attempts += 1;
-      const c = await RawClient.connect({ port });
-      await c.send(frame);
-      await waitFor(() => c.frames.length > 0 || c.closed, { timeoutMs: 30_000, what: 'an ack or a close' });
-      if (c.frames.length > 0) ack = await c.frame(0);
-      c.close();
-      if (ack === undefined) await new Promise((r) => setTimeout(r, 200));
-    }
-    assert.deepEqual(ack, { ack: 'resent-1' });
-    const ackedAfter = Date.now() - pausedAt;
-    const sink = scriptedInstances.get('resent')!;
-    const delivered = () => sink.delivered.filter((r) => (r.record.n as number) >= 0).length;
-    await waitFor(() => delivered() >= RECORDS, { timeoutMs: 10_000, what: 'delivered' });
-    // Anything staged twice would be sealed and delivered by now too.
-    await new Promise((r) => setTimeout(r, 1000));
-    t.diagnostic(
-      `acked ${ackedAfter} ms after the pause began, ${attempts} re-send(s); delivered ${delivered()}`,
-    );
-    assert.equal(delivered(), RECORDS, 'the chunk stored once');
-    assert.equal(new Set(sink.delivered.map((r) => r.record.n)).size, RECORDS + 1);
-  });
+        Array.from({ length: RECORDS }, (_, i) => ({
+          time: new EventTime(1_700_000_000, i),
+          record: { n: i },
+        })),
+      ).payload;
+      const frame = encodePackedForward('app.resent', payload, { chunk: 'resent-1' });
+      // A first chunk acked just before: the total it brought back is fresh, so the next
+      // staging goes straight to STAGE (no read first), which the pause then holds.
+      const warm = await RawClient.connect({ port });
+      await warm.send(
+        encodePackedForward(
+          'app.resent',
+          makeBatch('app.resent', [{ time: new EventTime(1_700_000_000, 0), record: { n: -1 } }]).payload,
+          { chunk: 'warm' },
+        ),
+      );
+      assert.deepEqual(await warm.frame(0, 5000), { ack: 'warm' });
+      // Scripts wait (and whatever follows them on the connection): the staging hangs past the
+      // old 10 s command timeout.
+      // CLIENT PAUSE: past the old 10 s command timeout, TIME answered (the buffer stays ready
+      // until the connection is held behind a script). SIGSTOP: nothing answered.
+      const PAUSE_MS = how === 'SIGSTOP 6 s' ? 6000 : 11_000;
+      const first = await RawClient.connect({ port });
+      if (how === 'SIGSTOP 6 s') {
+        redis.pause();
+        setTimeout(() => redis.resume(), PAUSE_MS).unref();
+        after(() => redis.resume());
+      } else assert.match(await redis.command('CLIENT', 'PAUSE', String(PAUSE_MS), 'WRITE'), /^\+OK/);
+      const pausedAt = Date.now();
+      await first.send(frame);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(first.frames.length, 0, 'no ack while staging hangs');
+      warm.close();
+      first.close();
+      // The sender re-sends on a new connection until acked, as Fluent Bit does.
+      let attempts = 0;
+      let ack: unknown;
+      while (ack === undefined) {
+        assert.ok(Date.now() - pausedAt < PAUSE_MS + 15_000, 'acked in time');
+        attempts += 1;
+        const c = await RawClient.connect({ port });
+        await c.send(frame);
+        await waitFor(() => c.frames.length > 0 || c.closed, {
+          timeoutMs: 30_000,
+          what: 'an ack or a close',
+        });
+        if (c.frames.length > 0) ack = await c.frame(0);
+        c.close();
+        if (ack === undefined) await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.deepEqual(ack, { ack: 'resent-1' });
+      const ackedAfter = Date.now() - pausedAt;
+      const sink = scriptedInstances.get(sinkId)!;
+      const delivered = () => sink.delivered.filter((r) => (r.record.n as number) >= 0).length;
+      await waitFor(() => delivered() >= RECORDS, { timeoutMs: 10_000, what: 'delivered' });
+      // Anything staged twice would be sealed and delivered by now too.
+      await new Promise((r) => setTimeout(r, 1000));
+      t.diagnostic(
+        `acked ${ackedAfter} ms after the pause began, ${attempts} re-send(s); delivered ${delivered()}`,
+      );
+      assert.equal(delivered(), RECORDS, 'the chunk stored once');
+      assert.equal(new Set(sink.delivered.map((r) => r.record.n)).size, RECORDS + 1);
+    });
 });
