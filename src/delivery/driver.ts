@@ -94,6 +94,7 @@ export class SinkDriver implements OutputBuffer {
   private running = false;
   private stopping = false;
   private stopped: Promise<void> | undefined;
+  private storeStopped = false;
   private pumping = false;
   private again = false;
   /** The last lease found nothing ready. */
@@ -159,6 +160,8 @@ export class SinkDriver implements OutputBuffer {
 
   async stage(batch: Batch, permit: Permit): Promise<void> {
     try {
+      // A permit taken just before stop() must not put records into a store that is gone.
+      if (this.storeStopped) throw this.shuttingDown();
       this.counters.emitCount += 1;
       this.counters.emitRecords += batch.count;
       await this.store.stage(batch);
@@ -554,6 +557,7 @@ export class SinkDriver implements OutputBuffer {
     for (const f of this.flights) f.controller.abort(new WriteAbort('shutdown deadline passed', false));
     const left = [...this.flights].map((f) => f.done);
     await Promise.race([Promise.allSettled(left), new Promise((r) => setTimeout(r, 1000).unref())]);
+    this.storeStopped = true;
     const lost = await this.store.stop();
     if (lost > 0) {
       this.metrics.recordsDropped.inc({ ...this.labels, reason: 'shutdown' }, lost);
