@@ -87,7 +87,7 @@ describe('what a config does not use is not loaded', () => {
       'the hook saw our modules',
     );
     const heavy = loaded.filter((u) =>
-      /\/node_modules\/(bullmq|ioredis|@elastic)\/|\/src\/(buffer\/redis|outputs\/elasticsearch\/client|outputs\/loki\/client|delivery\/http-client)/.test(
+      /\/node_modules\/(ioredis|@elastic)\/|\/src\/(buffer\/redis|outputs\/elasticsearch\/client|outputs\/loki\/client|delivery\/http-client)/.test(
         u,
       ),
     );

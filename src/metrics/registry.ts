@@ -91,7 +91,7 @@ export class Metrics {
   });
   readonly inputRequests = new Counter({
     name: 'estuary_input_requests_total',
-    help: 'Requests or messages handled by an input, by result (ok, bad_request, unauthorized, backpressure, error).',
+    help: 'Requests or messages handled by an input, by result (ok, bad_request, unauthorized, too_large, backpressure, timeout, error).',
     labelNames: [...PLUGIN, 'result'],
     registers: [this.registry],
   });

@@ -3,17 +3,13 @@ import { after, before, describe, it } from 'node:test';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
-import { Estuary } from '../../src/app.ts';
-import { builtinRegistry } from '../../src/builtins.ts';
-import { loadConfig } from '../../src/config/load.ts';
 import { makeBatch, toEntry } from '../../src/core/batch.ts';
 import type { TaggedEntry } from '../../src/core/entry.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import { unpackr } from '../../src/core/msgpack.ts';
-import { silentLogger } from '../../src/logger.ts';
 import type { Chunk, Output, Rejection, WriteResult } from '../../src/outputs/output.ts';
 import { defineComponent } from '../../src/registry.ts';
-import { AdminServer, adminTarget } from '../../src/server/admin.ts';
+import { startEstuary } from '../support/estuary.ts';
 import { emitTo } from '../support/outputs.ts';
 import { RedisServer } from '../support/redis.ts';
 import { waitFor } from '../support/wait.ts';
@@ -147,9 +143,8 @@ parentPort.on('message', () => { stopping = true; });
   };
 }
 
-async function startEstuary(serviceBuffer: string) {
-  const registry = builtinRegistry().register(refusingOutput);
-  const config = loadConfig(
+function startBulk(serviceBuffer: string) {
+  return startEstuary(
     `
 service:
   buffer: { ${serviceBuffer} }
@@ -162,26 +157,9 @@ outputs:
       chunk_limit_records: ${RECORDS}
       flush_interval: 10s
 `,
-    'test.yaml',
-    registry,
     {},
+    [refusingOutput],
   );
-  const app = await Estuary.create(config, { registry, logger: silentLogger() });
-  const admin = new AdminServer(
-    adminTarget(app),
-    { listen: '127.0.0.1', port: 0, authTokens: [] },
-    silentLogger(),
-  );
-  await app.start();
-  await admin.start();
-  return {
-    app,
-    healthz: `http://127.0.0.1:${admin.port}/healthz`,
-    stop: async () => {
-      await app.stop();
-      await admin.stop();
-    },
-  };
 }
 
 // Built once (encoding 100,000 entries takes a few hundred ms), before any clock runs: 100
@@ -208,7 +186,7 @@ interface Figures {
 }
 
 async function deadLetterBulk(serviceBuffer: string, reasons: string[]): Promise<Figures> {
-  const e = await startEstuary(serviceBuffer);
+  const e = await startBulk(serviceBuffer);
   const poller = pollHealthz(e.healthz);
   try {
     const out = refusing.get('bulk')!;

@@ -2,18 +2,14 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { Estuary } from '../../src/app.ts';
 import { RedisBackend } from '../../src/buffer/redis/redis-store.ts';
-import { builtinRegistry } from '../../src/builtins.ts';
-import { loadConfig } from '../../src/config/load.ts';
 import { makeBatch } from '../../src/core/batch.ts';
 import { EventTime } from '../../src/core/event-time.ts';
-import { silentLogger } from '../../src/logger.ts';
 import { encodePackedForward } from '../../src/protocol/forward/modes.ts';
-import { AdminServer, adminTarget } from '../../src/server/admin.ts';
+import { startEstuary } from '../support/estuary.ts';
 import { RawClient } from '../support/forward-client.ts';
 import { postJson } from '../support/http.ts';
-import { scriptedInstances, scriptedOutput } from '../support/outputs.ts';
+import { scriptedInstances } from '../support/outputs.ts';
 import { RedisServer, settingsFor } from '../support/redis.ts';
 import { freePort, waitFor } from '../support/wait.ts';
 
@@ -27,28 +23,6 @@ function capturingLogger() {
     },
   });
   return { logger: pino({ level: 'info' }, stream), lines };
-}
-
-async function startEstuary(yaml: string) {
-  const registry = builtinRegistry().register(scriptedOutput);
-  const app = await Estuary.create(loadConfig(yaml, 'test.yaml', registry, {}), {
-    registry,
-    logger: silentLogger(),
-  });
-  const admin = new AdminServer(
-    adminTarget(app),
-    { listen: '127.0.0.1', port: 0, authTokens: [] },
-    silentLogger(),
-  );
-  await app.start();
-  await admin.start();
-  return {
-    readyz: async () => (await fetch(`http://127.0.0.1:${admin.port}/readyz`)).status,
-    stop: async () => {
-      await app.stop();
-      await admin.stop();
-    },
-  };
 }
 
 describe('redis buffer: Redis frozen (SIGSTOP) and thawed', () => {

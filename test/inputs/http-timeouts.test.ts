@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -11,6 +10,7 @@ import { httpInput } from '../../src/inputs/http.ts';
 import type { Input } from '../../src/inputs/input.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
 import { sample } from '../support/prom-text.ts';
+import { openRaw } from '../support/raw-connection.ts';
 import { selfSignedCert } from '../support/tls.ts';
 import { freePort } from '../support/wait.ts';
 
@@ -39,25 +39,6 @@ async function startHttp(options: Record<string, unknown>, configDir = process.c
   return { port, batches, logs, timeouts };
 }
 
-/** A raw connection: what it received, and when it was closed (ms after open). */
-async function open(port: number) {
-  const socket: Socket = connect(port, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  const openedAt = performance.now();
-  let received = '';
-  socket.on('data', (d: Buffer) => {
-    received += d.toString('latin1');
-  });
-  socket.on('error', () => {});
-  const closed = new Promise<number>((resolve) =>
-    socket.once('close', () => resolve(performance.now() - openedAt)),
-  );
-  return { socket, closed, received: () => received };
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const CHUNKED =
   'POST /app.a HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n';
@@ -68,7 +49,7 @@ describe('http input timeouts', () => {
     timeout: 10_000,
   }, async () => {
     const { port, logs, timeouts } = await startHttp({ header_timeout: '500ms' });
-    const c = await open(port);
+    const c = await openRaw(port);
     c.socket.write('POST /app.a HTTP/1.1\r\nhost: x\r\ncontent-type: appl');
     const closedAfter = await c.closed;
     assert.ok(closedAfter >= 450 && closedAfter < 2500, `closed after ${Math.round(closedAfter)} ms`);
@@ -83,14 +64,14 @@ describe('http input timeouts', () => {
 
   it('a connection that sends nothing is closed at header_timeout', { timeout: 10_000 }, async () => {
     const { port } = await startHttp({ header_timeout: '500ms' });
-    const c = await open(port);
+    const c = await openRaw(port);
     const closedAfter = await c.closed;
     assert.ok(closedAfter >= 450 && closedAfter < 2500, `closed after ${Math.round(closedAfter)} ms`);
   });
 
   it('a chunked body that sends nothing: 408 and closed at body_timeout', { timeout: 10_000 }, async () => {
     const { port, batches, timeouts } = await startHttp({ body_timeout: '500ms' });
-    const c = await open(port);
+    const c = await openRaw(port);
     c.socket.write(CHUNKED + chunk('{"a":'));
     const closedAfter = await c.closed;
     assert.ok(closedAfter >= 450 && closedAfter < 2500, `closed after ${Math.round(closedAfter)} ms`);
@@ -102,7 +83,7 @@ describe('http input timeouts', () => {
 
   it('a chunked body that trickles for ever is cut at request_timeout', { timeout: 10_000 }, async () => {
     const { port, batches, timeouts } = await startHttp({ request_timeout: '1s', body_timeout: '30s' });
-    const c = await open(port);
+    const c = await openRaw(port);
     c.socket.write(`${CHUNKED + chunk('[')}`);
     const trickle = setInterval(() => c.socket.write(chunk('{"a":1},')), 100);
     try {
@@ -120,7 +101,7 @@ describe('http input timeouts', () => {
     timeout: 10_000,
   }, async () => {
     const { port } = await startHttp({ auth_tokens: ['secret'] });
-    const c = await open(port);
+    const c = await openRaw(port);
     c.socket.write(CHUNKED + chunk('{"a":1}'));
     const trickle = setInterval(() => c.socket.write(chunk(' ')), 100);
     try {
@@ -135,7 +116,7 @@ describe('http input timeouts', () => {
 
   it('a slow body that keeps progressing is not cut by body_timeout', { timeout: 10_000 }, async () => {
     const { port, batches } = await startHttp({ body_timeout: '400ms', request_timeout: '10s' });
-    const c = await open(port);
+    const c = await openRaw(port);
     c.socket.write(CHUNKED + chunk('['));
     // 1.5 s in all, each piece well within body_timeout of the last.
     for (let i = 0; i < 10; i++) {
@@ -154,7 +135,7 @@ describe('http input timeouts', () => {
     timeout: 10_000,
   }, async () => {
     const { port, batches } = await startHttp({ header_timeout: '300ms', idle_timeout: '1500ms' });
-    const c = await open(port);
+    const c = await openRaw(port);
     const request =
       'POST /app.a HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}';
     c.socket.write(request);
@@ -178,7 +159,7 @@ describe('http input timeouts', () => {
     assert.equal(config.idle_timeout, 72_000);
     assert.throws(() => httpInput.schema.parse({ header_timeout: '0s' }));
     const { port } = await startHttp({ header_timeout: '5s', request_timeout: '500ms' });
-    const c = await open(port);
+    const c = await openRaw(port);
     c.socket.write('POST /app.a HTTP/1.1\r\n');
     const closedAfter = await c.closed;
     assert.ok(closedAfter < 2500, `closed after ${Math.round(closedAfter)} ms`);
@@ -188,7 +169,7 @@ describe('http input timeouts', () => {
     timeout: 10_000,
   }, async () => {
     const { port, logs } = await startHttp({});
-    const c = await open(port);
+    const c = await openRaw(port);
     c.socket.write('NOT HTTP AT ALL\r\n\r\n');
     await c.closed;
     assert.match(c.received(), /^HTTP\/1\.1 400 Bad Request\r\n.*\r\n\r\nmalformed HTTP request: /s);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { describe, test } from 'node:test';
 import { silentLogger } from '../../src/logger.ts';
 import { ADMIN_TIMEOUTS, AdminServer, type AdminTarget } from '../../src/server/admin.ts';
+import { openRaw } from '../support/raw-connection.ts';
 
 const target: AdminTarget = {
   metrics: async () => ({ contentType: 'text/plain', text: '' }),
@@ -13,20 +13,9 @@ const target: AdminTarget = {
 
 /** Opens a raw connection, writes `bytes`; resolves with when it closed (ms) and what came back. */
 async function holdOpen(port: number, bytes: string): Promise<{ closedAfter: number; received: string }> {
-  const socket = connect(port, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  const openedAt = performance.now();
-  let received = '';
-  socket.on('data', (d: Buffer) => {
-    received += d.toString('latin1');
-  });
-  socket.on('error', () => {});
-  socket.write(bytes);
-  await new Promise((r) => socket.once('close', r));
-  return { closedAfter: performance.now() - openedAt, received };
+  const c = await openRaw(port);
+  c.socket.write(bytes);
+  return { closedAfter: await c.closed, received: c.received() };
 }
 
 describe('admin server timeouts', () => {
