@@ -4,6 +4,7 @@ import {
   BIN,
   BOOL,
   EXT,
+  INT,
   MAP,
   NIL,
   newHeader,
@@ -14,11 +15,17 @@ import { EventTime } from './event-time.ts';
 
 /**
  * One msgpack configuration for the whole process: plain maps (no msgpackr records, so any
- * Fluentd peer can read what we write), 64-bit integers as numbers, and Fluentd's EventTime
+ * Fluentd peer can read what we write), 64-bit integers as numbers where a double holds them
+ * exactly and as BigInt beyond (so an id of 2^64 − 1 is written back as it came), and Fluentd's EventTime
  * (ext type 0) decoded to `EventTime`.
  */
 export const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefinedAsNil: true });
-export const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+// 'auto' is in msgpackr 2 but not in its option types.
+export const unpackr = new Unpackr({
+  useRecords: false,
+  mapsAsObjects: true,
+  int64AsType: 'auto' as 'number',
+});
 
 // msgpackr refuses `pack` for ext type 0 (falsy type), so encoding is done by hand in
 // `writeEventTime`; decoding registers normally.
@@ -223,7 +230,7 @@ export function unpackStream(data: Uint8Array): unknown[] {
 
 /**
  * Decodes like `unpackr` (maps as plain objects with string keys and `__proto__` renamed
- * `__proto_` as msgpackr does, 64-bit integers as numbers, bin as Buffer, ext 0 as EventTime,
+ * `__proto_` as msgpackr does, 64-bit integers as `unpackr` gives them, bin as Buffer, ext 0 as EventTime,
  * ext -1 as Date) with an explicit stack instead of recursion. Throws on anything unpackr would.
  */
 export function unpackDeep(data: Uint8Array): unknown[] {
@@ -234,6 +241,7 @@ export function unpackDeep(data: Uint8Array): unknown[] {
   const open: Open[] = [];
   let pos = 0;
   while (pos < end) {
+    const at = pos;
     const next = readHeader(data, pos, end, h);
     if (next < 0) throw new RangeError(`msgpack value cut short at offset ${pos}`);
     let value: unknown;
@@ -266,6 +274,7 @@ export function unpackDeep(data: Uint8Array): unknown[] {
         break;
       default:
         value = h.value;
+        if (h.type === INT && next - at === 9) value = int64Value(data, at);
     }
     if (container) {
       value = container.target;
@@ -278,6 +287,13 @@ export function unpackDeep(data: Uint8Array): unknown[] {
     closeDone(open);
   }
   return values;
+}
+
+/** A uint64 / int64 at `at` as `unpackr` gives it: a number within ±2^53, else a BigInt. */
+function int64Value(data: Uint8Array, at: number): number | bigint {
+  const view = new DataView(data.buffer, data.byteOffset + at + 1, 8);
+  const big = data[at] === 0xcf ? view.getBigUint64(0) : view.getBigInt64(0);
+  return big >= -(2n ** 53n) && big <= 2n ** 53n ? Number(big) : big;
 }
 
 interface Open {

@@ -1,7 +1,7 @@
-import { isUtf8 } from 'node:buffer';
-import type { TaggedEntry } from '../core/entry.ts';
-import { EventTime } from '../core/event-time.ts';
-import type { Rejection } from './output.ts';
+import { EntryCursor } from '../core/entry-cursor.ts';
+import { JsonBuffer } from '../core/json-buffer.ts';
+import { writeIsoTime, writeJson } from '../core/msgpack-json.ts';
+import type { Chunk, Rejection } from './output.ts';
 
 /**
  * Line formats shared by the `stdout` and `file` outputs. Every line ends in `\n`.
@@ -9,76 +9,105 @@ import type { Rejection } from './output.ts';
  *   when Fluent Bit sent some), so the tag and the exact time survive.
  * - `record`: the record alone, for sinks that only want the payload.
  * - `fluentd`: Fluentd out_file's default `time<TAB>tag<TAB>json`, time in UTC with nanoseconds.
+ *
+ * Lines are written from the entries' msgpack bytes (see core/msgpack-json.ts): no record is
+ * decoded unless it cannot be written and must be handed back.
  */
 export const FORMATS = ['json', 'record', 'fluentd'] as const;
 export type Format = (typeof FORMATS)[number];
 
-export function formatLine(format: Format, entry: TaggedEntry): string {
-  switch (format) {
-    case 'json': {
-      const head = `{"tag":${JSON.stringify(entry.tag)},"time":"${entry.time.toIso()}","record":${toJson(entry.record)}`;
-      return entry.metadata === undefined ? `${head}}\n` : `${head},"metadata":${toJson(entry.metadata)}}\n`;
-    }
-    case 'record':
-      return `${toJson(entry.record)}\n`;
-    case 'fluentd':
-      return `${entry.time.toIso()}\t${entry.tag}\t${toJson(entry.record)}\n`;
-  }
-}
+const RECORD_KEY = Buffer.from(',"record":');
+const METADATA_KEY = Buffer.from(',"metadata":');
 
-export function formatLines(format: Format, entries: readonly TaggedEntry[]): string {
-  let out = '';
-  for (const entry of entries) out += formatLine(format, entry);
-  return out;
+/** Writes one entry per line; keeps the bytes of the last tag it saw ready. */
+export class LineWriter {
+  readonly format: Format;
+  private tag: string | undefined;
+  /** `{"tag":"…","time":"` for json, `\t<tag>\t` for fluentd. */
+  private tagBytes: Buffer = Buffer.alloc(0);
+
+  constructor(format: Format) {
+    this.format = format;
+  }
+
+  /**
+   * Appends the line of the entry under `cursor`. Throws what the record cannot be written
+   * for (it is the record's, the same every try); `out` is then as it was.
+   */
+  write(out: JsonBuffer, tag: string, cursor: EntryCursor): void {
+    const mark = out.n;
+    const src = cursor.payload;
+    try {
+      switch (this.format) {
+        case 'record':
+          writeJson(out, src, cursor.recordStart, cursor.recordEnd);
+          break;
+        case 'json':
+          out.bytes(this.tagPart(tag));
+          writeIsoTime(out, cursor.sec, cursor.nsec);
+          out.byte(0x22); // "
+          out.bytes(RECORD_KEY);
+          writeJson(out, src, cursor.recordStart, cursor.recordEnd);
+          if (cursor.metaStart >= 0) {
+            out.bytes(METADATA_KEY);
+            writeJson(out, src, cursor.metaStart, cursor.metaEnd);
+          }
+          out.byte(0x7d); // }
+          break;
+        case 'fluentd':
+          writeIsoTime(out, cursor.sec, cursor.nsec);
+          out.bytes(this.tagPart(tag));
+          writeJson(out, src, cursor.recordStart, cursor.recordEnd);
+          break;
+      }
+    } catch (err) {
+      out.n = mark;
+      throw err;
+    }
+    out.byte(0x0a);
+  }
+
+  private tagPart(tag: string): Buffer {
+    if (tag !== this.tag) {
+      this.tag = tag;
+      this.tagBytes = Buffer.from(
+        this.format === 'json' ? `{"tag":${JSON.stringify(tag)},"time":"` : `\t${tag}\t`,
+        'utf8',
+      );
+    }
+    return this.tagBytes;
+  }
 }
 
 /**
- * The lines of the entries that can be written, and the entries that cannot: an encoding
- * failure (a record nested too deep for the stack, say) is the record's, and the same on
- * every try, so it is rejected alone instead of failing the chunk for good.
+ * A chunk's lines, and the entries that cannot be written: an encoding failure (an unknown
+ * ext type, say) is the record's, and the same on every try, so it is rejected alone
+ * instead of failing the chunk for good.
  */
-export function formatEach(
-  format: Format,
-  entries: readonly TaggedEntry[],
-): { text: string; rejected: Rejection[] } {
-  let text = '';
+export function formatChunk(format: Format, chunk: Chunk): { bytes: Buffer; rejected: Rejection[] } {
+  const out = new JsonBuffer(outputSizeHint(chunk.bytes));
+  const writer = new LineWriter(format);
   const rejected: Rejection[] = [];
-  for (const entry of entries) {
-    try {
-      text += formatLine(format, entry);
-    } catch (err) {
-      rejected.push({ entry, reason: encodeFailure(err) });
+  for (const batch of chunk.batches) {
+    const cursor = new EntryCursor(batch.payload);
+    while (cursor.next()) {
+      try {
+        writer.write(out, batch.tag, cursor);
+      } catch (err) {
+        rejected.push({ entry: cursor.decode(batch.tag), reason: encodeFailure(err) });
+      }
     }
   }
-  return { text, rejected };
+  return { bytes: out.view(), rejected };
+}
+
+/** JSON of msgpack records runs about a fifth longer; lines add their tag and time. */
+export function outputSizeHint(msgpackBytes: number): number {
+  return Math.ceil(msgpackBytes * 1.5) + 1024;
 }
 
 /** The reason kept with a record no encoding could take. */
 export function encodeFailure(err: unknown): string {
   const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
   return `cannot encode the record: ${message}`;
-}
-
-// Node 24 has JSON.rawJSON (ES2025); the es2024 lib we compile against does not declare it.
-const rawJSON = (JSON as unknown as { rawJSON: (text: string) => unknown }).rawJSON;
-
-/**
- * JSON.stringify for decoded msgpack values, which may hold what JSON cannot: BigInt (kept
- * as an exact JSON number), binary (UTF-8 text when it is valid UTF-8, else base64) and
- * nested EventTimes (RFC 3339, lossless). Never throws on such records.
- */
-export function toJson(value: unknown): string {
-  return JSON.stringify(value, replacer) ?? 'null';
-}
-
-function replacer(this: unknown, key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return rawJSON(value.toString());
-  // Buffer's own toJSON already ran on `value`, so look at the original in the holder.
-  const original = (this as Record<string, unknown>)[key];
-  if (original instanceof Uint8Array) {
-    const bytes = Buffer.from(original.buffer, original.byteOffset, original.byteLength);
-    return isUtf8(bytes) ? bytes.toString('utf8') : bytes.toString('base64');
-  }
-  if (original instanceof EventTime) return original.toIso();
-  return value;
 }

@@ -1,13 +1,23 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { makeChunk } from '../../src/buffer/chunk.ts';
+import { batchesOf, makeChunk } from '../../src/buffer/chunk.ts';
 import { makeBatch } from '../../src/core/batch.ts';
 import type { TaggedEntry } from '../../src/core/entry.ts';
 import { EventTime } from '../../src/core/event-time.ts';
-import { formatLine, formatLines, toJson } from '../../src/outputs/format.ts';
+import { toJson } from '../../src/core/to-json.ts';
+import { type Format, formatChunk } from '../../src/outputs/format.ts';
 
 const time = new EventTime(1_700_000_000, 123_456_789);
 const entry: TaggedEntry = { tag: 'app.web', time, record: { msg: 'hi', n: 1 } };
+
+/** The lines the stdout and file outputs write for these entries (through their msgpack). */
+function formatLines(format: Format, entries: readonly TaggedEntry[]): string {
+  return formatChunk(format, makeChunk('c', batchesOf(entries), 0)).bytes.toString('utf8');
+}
+
+function formatLine(format: Format, one: TaggedEntry): string {
+  return formatLines(format, [one]);
+}
 
 describe('formatLine', () => {
   it('json: tag, nanosecond time and record', () => {
@@ -45,10 +55,46 @@ describe('formatLine', () => {
     assert.equal(JSON.parse(line).tag, 'a"b\\c');
   });
 
-  it('formatLines joins lines in order', () => {
-    const second = { ...entry, record: { msg: 'bye' } };
+  it('joins lines in order, across tags', () => {
+    const second = { ...entry, tag: 'other', record: { msg: 'bye' } };
     assert.equal(formatLines('record', [entry, second]), '{"msg":"hi","n":1}\n{"msg":"bye"}\n');
+    assert.equal(
+      formatLines('fluentd', [entry, second, entry]),
+      '2023-11-14T22:13:20.123456789Z\tapp.web\t{"msg":"hi","n":1}\n' +
+        '2023-11-14T22:13:20.123456789Z\tother\t{"msg":"bye"}\n' +
+        '2023-11-14T22:13:20.123456789Z\tapp.web\t{"msg":"hi","n":1}\n',
+    );
     assert.equal(formatLines('json', []), '');
+  });
+
+  it('rejects alone a record no encoding can take, and writes the rest', () => {
+    const good = makeBatch('t', [{ time, record: { a: 1 } }]);
+    // {"a": [[[…1…]]]} 5,000 deep (an input's max_nesting_depth allows up to 10,000): more
+    // than JSON.stringify can recurse through.
+    const bad = Buffer.concat([
+      Buffer.from('92d70065538f00075bcd1581a161', 'hex'),
+      Buffer.alloc(5000, 0x91),
+      Buffer.from([1]),
+    ]);
+    const payload = Buffer.concat([good.payload, bad, good.payload]);
+    const chunk = makeChunk('c', [{ tag: 't', payload, count: 3, bytes: payload.length }], 0);
+    const { bytes, rejected } = formatChunk('record', chunk);
+    assert.equal(bytes.toString(), '{"a":1}\n{"a":1}\n');
+    assert.equal(rejected.length, 1);
+    assert.match(
+      rejected[0]!.reason,
+      /^cannot encode the record: EncodeError: nested too deep to write as JSON$/,
+    );
+  });
+
+  it('takes entries with integer and float times, as Fluentd peers send them', () => {
+    // [1700000000, {"a":1}] and [1700000000.5, {"a":2}]
+    const payload = Buffer.from('92ce6553f10081a1610192cb41d954fc40200000 81a16102'.replace(' ', ''), 'hex');
+    const chunk = makeChunk('c', [{ tag: 't', payload, count: 2, bytes: payload.length }], 0);
+    assert.equal(
+      formatChunk('fluentd', chunk).bytes.toString(),
+      '2023-11-14T22:13:20.000000000Z\tt\t{"a":1}\n2023-11-14T22:13:20.500000000Z\tt\t{"a":2}\n',
+    );
   });
 });
 

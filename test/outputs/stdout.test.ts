@@ -162,7 +162,7 @@ describe('stdout output — a record that cannot be encoded', () => {
     assert.equal(result?.reject?.length, 1);
     assert.match(
       result!.reject![0]!.reason,
-      /^cannot encode the record: RangeError: Maximum call stack size exceeded$/,
+      /^cannot encode the record: EncodeError: nested too deep to write as JSON$/,
     );
   });
 });

@@ -4,7 +4,8 @@ import { isLogRecord, type LogRecord, type TaggedEntry } from '../../core/entry.
 import type { EventTime } from '../../core/event-time.ts';
 import { getPath, withoutPath } from '../../core/record-path.ts';
 import { strftime } from '../../core/strftime.ts';
-import { encodeFailure, toJson } from '../format.ts';
+import { toJson } from '../../core/to-json.ts';
+import { encodeFailure } from '../format.ts';
 import type { Rejection } from '../output.ts';
 import type { ElasticsearchConfig } from './config.ts';
 import { IndexName } from './index-name.ts';

@@ -1,9 +1,10 @@
 import type { FileHandle } from 'node:fs/promises';
-import type { TaggedEntry } from '../../core/entry.ts';
+import { decodeSpans, EntryCursor, type EntrySpan } from '../../core/entry-cursor.ts';
 import { errorMessage, HaltError, RejectError, type WriteError } from '../../core/errors.ts';
+import { JsonBuffer } from '../../core/json-buffer.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import { abortError, untilAborted } from '../abort.ts';
-import { encodeFailure, type Format, formatLine } from '../format.ts';
+import { encodeFailure, type Format, LineWriter, outputSizeHint } from '../format.ts';
 import { classifyIoError } from '../io-errors.ts';
 import type { Chunk, Output, Rejection, WriteOptions, WriteResult } from '../output.ts';
 import { type FileConfig, fileSchema } from './config.ts';
@@ -19,8 +20,10 @@ export const fileOutput = defineComponent({
 });
 
 interface Group {
-  entries: TaggedEntry[];
-  text: string;
+  /** The file's lines. */
+  out: JsonBuffer;
+  /** Which entries they are, to hand back undecoded until a failure needs them. */
+  spans: EntrySpan[];
 }
 
 /** A chunk's entries by file, and those no file can take. */
@@ -30,7 +33,7 @@ interface Plan {
 }
 
 interface Failure {
-  entries: TaggedEntry[];
+  group: Group;
   error: WriteError;
 }
 
@@ -66,7 +69,7 @@ export class FileOutput implements Output {
    */
   write(chunk: Chunk, options: WriteOptions): Promise<WriteResult | undefined> {
     const { signal } = options;
-    const plan = this.plan(chunk.entries());
+    const plan = this.plan(chunk);
     return untilAborted(
       this.serial(() => this.writeGroups(plan, signal)),
       signal,
@@ -89,34 +92,48 @@ export class FileOutput implements Output {
     return run;
   }
 
-  private plan(entries: readonly TaggedEntry[]): Plan {
+  private plan(chunk: Chunk): Plan {
     const groups = new Map<string, Group>();
     const rejected: Rejection[] = [];
-    for (const entry of entries) {
-      let path: string;
-      try {
-        path = this.path.resolve(entry.tag, entry.time);
-      } catch (err) {
-        // Only this record's tag leads outside the directory: the others still go.
-        rejected.push({ entry, reason: errorMessage(err) });
-        continue;
+    const writer = new LineWriter(this.format);
+    let lastPath: string | undefined;
+    let group: Group | undefined;
+    for (const batch of chunk.batches) {
+      const cursor = new EntryCursor(batch.payload);
+      while (cursor.next()) {
+        let path: string;
+        try {
+          path = this.path.resolveAt(batch.tag, cursor.sec, cursor.nsec);
+        } catch (err) {
+          // Only this record's tag leads outside the directory: the others still go.
+          rejected.push({ entry: cursor.decode(batch.tag), reason: errorMessage(err) });
+          continue;
+        }
+        if (path !== lastPath || !group) {
+          group = groups.get(path);
+          if (!group) {
+            // The first file gets room for the whole chunk: most chunks go to one file.
+            const size = groups.size === 0 ? outputSizeHint(chunk.bytes) : 16 * 1024;
+            group = { out: new JsonBuffer(size), spans: [] };
+            groups.set(path, group);
+          }
+          lastPath = path;
+        }
+        try {
+          writer.write(group.out, batch.tag, cursor);
+        } catch (err) {
+          // The same on every try (an unknown ext type): only this record is refused.
+          rejected.push({ entry: cursor.decode(batch.tag), reason: encodeFailure(err) });
+          continue;
+        }
+        const span = group.spans[group.spans.length - 1];
+        if (span && span.payload === batch.payload && span.end === cursor.start) span.end = cursor.end;
+        else
+          group.spans.push({ tag: batch.tag, payload: batch.payload, start: cursor.start, end: cursor.end });
       }
-      let line: string;
-      try {
-        line = formatLine(this.format, entry);
-      } catch (err) {
-        // The same on every try (a record too deep to encode): only this record is refused.
-        rejected.push({ entry, reason: encodeFailure(err) });
-        continue;
-      }
-      let group = groups.get(path);
-      if (!group) {
-        group = { entries: [], text: '' };
-        groups.set(path, group);
-      }
-      group.entries.push(entry);
-      group.text += line;
     }
+    // A file none of whose records could be written is not even created.
+    for (const [path, g] of groups) if (g.spans.length === 0) groups.delete(path);
     return { groups, rejected };
   }
 
@@ -129,18 +146,18 @@ export class FileOutput implements Output {
     const failures: Failure[] = [];
     for (const [path, group] of plan.groups) {
       if (signal.aborted) {
-        failures.push({ entries: group.entries, error: abortError(signal, `writing ${path}`) });
+        failures.push({ group, error: abortError(signal, `writing ${path}`) });
         continue;
       }
       try {
         const handle = await this.pool.get(path);
-        await writeAll(handle, Buffer.from(group.text));
+        await writeAll(handle, group.out.view());
         if (this.fsync) await handle.sync();
       } catch (err) {
         // A handle that failed may be stale (ESTALE, a vanished mount): the next try reopens.
         await this.pool.close(path);
         const error = classifyIoError(err, `writing ${path}`, { pathFromRecord: this.path.fromRecord });
-        failures.push({ entries: group.entries, error });
+        failures.push({ group, error });
       }
     }
     return outcome(plan, failures);
@@ -163,10 +180,14 @@ function outcome(plan: Plan, failures: readonly Failure[]): WriteResult | undefi
   }
   const rejects = failures.filter((f) => f.error instanceof RejectError);
   return {
-    retry: failures.filter((f) => !(f.error instanceof RejectError)).flatMap((f) => f.entries),
+    retry: failures
+      .filter((f) => !(f.error instanceof RejectError))
+      .flatMap((f) => decodeSpans(f.group.spans)),
     reject: [
       ...plan.rejected,
-      ...rejects.flatMap((f) => f.entries.map((entry) => ({ entry, reason: errorMessage(f.error) }))),
+      ...rejects.flatMap((f) =>
+        decodeSpans(f.group.spans).map((entry) => ({ entry, reason: errorMessage(f.error) })),
+      ),
     ],
   };
 }

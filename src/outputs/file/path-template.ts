@@ -1,6 +1,6 @@
 import { dirname, resolve, sep } from 'node:path';
 import { RejectError } from '../../core/errors.ts';
-import type { EventTime } from '../../core/event-time.ts';
+import { EventTime } from '../../core/event-time.ts';
 import { strftime } from '../../core/strftime.ts';
 
 const PLACEHOLDER = /\$\{([^}]*)\}/g;
@@ -27,6 +27,13 @@ export class PathTemplate {
   /** Everything resolved must stay under the directory of the template's fixed prefix. */
   private readonly root: string;
   private readonly tagParts = new Map<string, string[]>();
+  /** Directives below the second (%L, %N): only then can two records of one second differ. */
+  private readonly subSecond: boolean;
+  private readonly timed: boolean;
+  // The last path resolved: a chunk's records mostly share a tag and a second.
+  private lastTag: string | undefined;
+  private lastSec = -1;
+  private lastPath = '';
 
   constructor(template: string, configDir: string, local: boolean) {
     // Joined, not resolved: resolving now would let `..` in the template eat a placeholder.
@@ -37,6 +44,19 @@ export class PathTemplate {
     const fixed = cut < 0 ? this.template : this.template.slice(0, cut);
     const base = fixed.endsWith('/') ? resolve(fixed) : resolve(dirname(fixed));
     this.root = base.endsWith(sep) ? base : base + sep;
+    this.subSecond = /%[LN]/.test(template);
+    this.timed = template.includes('%');
+  }
+
+  /** `resolve` for a record's tag and time, computed once per tag and second. */
+  resolveAt(tag: string, sec: number, nsec: number): string {
+    if (!this.subSecond && tag === this.lastTag && (sec === this.lastSec || !this.timed))
+      return this.lastPath;
+    const path = this.resolve(tag, new EventTime(sec, nsec));
+    this.lastTag = tag;
+    this.lastSec = sec;
+    this.lastPath = path;
+    return path;
   }
 
   resolve(tag: string, time: EventTime): string {

@@ -2,8 +2,8 @@ import snappy from 'snappyjs';
 import type { LogRecord, TaggedEntry } from '../../core/entry.ts';
 import { EventTime } from '../../core/event-time.ts';
 import { getPath, withoutPath } from '../../core/record-path.ts';
+import { toJson } from '../../core/to-json.ts';
 import { type RequestLimits, splitRequests } from '../../delivery/request.ts';
-import { toJson } from '../format.ts';
 import { labelValue } from './labels.ts';
 
 /**

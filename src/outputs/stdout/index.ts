@@ -2,7 +2,7 @@ import type { Writable } from 'node:stream';
 import { z } from 'zod';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import { abortError, untilAborted } from '../abort.ts';
-import { FORMATS, formatEach } from '../format.ts';
+import { FORMATS, formatChunk } from '../format.ts';
 import { classifyIoError } from '../io-errors.ts';
 import type { Chunk, Output, WriteOptions } from '../output.ts';
 
@@ -39,16 +39,16 @@ export function createStdoutOutput(
     id: deps.id,
     type: 'stdout',
     async write(chunk: Chunk, { signal }: WriteOptions) {
-      const { text, rejected } = formatEach(config.format, chunk.entries());
+      const { bytes, rejected } = formatChunk(config.format, chunk);
       const result = rejected.length > 0 ? { reject: rejected } : undefined;
-      if (text.length === 0) return result;
+      if (bytes.length === 0) return result;
       // One write per chunk; resolving on its callback means the next chunk waits until this
       // one reached the OS, which is how stdout's backpressure reaches the buffer.
       const mine = last.then(() => {
         // Given up while waiting its turn: the retry writes it, so this one must not.
         if (signal.aborted) throw abortError(signal, 'writing to stdout');
         return new Promise<void>((resolve, reject) => {
-          stream.write(text, (err) => (err ? reject(classifyIoError(err, 'writing to stdout')) : resolve()));
+          stream.write(bytes, (err) => (err ? reject(classifyIoError(err, 'writing to stdout')) : resolve()));
         });
       });
       last = mine.catch(() => {});
