@@ -75,6 +75,25 @@ export function writeJsonWithout(
   return write(into, bytes, pos, limit, without);
 }
 
+/**
+ * UTF-8 bytes (a line already written, say) as a JSON string, escaped as JSON.stringify
+ * escapes the text they decode to.
+ */
+export function writeJsonString(into: JsonBuffer, bytes: Uint8Array, start: number, stop: number): void {
+  out = into;
+  src = bytes;
+  end = stop;
+  buf = into.buf;
+  n = into.n;
+  try {
+    string(start, stop - start, false);
+    into.n = n;
+  } finally {
+    src = EMPTY;
+    buf = EMPTY_BUFFER;
+  }
+}
+
 const NO_KEYS: readonly Uint8Array[] = [];
 /** Top-level keys left out of the map being written. */
 let omit: readonly Uint8Array[] = NO_KEYS;

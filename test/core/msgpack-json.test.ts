@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { JsonBuffer } from '../../src/core/json-buffer.ts';
 import { pack, unpack } from '../../src/core/msgpack.ts';
-import { EncodeError, writeJson, writeJsonWithout } from '../../src/core/msgpack-json.ts';
+import { EncodeError, writeJson, writeJsonString, writeJsonWithout } from '../../src/core/msgpack-json.ts';
 import { toJson } from '../../src/core/to-json.ts';
 
 /**
@@ -403,6 +403,15 @@ describe('msgpack → JSON transcoder', () => {
       }
       writeJsonWithout(out, bytes, 0, bytes.length, [Buffer.from('a'), Buffer.from('log')]);
       assert.equal(out.view().toString(), want, `seed ${seed}`);
+    }
+  });
+
+  it('writes UTF-8 bytes as a JSON string, as JSON.stringify does their text', () => {
+    for (const text of ['plain', '{"a":"b\\n"}\n', 'tab\there', 'é€😀', '\u0000\u001f\u007f']) {
+      const bytes = Buffer.from(`xx${text}yy`);
+      const out = new JsonBuffer(4);
+      writeJsonString(out, bytes, 2, bytes.length - 2);
+      assert.equal(out.view().toString(), JSON.stringify(text));
     }
   });
 });
