@@ -1,4 +1,4 @@
-import { type Batch, concatBatches, decodeEntries, makeBatch } from '../core/batch.ts';
+import { type Batch, decodeEntries, makeBatch } from '../core/batch.ts';
 import type { Entry, TaggedEntry } from '../core/entry.ts';
 import type { Chunk } from '../outputs/output.ts';
 
@@ -23,19 +23,35 @@ export function makeChunk(id: string, batches: readonly Batch[], attempt: number
   };
 }
 
-/** Joins neighbouring batches of the same tag, so a chunk holds one payload per tag run. */
-export function coalesce(batches: readonly Batch[]): Batch[] {
-  const out: Batch[] = [];
-  let run: Batch[] = [];
-  for (const b of batches) {
-    if (run.length > 0 && run[0]!.tag !== b.tag) {
-      out.push(run.length === 1 ? run[0]! : concatBatches(run[0]!.tag, run));
-      run = [];
+/** Neighbouring batches of one tag. */
+export interface TagRun {
+  readonly tag: string;
+  readonly payloads: readonly Uint8Array[];
+  readonly count: number;
+  readonly bytes: number;
+}
+
+/**
+ * A chunk's batches as runs of one tag, without joining their bytes: an output that sends a
+ * message per tag (forward) copies them once, into the message; the stores no longer join
+ * them first, which was a copy of every chunk at seal or lease.
+ */
+export function tagRuns(batches: readonly Batch[]): TagRun[] {
+  const runs: TagRun[] = [];
+  let i = 0;
+  while (i < batches.length) {
+    const tag = batches[i]!.tag;
+    const payloads: Uint8Array[] = [];
+    let count = 0;
+    let bytes = 0;
+    for (; i < batches.length && batches[i]!.tag === tag; i++) {
+      payloads.push(batches[i]!.payload);
+      count += batches[i]!.count;
+      bytes += batches[i]!.bytes;
     }
-    run.push(b);
+    runs.push({ tag, payloads, count, bytes });
   }
-  if (run.length > 0) out.push(run.length === 1 ? run[0]! : concatBatches(run[0]!.tag, run));
-  return out;
+  return runs;
 }
 
 /** Re-encodes entries (e.g. those an output asked to retry) into batches by tag run. */

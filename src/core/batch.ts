@@ -29,12 +29,6 @@ export function makeBatch(tag: string, entries: readonly Entry[]): Batch {
   return { tag, payload, count: entries.length, bytes: payload.length };
 }
 
-/** Joins batches of one tag into one payload (used when chunks are re-cut). */
-export function concatBatches(tag: string, batches: readonly Batch[]): Batch {
-  const payload = Buffer.concat(batches.map((b) => b.payload));
-  return { tag, payload, count: batches.reduce((n, b) => n + b.count, 0), bytes: payload.length };
-}
-
 /** Accepts integer seconds, float seconds or an EventTime, as Fluentd peers send them. */
 export function toEventTime(value: unknown): EventTime | undefined {
   if (value instanceof EventTime) return value;

@@ -4,7 +4,7 @@ import type { Batch } from '../../core/batch.ts';
 import { SinkDriver } from '../../delivery/driver.ts';
 import type { Output } from '../../outputs/output.ts';
 import type { BufferBackend, BufferDeps, DeadLetterInfo, DeadLetterQueue, OutputBuffer } from '../buffer.ts';
-import { coalesce, encodeEntries, makeChunk, splitBatch } from '../chunk.ts';
+import { encodeEntries, makeChunk, splitBatch } from '../chunk.ts';
 import type { ChunkStore, Lease, Settlement, SettleReport, StoreSizes } from '../store.ts';
 
 /**
@@ -214,7 +214,6 @@ export class MemoryStore implements ChunkStore {
     if (!chunk) return;
     clearTimeout(this.openTimer);
     this.open = undefined;
-    chunk.batches = coalesce(chunk.batches);
     this.sealed.push(chunk);
     this.readyListener();
   }

@@ -9,7 +9,7 @@ import type { EmitOptions } from '../../inputs/input.ts';
 import { type Logger, rateLimited } from '../../logger.ts';
 import type { Output } from '../../outputs/output.ts';
 import type { BufferBackend, BufferDeps, DeadLetterQueue, OutputBuffer } from '../buffer.ts';
-import { coalesce, encodeEntries, makeChunk, splitBatch } from '../chunk.ts';
+import { encodeEntries, makeChunk, splitBatch } from '../chunk.ts';
 import type { ChunkStore, Lease, Settlement, SettleReport, StoreSizes } from '../store.ts';
 import { createClient, describeTarget, type RedisSettings, tlsVerifyError } from './connection.ts';
 import { RedisDeadLetterQueue } from './dead-letter.ts';
@@ -488,7 +488,7 @@ export class RedisStore implements ChunkStore {
     const frames = await this.client.lrangeBuffer(this.keys.chunk(id), 0, -1);
     const lease = { retries, failingSince: since === '' ? undefined : Number(since), token };
     try {
-      return { ...lease, chunk: makeChunk(id, coalesce(decodeFrames(frames)), retries) };
+      return { ...lease, chunk: makeChunk(id, decodeFrames(frames), retries) };
     } catch (err) {
       return {
         ...lease,

@@ -30,7 +30,12 @@ interface Group {
 interface Plan {
   groups: Map<string, Group>;
   rejected: Rejection[];
+  /** The chunk-sized buffer the first file's lines went into, lent for this write. */
+  lent: JsonBuffer | undefined;
 }
+
+/** A lent buffer grown past this (one huge chunk) is dropped rather than kept. */
+const MAX_SPARE_BYTES = 32 * 1024 * 1024;
 
 interface Failure {
   group: Group;
@@ -49,6 +54,11 @@ export class FileOutput implements Output {
    * otherwise interleave inside a line, or one could close a handle the other is writing to.
    */
   private tail: Promise<unknown> = Promise.resolve();
+  /**
+   * The chunk-sized line buffer, reused from write to write: a new one per chunk costs an
+   * allocation the size of the chunk each time, and the garbage collections that follow.
+   */
+  private spare: JsonBuffer | undefined;
 
   constructor(config: FileConfig, deps: ComponentDeps) {
     this.id = deps.id;
@@ -70,11 +80,13 @@ export class FileOutput implements Output {
   write(chunk: Chunk, options: WriteOptions): Promise<WriteResult | undefined> {
     const { signal } = options;
     const plan = this.plan(chunk);
-    return untilAborted(
-      this.serial(() => this.writeGroups(plan, signal)),
-      signal,
-      `${this.id}: writing files`,
+    const run = this.serial(() => this.writeGroups(plan, signal));
+    // Given back only when the file calls are done, even if the driver stopped waiting.
+    run.then(
+      () => this.giveBack(plan),
+      () => this.giveBack(plan),
     );
+    return untilAborted(run, signal, `${this.id}: writing files`);
   }
 
   /** After logrotate moved the files away: the next write creates new ones at the same paths. */
@@ -98,6 +110,7 @@ export class FileOutput implements Output {
     const writer = new LineWriter(this.format);
     let lastPath: string | undefined;
     let group: Group | undefined;
+    let lent: JsonBuffer | undefined;
     for (const batch of chunk.batches) {
       const cursor = new EntryCursor(batch.payload);
       while (cursor.next()) {
@@ -113,8 +126,8 @@ export class FileOutput implements Output {
           group = groups.get(path);
           if (!group) {
             // The first file gets room for the whole chunk: most chunks go to one file.
-            const size = groups.size === 0 ? outputSizeHint(chunk.bytes) : 16 * 1024;
-            group = { out: new JsonBuffer(size), spans: [] };
+            const out = lent ? new JsonBuffer(16 * 1024) : (lent = this.borrow(chunk.bytes));
+            group = { out, spans: [] };
             groups.set(path, group);
           }
           lastPath = path;
@@ -134,7 +147,19 @@ export class FileOutput implements Output {
     }
     // A file none of whose records could be written is not even created.
     for (const [path, g] of groups) if (g.spans.length === 0) groups.delete(path);
-    return { groups, rejected };
+    return { groups, rejected, lent };
+  }
+
+  private borrow(chunkBytes: number): JsonBuffer {
+    const spare = this.spare;
+    this.spare = undefined;
+    if (!spare) return new JsonBuffer(outputSizeHint(chunkBytes));
+    spare.n = 0;
+    return spare;
+  }
+
+  private giveBack(plan: Plan): void {
+    if (plan.lent && plan.lent.buf.length <= MAX_SPARE_BYTES) this.spare = plan.lent;
   }
 
   /**

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
-import { type Batch, decodeEntries } from '../../core/batch.ts';
+import type { TagRun } from '../../buffer/chunk.ts';
+import { decodeEntries } from '../../core/batch.ts';
 import { RejectError } from '../../core/errors.ts';
 import { pack } from '../../core/msgpack.ts';
 import { encodePackedForward } from '../../protocol/forward/modes.ts';
@@ -22,38 +23,41 @@ export interface ForwardMessage {
 const gzipAsync = promisify(gzipCallback);
 
 /**
- * One PackedForward message per batch. The batch payload is already a PackedForward entry
- * stream, so it goes out as it is unless integer times are asked for.
+ * One PackedForward message per run of one tag. The batch payloads are already PackedForward
+ * entry streams, so they go out as they are (copied once, into the message) unless integer
+ * times are asked for.
  */
-export async function packBatch(
-  batch: Batch,
+export async function packRun(
+  run: TagRun,
   chunk: string | undefined,
   options: { compress: 'text' | 'gzip'; timeAsInteger: boolean },
 ): Promise<ForwardMessage> {
-  let entries: Uint8Array = batch.payload;
-  let count = batch.count;
+  let entries: readonly Uint8Array[] = run.payloads;
+  let count = run.count;
   const rejected: Rejection[] = [];
   if (options.timeAsInteger) {
-    let decoded: ReturnType<typeof decodeEntries>;
-    try {
-      decoded = decodeEntries(batch.payload);
-    } catch (err) {
-      // The stored bytes decode the same on every try.
-      throw new RejectError(`cannot decode the records of tag ${batch.tag}: ${encodeFailure(err)}`);
-    }
     const parts: Buffer[] = [];
-    for (const e of decoded) {
+    for (const payload of run.payloads) {
+      let decoded: ReturnType<typeof decodeEntries>;
       try {
-        parts.push(pack([e.time.sec, e.record]));
+        decoded = decodeEntries(payload);
       } catch (err) {
-        rejected.push({ entry: { ...e, tag: batch.tag }, reason: encodeFailure(err) });
+        // The stored bytes decode the same on every try.
+        throw new RejectError(`cannot decode the records of tag ${run.tag}: ${encodeFailure(err)}`);
+      }
+      for (const e of decoded) {
+        try {
+          parts.push(pack([e.time.sec, e.record]));
+        } catch (err) {
+          rejected.push({ entry: { ...e, tag: run.tag }, reason: encodeFailure(err) });
+        }
       }
     }
-    entries = Buffer.concat(parts);
+    entries = parts;
     count = parts.length;
   }
   const gzip = options.compress === 'gzip';
-  const bytes = encodePackedForward(batch.tag, gzip ? await gzipAsync(entries) : entries, {
+  const bytes = encodePackedForward(run.tag, gzip ? [await gzipAsync(Buffer.concat(entries))] : entries, {
     size: count,
     chunk,
     compressed: gzip ? 'gzip' : undefined,

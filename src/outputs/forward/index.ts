@@ -1,3 +1,4 @@
+import { tagRuns } from '../../buffer/chunk.ts';
 import { readClientTls } from '../../config/values.ts';
 import { errorMessage, HaltError, isWriteError, RetryableError, type WriteError } from '../../core/errors.ts';
 import type { Logger } from '../../logger.ts';
@@ -6,7 +7,7 @@ import { abortError, untilAborted } from '../abort.ts';
 import type { Chunk, Output, WriteOptions, WriteResult } from '../output.ts';
 import { type DialSettings, ForwardConnection, label } from './client.ts';
 import { type ForwardOutputConfig, type ForwardServer, forwardOutputSchema } from './config.ts';
-import { chunkIdFor, packBatch } from './encode.ts';
+import { chunkIdFor, packRun } from './encode.ts';
 
 export const forwardOutput = defineComponent({
   kind: 'output',
@@ -69,8 +70,8 @@ export class ForwardOutput implements Output {
     const settings = await this.dialSettings();
     // Encoded before a receiver is picked: a record that cannot be encoded is not the receiver's fault.
     const packed = await Promise.all(
-      chunk.batches.map((batch, i) =>
-        packBatch(batch, this.config.require_ack_response ? chunkIdFor(chunk.id, i) : undefined, {
+      tagRuns(chunk.batches).map((run, i) =>
+        packRun(run, this.config.require_ack_response ? chunkIdFor(chunk.id, i) : undefined, {
           compress: this.config.compress,
           timeAsInteger: this.config.time_as_integer,
         }),

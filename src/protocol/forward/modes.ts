@@ -703,9 +703,17 @@ export function encodeForwardMode(tag: string, entries: readonly Entry[], option
 }
 
 /** `[tag, bin(entry stream), option]`: pass `compressed` with an already compressed payload. */
-export function encodePackedForward(tag: string, payload: Uint8Array, options?: SendOptions): Buffer {
+/** `payload`: the entry stream, whole or in pieces sent back to back. */
+export function encodePackedForward(
+  tag: string,
+  payload: Uint8Array | readonly Uint8Array[],
+  options?: SendOptions,
+): Buffer {
   const opt = optionBytes(options);
-  return Buffer.concat([arrayHeader(2 + opt.length), pack(tag), binHeader(payload.length), payload, ...opt]);
+  const parts = payload instanceof Uint8Array ? [payload] : payload;
+  let length = 0;
+  for (const part of parts) length += part.length;
+  return Buffer.concat([arrayHeader(2 + opt.length), pack(tag), binHeader(length), ...parts, ...opt]);
 }
 
 function binHeader(n: number): Buffer {

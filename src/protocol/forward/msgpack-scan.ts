@@ -210,6 +210,33 @@ export class ScanState {
     const h = scratch;
     let p = this.pos < 0 ? start : this.pos;
     for (;;) {
+      // The values most of a record is made of (short strings and small integers, as keys or
+      // values) are stepped over here; everything else goes through readHeader below.
+      if (p < end) {
+        const b = buf[p]!;
+        let next = -1;
+        if (b >= 0xa0 && b <= 0xbf) next = p + 1 + (b & 0x1f);
+        else if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) next = p + 1;
+        else if (b === 0xd9 && p + 1 < end) next = p + 2 + buf[p + 1]!;
+        else if (b === 0xcb) next = p + 9;
+        else if (b === 0xcc || b === 0xd0) next = p + 2;
+        else if (b === 0xcd || b === 0xd1) next = p + 3;
+        else if (b === 0xd7 && p + 1 < end) {
+          // fixext 8: EventTime (type 0) or the 8-byte timestamp (-1); never a map key.
+          const type = buf[p + 1]!;
+          const depth = left.length;
+          const isKey = depth > 0 && maps[depth - 1]! && left[depth - 1]! % 2 === 0;
+          if ((type === 0 || type === 0xff) && !isKey) next = p + 10;
+        }
+        if (next >= 0 && next <= end && next - origin <= limit) {
+          p = next;
+          if (itemDone(left, maps)) {
+            this.pos = -1;
+            return p;
+          }
+          continue;
+        }
+      }
       const depth = left.length;
       const isKey = depth > 0 && maps[depth - 1]! && left[depth - 1]! % 2 === 0;
       const at = p;
@@ -257,20 +284,26 @@ export class ScanState {
             throw new FrameError('too_large', `message is larger than ${limit} bytes`);
           p = next;
       }
-      // One item done: close every container it completed.
-      while (left.length > 0) {
-        const i = left.length - 1;
-        left[i]! -= 1;
-        if (left[i]! > 0) break;
-        left.pop();
-        maps.pop();
-      }
-      if (left.length === 0) {
+      if (itemDone(left, maps)) {
         this.pos = -1;
         return p;
       }
     }
   }
+}
+
+/** One item is done: closes every container it completed; true when the value is complete. */
+function itemDone(left: number[], maps: boolean[]): boolean {
+  for (let i = left.length - 1; i >= 0; i--) {
+    const rest = left[i]! - 1;
+    if (rest > 0) {
+      left[i] = rest;
+      return false;
+    }
+    left.pop();
+    maps.pop();
+  }
+  return true;
 }
 
 /** A str or bin value's bytes at `pos`, or undefined when it is another type. */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { makeChunk } from '../../../src/buffer/chunk.ts';
+import { makeChunk, tagRuns } from '../../../src/buffer/chunk.ts';
 import { makeBatch } from '../../../src/core/batch.ts';
 import { HaltError, RejectError, RetryableError } from '../../../src/core/errors.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
@@ -12,7 +12,7 @@ import { unpack, unpackr } from '../../../src/core/msgpack.ts';
 import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { forwardOutputSchema } from '../../../src/outputs/forward/config.ts';
-import { chunkIdFor, packBatch } from '../../../src/outputs/forward/encode.ts';
+import { chunkIdFor, packRun } from '../../../src/outputs/forward/encode.ts';
 import { ForwardOutput } from '../../../src/outputs/forward/index.ts';
 import { startEstuary } from '../../support/estuary.ts';
 import { forwardReceiver } from '../../support/forward-receiver.ts';
@@ -31,18 +31,30 @@ const batch = (tag: string, n: number) =>
   );
 
 describe('forward output encoding', () => {
-  it('sends a batch as PackedForward with its payload bytes untouched', async () => {
+  it('sends a run of one tag as one PackedForward message with its payload bytes untouched', async () => {
     const b = batch('app.web', 3);
-    const m = await packBatch(b, 'abc=', { compress: 'text', timeAsInteger: false });
+    const c = batch('app.web', 2);
+    const [run, ...rest] = tagRuns([b, c]);
+    assert.equal(rest.length, 0);
+    const m = await packRun(run!, 'abc=', { compress: 'text', timeAsInteger: false });
     const [tag, entries, option] = unpack(m.bytes) as [string, Uint8Array, Record<string, unknown>];
     assert.equal(tag, 'app.web');
-    assert.ok(Buffer.from(entries).equals(Buffer.from(b.payload)));
-    assert.deepEqual(option, { size: 3, chunk: 'abc=' });
+    assert.ok(Buffer.from(entries).equals(Buffer.concat([b.payload, c.payload])));
+    assert.deepEqual(option, { size: 5, chunk: 'abc=' });
+    assert.deepEqual(
+      tagRuns([b, batch('x', 1), c]).map((r) => [r.tag, r.count]),
+      [
+        ['app.web', 3],
+        ['x', 1],
+        ['app.web', 2],
+      ],
+    );
   });
 
   it('gzips for CompressedPackedForward and writes integer times on request', async () => {
     const b = batch('t', 2);
-    const gz = unpack((await packBatch(b, undefined, { compress: 'gzip', timeAsInteger: false })).bytes) as [
+    const [run] = tagRuns([b]);
+    const gz = unpack((await packRun(run!, undefined, { compress: 'gzip', timeAsInteger: false })).bytes) as [
       string,
       Uint8Array,
       Record<string, unknown>,
@@ -50,10 +62,9 @@ describe('forward output encoding', () => {
     assert.equal(gz[2].compressed, 'gzip');
     assert.equal(gz[2].chunk, undefined);
     assert.ok(gunzipSync(gz[1]).equals(Buffer.from(b.payload)));
-    const ints = unpack((await packBatch(b, undefined, { compress: 'text', timeAsInteger: true })).bytes) as [
-      string,
-      Uint8Array,
-    ];
+    const ints = unpack(
+      (await packRun(run!, undefined, { compress: 'text', timeAsInteger: true })).bytes,
+    ) as [string, Uint8Array];
     assert.deepEqual(unpackr.unpackMultiple(ints[1]), [
       [1_700_000_000, { i: 0 }],
       [1_700_000_001, { i: 1 }],
@@ -75,12 +86,16 @@ describe('forward output encoding', () => {
       { time, record: { ok: 2 } },
     ]);
     // The buffered bytes are fine as they are: passed through, nothing rejected.
-    const through = await packBatch(b, undefined, { compress: 'text', timeAsInteger: false });
+    const [run] = tagRuns([b]);
+    const through = await packRun(run!, undefined, { compress: 'text', timeAsInteger: false });
     assert.equal(through.rejected?.length ?? 0, 0);
-    const m = await packBatch(b, undefined, { compress: 'text', timeAsInteger: true });
+    const m = await packRun(run!, undefined, { compress: 'text', timeAsInteger: true });
     assert.equal(m.count, 3 - (m.rejected?.length ?? 0));
     const bad = { tag: 't', payload: Buffer.from([0x92, 0x01]), count: 1, bytes: 2 };
-    await assert.rejects(packBatch(bad, undefined, { compress: 'text', timeAsInteger: true }), RejectError);
+    await assert.rejects(
+      packRun(tagRuns([bad])[0]!, undefined, { compress: 'text', timeAsInteger: true }),
+      RejectError,
+    );
   });
 
   it('derives chunk ids that are the same on every retry of a chunk', () => {
