@@ -62,6 +62,22 @@ export function readTree(root: number): ProcSample {
   return { at: performance.now(), cpuSeconds, rssBytes };
 }
 
+/** Highest value, and the median of the second half of the run (what it settled at under load). */
+export function peakAndSteady(values: readonly number[]): { peak: number; steady: number } {
+  const tail = values.slice(Math.floor(values.length / 2)).sort((a, b) => a - b);
+  return {
+    peak: values.length > 0 ? Math.max(...values) : 0,
+    steady: tail[Math.floor(tail.length / 2)] ?? 0,
+  };
+}
+
+export interface ProcSummary {
+  cpuSeconds: number;
+  seconds: number;
+  rssPeakBytes: number;
+  rssSteadyBytes: number;
+}
+
 /** Samples a process tree every `intervalMs` until stopped; gives peak and steady (median of the last half) RSS. */
 export class ProcSampler {
   readonly samples: ProcSample[] = [];
@@ -82,8 +98,8 @@ export class ProcSampler {
     }
   }
 
-  stop(): { cpuSeconds: number; seconds: number; rssPeakBytes: number; rssSteadyBytes: number } {
-    clearInterval(this.timer);
+  /** The figures so far, sampling goes on: the load phase's, when CPU is counted on through the drain. */
+  summary(): ProcSummary {
     this.sample();
     const first = this.samples[0]!;
     const last = this.samples[this.samples.length - 1]!;
@@ -97,13 +113,24 @@ export class ProcSampler {
       }
     let cpuSeconds = 0;
     for (const [pid, cpu] of lastSeen) cpuSeconds += cpu - firstSeen.get(pid)!;
-    const rss = this.samples.map((s) => s.rssBytes);
-    const tail = rss.slice(Math.floor(rss.length / 2)).sort((a, b) => a - b);
+    const rss = peakAndSteady(this.samples.map((s) => s.rssBytes));
     return {
       cpuSeconds,
       seconds: (last.at - first.at) / 1000,
-      rssPeakBytes: Math.max(...rss),
-      rssSteadyBytes: tail[Math.floor(tail.length / 2)] ?? 0,
+      rssPeakBytes: rss.peak,
+      rssSteadyBytes: rss.steady,
     };
   }
+
+  stop(): ProcSummary {
+    clearInterval(this.timer);
+    return this.summary();
+  }
+}
+
+/** CPU seconds the tree has used so far (all its processes). */
+export function treeCpuSeconds(pid: number): number {
+  let total = 0;
+  for (const cpu of readTree(pid).cpuSeconds.values()) total += cpu;
+  return total;
 }

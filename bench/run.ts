@@ -1,127 +1,27 @@
 /**
  * `npm run bench`: each scenario runs the system under test (SUT) as its own process, the
  * load generator in a second and the sink in a third, so the SUT's CPU and memory are its
- * own (read from /proc).
+ * own (read from /proc). With `--anchor`, Fluent Bit and/or Fluentd then run the same load
+ * in the SUT's place, one after another (bench/anchors.ts).
  *
- *   load generator ──forward/HTTP──► SUT (estuary, or --sut "cmd") ──forward──► sink
- *   (bench/load/*)                   sampled: CPU, RSS               (bench/sinks/*: counts,
- *                                                                     latency from EventTime)
+ *   load generator ──forward/HTTP──► SUT (estuary, --sut "cmd", or an anchor) ──► sink or file
+ *   (bench/load/*)                   sampled: CPU, RSS, heap                      (counts, latency)
  *
- * Results: bench/results/<date>-<scenario>.json and a Markdown table on stdout.
+ * Scenarios: bench/scenarios.ts; one run: bench/harness.ts; tables: bench/report.ts.
+ * Results: bench/results/<date>-scenario<N>[-<rate>][-<anchor>].json and Markdown on stdout.
  * Flags: --scenario N (repeatable; all by default), --duration 30s, --rate N (open loop),
  * --quick (10 s each), --json, --buffer memory|redis (override), --workers N (service.workers;
- * CPU and RSS then cover the supervisor and every worker), --sut "<command>" with
- * {forward_port} {http_port} {sink_port} placeholders.
+ * CPU and RSS then cover the supervisor and every worker), --connections N, --records N,
+ * --anchor fluent-bit|fluentd (repeatable or a comma list), --sut "<command>" with
+ * {forward_port} {http_port} {sink_port} {output_dir} {config} placeholders.
  */
-import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
-import { cpus, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/core/units.ts';
-import { info, RedisServer } from '../test/support/redis.ts';
-import { freePort, waitFor } from '../test/support/wait.ts';
-import type { LoadResult } from './load/forward.ts';
-import { ProcSampler } from './proc.ts';
-import type { SinkStats } from './sinks/stats.ts';
-
-type Buffer = 'memory' | 'redis';
-interface Scenario {
-  id: number;
-  name: string;
-  load: { kind: 'forward'; mode: 'packed' | 'message'; batch: number } | { kind: 'http'; batch: number };
-  buffer: Buffer;
-  sink: 'forward' | 'elasticsearch' | 'loki';
-  /** Open-loop rates to step through (records/s); closed loop when absent. */
-  rates?: number[];
-}
-
-const SCENARIOS: Scenario[] = [
-  {
-    id: 1,
-    name: 'forward PackedForward ×1000, ack → memory → forward sink',
-    load: { kind: 'forward', mode: 'packed', batch: 1000 },
-    buffer: 'memory',
-    sink: 'forward',
-  },
-  {
-    id: 2,
-    name: 'forward PackedForward ×1000, ack → redis → forward sink',
-    load: { kind: 'forward', mode: 'packed', batch: 1000 },
-    buffer: 'redis',
-    sink: 'forward',
-  },
-  {
-    id: 3,
-    name: 'forward PackedForward ×1000, ack → redis → Elasticsearch fake (_bulk)',
-    load: { kind: 'forward', mode: 'packed', batch: 1000 },
-    buffer: 'redis',
-    sink: 'elasticsearch',
-  },
-  {
-    id: 7,
-    name: 'forward PackedForward ×1000, ack → redis → Loki fake (protobuf + snappy)',
-    load: { kind: 'forward', mode: 'packed', batch: 1000 },
-    buffer: 'redis',
-    sink: 'loki',
-  },
-  {
-    id: 4,
-    name: 'forward Message mode, 1 record/message, ack → memory → forward sink',
-    load: { kind: 'forward', mode: 'message', batch: 1 },
-    buffer: 'memory',
-    sink: 'forward',
-  },
-  {
-    id: 5,
-    name: 'HTTP JSON arrays ×100 → redis → forward sink',
-    load: { kind: 'http', batch: 100 },
-    buffer: 'redis',
-    sink: 'forward',
-  },
-  {
-    id: 6,
-    name: 'fixed rates, PackedForward → memory → forward sink',
-    load: { kind: 'forward', mode: 'packed', batch: 100 },
-    buffer: 'memory',
-    sink: 'forward',
-    rates: [100, 1000, 10_000],
-  },
-];
-
-/** The SUT's output for each sink. */
-const SINK_OUTPUTS: Record<Scenario['sink'], (port: number) => string> = {
-  forward: (port) => `{ type: forward, id: sink, servers: [{ host: 127.0.0.1, port: ${port} }] }`,
-  elasticsearch: (port) =>
-    `{ type: elasticsearch, id: sink, hosts: ["http://127.0.0.1:${port}"], logstash_format: true, logstash_prefix: bench }`,
-  loki: (port) =>
-    `{ type: loki, id: sink, url: "http://127.0.0.1:${port}/loki/api/v1/push", labels: { job: bench }, include_tag: true }`,
-};
-
-export interface BenchResult {
-  scenario: number;
-  name: string;
-  sut: string;
-  /** service.workers of the SUT (estuary only). */
-  workers: number;
-  buffer: Buffer;
-  rate: number | null;
-  duration_s: number;
-  records_sent: number;
-  records_acked: number;
-  records_received: number;
-  records_per_sec: number;
-  cpu_seconds_per_million: number;
-  vcpu: number;
-  rss_peak_mb: number;
-  rss_steady_mb: number;
-  latency_p50_ms: number | null;
-  latency_p99_ms: number | null;
-  redis_used_memory_mb: number | null;
-  machine: string;
-  date: string;
-}
+import { ANCHOR_NAMES, type Anchor, type AnchorName, findAnchor } from './anchors.ts';
+import { type BenchResult, machine, type RunOptions, runOne, type Server } from './harness.ts';
+import { anchorTable, resultsTable, type Skipped } from './report.ts';
+import { type BufferKind, SCENARIOS } from './scenarios.ts';
 
 const { values } = parseArgs({
   options: {
@@ -133,213 +33,86 @@ const { values } = parseArgs({
     buffer: { type: 'string' },
     sut: { type: 'string' },
     workers: { type: 'string' },
+    connections: { type: 'string' },
+    records: { type: 'string' },
+    anchor: { type: 'string', multiple: true },
   },
 });
-const workers = Number(values.workers ?? 1);
-if (!Number.isInteger(workers) || workers < 1)
-  throw new Error(`--workers: expected a count, got ${values.workers}`);
+
+function count(flag: string, text: string | undefined, min: number): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min)
+    throw new Error(`--${flag}: expected a whole number ≥ ${min}, got ${text}`);
+  return n;
+}
+
+const workers = count('workers', values.workers, 1) ?? 1;
+const connections = count('connections', values.connections, 1);
+const records = count('records', values.records, 0);
+if (values.buffer !== undefined && values.buffer !== 'memory' && values.buffer !== 'redis')
+  throw new Error(`--buffer: memory or redis, got ${values.buffer}`);
 const durationMs = parseDuration(values.duration ?? (values.quick ? '10s' : '30s')) ?? 30_000;
 const chosen = values.scenario?.map(Number) ?? SCENARIOS.map((s) => s.id);
-const machine = `${cpus().length}× ${cpus()[0]?.model.trim() ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`;
+const unknown = chosen.filter((id) => !SCENARIOS.some((s) => s.id === id));
+if (unknown.length > 0) throw new Error(`--scenario: no scenario ${unknown.join(', ')}`);
+const anchorNames = (values.anchor ?? []).flatMap((a) => a.split(',')).map((a) => a.trim());
+for (const name of anchorNames)
+  if (!(ANCHOR_NAMES as readonly string[]).includes(name))
+    throw new Error(`--anchor: ${name} is not one of ${ANCHOR_NAMES.join(', ')}`);
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
+const anchors = [...new Set(anchorNames as AnchorName[])].map((name) => {
+  const found = findAnchor(name);
+  if ('missing' in found) log(`anchor ${name}: not run: ${found.missing}`);
+  return { name, found };
+});
+const sut: Server = values.sut ? { kind: 'command', command: values.sut } : { kind: 'estuary' };
+
 const results: BenchResult[] = [];
+const skipped: Skipped[] = [];
 for (const scenario of SCENARIOS.filter((s) => chosen.includes(s.id))) {
-  const buffer = (values.buffer as Buffer | undefined) ?? scenario.buffer;
+  const buffer = (values.buffer as BufferKind | undefined) ?? scenario.buffer;
   const rates = values.rate ? [Number(values.rate)] : (scenario.rates ?? [0]);
   for (const rate of rates) {
-    log(`scenario ${scenario.id}${rate ? ` @ ${rate} rec/s` : ''}: ${scenario.name} (${buffer})`);
-    results.push(await runOne(scenario, buffer, rate));
+    const options: RunOptions = { buffer, rate, durationMs, workers, connections, records };
+    const at = rate ? ` @ ${rate} rec/s` : '';
+    log(`scenario ${scenario.id}${at}: ${scenario.name} (${buffer})`);
+    results.push(await runOne(scenario, sut, options));
+    if (anchors.length === 0) continue;
+    const base = { scenario: scenario.id, name: scenario.name, rate: rate || null };
+    if (typeof scenario.anchor !== 'string') {
+      skipped.push({ ...base, server: undefined, reason: scenario.anchor.none });
+      continue;
+    }
+    for (const { name, found } of anchors) {
+      if ('missing' in found) {
+        skipped.push({ ...base, server: name, reason: found.missing });
+        continue;
+      }
+      log(`scenario ${scenario.id}${at}: ${name} (${found.version})`);
+      try {
+        results.push(await runOne(scenario, { kind: 'anchor', anchor: found satisfies Anchor }, options));
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        log(`scenario ${scenario.id}: ${name} failed: ${reason}`);
+        skipped.push({ ...base, server: name, reason: `failed: ${reason}` });
+      }
+    }
   }
 }
 
 mkdirSync('bench/results', { recursive: true });
 const day = new Date().toISOString().slice(0, 10);
-for (const r of results)
+for (const r of results) {
+  const suffix = `${r.rate ? `-${r.rate}` : ''}${r.server_version === null ? '' : `-${r.server}`}`;
   writeFileSync(
-    `bench/results/${day}-scenario${r.scenario}${r.rate ? `-${r.rate}` : ''}.json`,
+    `bench/results/${day}-scenario${r.scenario}${suffix}.json`,
     `${JSON.stringify(r, null, 2)}\n`,
   );
+}
 if (values.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
-else process.stdout.write(table(results));
-
-async function runOne(scenario: Scenario, buffer: Buffer, rate: number): Promise<BenchResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'estuary-bench-'));
-  const ports = {
-    forward: await freePort(),
-    http: await freePort(),
-    sink: await freePort(),
-    admin: await freePort(),
-  };
-  const children: ChildProcess[] = [];
-  const groups: number[] = [];
-  let redis: RedisServer | undefined;
-  try {
-    const sink = fork(`bench/sinks/${scenario.sink}-sink.ts`, ['--port', String(ports.sink)], {
-      stdio: 'inherit',
-    });
-    children.push(sink);
-    await new Promise((resolve) => sink.once('message', resolve));
-
-    // Durable as we document it for production: AOF, fsync every second.
-    if (buffer === 'redis') redis = await RedisServer.start(['--appendfsync', 'everysec']);
-    const redisUrl = redis?.url;
-
-    const config = join(dir, 'estuary.yaml');
-    const sutCommand = values.sut
-      ? values.sut
-          .replaceAll('{forward_port}', String(ports.forward))
-          .replaceAll('{http_port}', String(ports.http))
-          .replaceAll('{sink_port}', String(ports.sink))
-          .replaceAll('{config}', config)
-      : undefined;
-    writeFileSync(config, sutConfig(scenario, buffer, ports, redisUrl));
-    // Its own process group, so the SUT's workers go with it.
-    const sut = sutCommand
-      ? spawn('sh', ['-c', `exec ${sutCommand}`], { stdio: ['ignore', 'ignore', 'inherit'], detached: true })
-      : spawn(process.execPath, ['bin/estuary.js', 'run', '-c', config], {
-          stdio: ['ignore', 'ignore', 'inherit'],
-          detached: true,
-        });
-    groups.push(sut.pid!);
-    await waitForPort(scenario.load.kind === 'http' ? ports.http : ports.forward);
-
-    const sampler = new ProcSampler(sut.pid!);
-    const loadArgs =
-      scenario.load.kind === 'forward'
-        ? [
-            '--port',
-            String(ports.forward),
-            '--mode',
-            scenario.load.mode,
-            '--batch',
-            String(scenario.load.batch),
-            '--rate',
-            String(rate),
-            '--duration',
-            `${durationMs}ms`,
-          ]
-        : [
-            '--port',
-            String(ports.http),
-            '--batch',
-            String(scenario.load.batch),
-            '--rate',
-            String(rate),
-            '--duration',
-            `${durationMs}ms`,
-          ];
-    const load = fork(
-      scenario.load.kind === 'forward' ? 'bench/load/forward.ts' : 'bench/load/http.ts',
-      loadArgs,
-      { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
-    );
-    children.push(load);
-    const sent = await new Promise<LoadResult>((resolve) =>
-      load.once('message', (m) => resolve(m as LoadResult)),
-    );
-    const proc = sampler.stop();
-    const usedMemory = redis && (await info(redis, 'memory', 'used_memory'));
-    const redisMemory = usedMemory ? Number(usedMemory) : null;
-
-    // Drain: what was acked must reach the sink (bounded wait; what is missing is reported).
-    let stats = await sinkStats(sink);
-    await waitFor(
-      async () => {
-        stats = await sinkStats(sink);
-        return stats.received >= sent.acked;
-      },
-      { timeoutMs: 30_000, intervalMs: 200 },
-    ).catch(() => undefined);
-    return {
-      scenario: scenario.id,
-      name: scenario.name,
-      sut: values.sut ?? 'estuary',
-      workers,
-      buffer,
-      rate: rate || null,
-      duration_s: round(sent.seconds, 2),
-      records_sent: sent.sent,
-      records_acked: sent.acked,
-      records_received: stats.received,
-      records_per_sec: Math.round(sent.acked / sent.seconds),
-      cpu_seconds_per_million: round((proc.cpuSeconds / Math.max(1, sent.acked)) * 1e6, 2),
-      vcpu: round(proc.cpuSeconds / proc.seconds, 3),
-      rss_peak_mb: round(proc.rssPeakBytes / 2 ** 20, 1),
-      rss_steady_mb: round(proc.rssSteadyBytes / 2 ** 20, 1),
-      latency_p50_ms: stats.latency_p50_ms,
-      latency_p99_ms: stats.latency_p99_ms,
-      redis_used_memory_mb: redisMemory === null ? null : round(redisMemory / 2 ** 20, 1),
-      machine,
-      date: new Date().toISOString(),
-    };
-  } finally {
-    for (const c of children.reverse()) c.kill('SIGKILL');
-    for (const pgid of groups) {
-      try {
-        process.kill(-pgid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
-    await redis?.stop();
-  }
-}
-
-function sutConfig(
-  scenario: Scenario,
-  buffer: Buffer,
-  ports: Record<string, number>,
-  redisUrl: string | undefined,
-): string {
-  const input =
-    scenario.load.kind === 'forward'
-      ? `{ type: forward, listen: 127.0.0.1, port: ${ports.forward} }`
-      : `{ type: http, listen: 127.0.0.1, port: ${ports.http} }`;
-  return `service:
-  log_level: warn
-  workers: ${workers}
-  http: { listen: 127.0.0.1, port: ${ports.admin} }
-  buffer: { type: ${buffer}${redisUrl ? `, redis_url: "${redisUrl}"` : ''}, flush_interval: 1s }
-inputs:
-  - ${input}
-outputs:
-  - ${SINK_OUTPUTS[scenario.sink](ports.sink!)}
-`;
-}
-
-function sinkStats(sink: ChildProcess): Promise<SinkStats> {
-  return new Promise((resolve) => {
-    sink.once('message', (m) => resolve(m as SinkStats));
-    sink.send('stats');
-  });
-}
-
-function waitForPort(port: number): Promise<unknown> {
-  return waitFor(
-    () =>
-      new Promise<boolean>((resolve) => {
-        const s = connect(port, '127.0.0.1', () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.on('error', () => resolve(false));
-      }),
-    { timeoutMs: 15_000, intervalMs: 50, what: `port ${port}` },
-  );
-}
-
-function round(n: number, digits: number): number {
-  return Number(n.toFixed(digits));
-}
-
-function table(rows: BenchResult[]): string {
-  const head =
-    '| # | scenario | buffer | rate | records/s | CPU-s per 1M | vCPU | RSS peak MB | RSS steady MB | p50 ms | p99 ms | received/acked | Redis MB |';
-  const sep = `|${'---|'.repeat(13)}`;
-  const lines = rows.map(
-    (r) =>
-      `| ${r.scenario} | ${r.name} | ${r.buffer}${r.workers > 1 ? ` ×${r.workers} workers` : ''} | ${r.rate ?? 'max'} | ${r.records_per_sec} | ${r.cpu_seconds_per_million} | ${r.vcpu} | ${r.rss_peak_mb} | ${r.rss_steady_mb} | ${r.latency_p50_ms ?? '–'} | ${r.latency_p99_ms ?? '–'} | ${r.records_received}/${r.records_acked} | ${r.redis_used_memory_mb ?? '–'} |`,
-  );
-  return `\nMachine: ${machine}\n\n${[head, sep, ...lines].join('\n')}\n`;
+else {
+  process.stdout.write(resultsTable(results, machine));
+  if (anchors.length > 0) process.stdout.write(anchorTable(results, skipped));
 }

@@ -1,6 +1,7 @@
 /**
  * A forward receiver that keeps nothing: it counts records (PackedForward entries by a
- * structural skip, without building them), acks chunks, and measures
+ * structural skip, without building them; whether the sender wraps them in bin like Fluent
+ * Bit and Estuary or in str like Fluentd), acks chunks, and measures
  * end-to-end latency as (receipt time − the record's EventTime), which the load generator
  * set at send time. It understands what forward outputs send to a downstream aggregator:
  * PackedForward (gzip too), Forward and Message modes.
@@ -16,7 +17,14 @@ import { gunzipSync } from 'node:zlib';
 import { EventTime } from '../../src/core/event-time.ts';
 import { pack, unpack } from '../../src/core/msgpack.ts';
 import { MsgpackFrameDecoder } from '../../src/protocol/forward/decoder.ts';
-import { skipValue } from '../../src/protocol/forward/msgpack-scan.ts';
+import {
+  ARRAY,
+  BIN,
+  newHeader,
+  readHeader,
+  STR,
+  skipValue,
+} from '../../src/protocol/forward/msgpack-scan.ts';
 import { SinkCounter } from './stats.ts';
 
 const { values } = parseArgs({
@@ -28,32 +36,62 @@ function observe(time: unknown, n: number): void {
   counter.observe(time instanceof EventTime || typeof time === 'number' ? time : undefined, n);
 }
 
-function handle(socket: Socket, message: unknown): void {
-  if (!Array.isArray(message)) return;
-  const [, second, third, fourth] = message as unknown[];
-  let option: unknown;
-  if (second instanceof Uint8Array || typeof second === 'string') {
+const DEPTH = 64;
+const h = newHeader();
+
+/** The value at `pos` decoded, and where it ends. */
+function valueAt(frame: Uint8Array, pos: number): { value: unknown; end: number } {
+  const end = skipValue(frame, pos, frame.length, DEPTH);
+  return { value: unpack(frame.subarray(pos, end)), end };
+}
+
+/** An entry's time: `time`, or Fluent Bit 5's `[time, metadata]`. */
+function entryTime(entry: unknown): unknown {
+  const head = Array.isArray(entry) ? entry[0] : undefined;
+  return Array.isArray(head) ? head[0] : head;
+}
+
+/**
+ * Reads the frame's layout in place, decoding only the option and one entry's time: the
+ * PackedForward entries are a str (Fluentd) or bin (Fluent Bit) of raw msgpack, which a
+ * decoder would turn into a UTF-8 string and corrupt.
+ */
+function handle(socket: Socket, frame: Uint8Array): void {
+  const end = frame.length;
+  let p = readHeader(frame, 0, end, h);
+  if (h.type !== ARRAY || h.length < 2) return;
+  const items = h.length;
+  p = skipValue(frame, p, end, DEPTH); // the tag
+  const second = p;
+  p = readHeader(frame, p, end, h);
+  let optionAt: number | undefined;
+  if (h.type === STR || h.type === BIN) {
     // PackedForward: entries as one msgpack stream; the first entry's time stands for all.
-    option = third;
-    let raw = typeof second === 'string' ? Buffer.from(second, 'binary') : Buffer.from(second);
+    const packedEnd = p + h.length;
+    optionAt = items >= 3 ? packedEnd : undefined;
+    const option = optionAt === undefined ? undefined : valueAt(frame, optionAt).value;
+    let raw = frame.subarray(p, packedEnd);
     if ((option as { compressed?: string } | undefined)?.compressed === 'gzip') raw = gunzipSync(raw);
-    // Count entries by skipping over them (no records built); decode only the first for its time.
     let count = 0;
-    let firstEnd = 0;
-    for (let p = 0; p < raw.length; count++) {
-      p = skipValue(raw, p, raw.length, 64);
-      if (count === 0) firstEnd = p;
-    }
-    const head = count > 0 ? (unpack(raw.subarray(0, firstEnd)) as unknown[])[0] : undefined;
-    observe(Array.isArray(head) ? head[0] : head, count);
-  } else if (Array.isArray(second)) {
-    option = third;
-    const entries = second as unknown[][];
-    observe(entries[0]?.[0], entries.length);
+    for (let q = 0; q < raw.length; count++) q = skipValue(raw, q, raw.length, DEPTH);
+    observe(count > 0 ? entryTime(valueAt(raw, 0).value) : undefined, count);
+    ack(socket, option);
+  } else if (h.type === ARRAY) {
+    // Forward: an array of entries.
+    const count = h.length;
+    observe(count > 0 ? entryTime(valueAt(frame, p).value) : undefined, count);
+    const entriesEnd = skipValue(frame, second, end, DEPTH);
+    ack(socket, items >= 3 ? valueAt(frame, entriesEnd).value : undefined);
   } else {
-    option = fourth;
-    observe(second, 1);
+    // Message: time, record[, option].
+    const time = valueAt(frame, second);
+    observe(time.value, 1);
+    const recordEnd = skipValue(frame, time.end, end, DEPTH);
+    ack(socket, items >= 4 ? valueAt(frame, recordEnd).value : undefined);
   }
+}
+
+function ack(socket: Socket, option: unknown): void {
   const chunk = (option as { chunk?: unknown } | undefined)?.chunk;
   if (typeof chunk === 'string') socket.write(pack({ ack: chunk }));
 }
@@ -62,7 +100,7 @@ const server = createServer((socket) => {
   const decoder = new MsgpackFrameDecoder({ maxMessageSize: 256 * 1024 * 1024, maxDepth: 64 });
   socket.on('data', (data) => {
     try {
-      decoder.push(data, (frame) => handle(socket, unpack(frame)));
+      decoder.push(data, (frame) => handle(socket, frame));
     } catch {
       socket.destroy();
     }

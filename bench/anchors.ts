@@ -1,0 +1,154 @@
+/**
+ * The anchors of a side-by-side run: Fluent Bit and Fluentd, the reference builds in
+ * ../shared/interop (or $FLUENT_BIT_BIN / $FLUENTD_BIN), run in Estuary's place with the
+ * same load generator, the same parameters, and a config equivalent to the scenario's:
+ *
+ *   shape `forward`: in_forward (acks when the client asks) → out_forward with acks → the bench's forward sink
+ *   shape `file`:    in_forward → out_file, each record as one JSON line, appended to one file
+ *
+ * Both match the load generator's tag (`bench.app`) only, so no record of their own is counted.
+ * Both buffer in memory and flush every second, as Estuary does in the scenarios. Redis
+ * scenarios have no equivalent: the anchors run them on their default memory buffer.
+ */
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Ports } from './scenarios.ts';
+
+export const ANCHOR_NAMES = ['fluent-bit', 'fluentd'] as const;
+export type AnchorName = (typeof ANCHOR_NAMES)[number];
+
+export interface Anchor {
+  name: AnchorName;
+  /** What `--version` said. */
+  version: string;
+  /** The command to run with this config file. */
+  command(configPath: string): string[];
+  configName: string;
+  config(shape: 'forward' | 'file', ports: Ports, outputDir: string): string;
+}
+
+const INTEROP = fileURLToPath(new URL('../../shared/interop/', import.meta.url));
+
+/**
+ * Fluent Bit has no cap on memory-buffered data by default (its inputs keep reading while
+ * outputs lag); `Mem_Buf_Limit` is its cap, set to the 512 MiB that Estuary's and Fluentd's
+ * memory buffers have by default, so a closed-loop run meets backpressure on all three.
+ */
+function fluentBitConfig(shape: 'forward' | 'file', ports: Ports, outputDir: string): string {
+  const output =
+    shape === 'file'
+      ? `[OUTPUT]
+    Name    file
+    Match   bench.*
+    Path    ${outputDir}
+    File    fluent-bit.log
+    Format  plain
+    Mkdir   true
+`
+      : `[OUTPUT]
+    Name                  forward
+    Match                 bench.*
+    Host                  127.0.0.1
+    Port                  ${ports.sink}
+    Require_ack_response  true
+`;
+  return `[SERVICE]
+    Flush      1
+    Log_Level  warn
+[INPUT]
+    Name           forward
+    Listen         127.0.0.1
+    Port           ${ports.forward}
+    Mem_Buf_Limit  512MB
+${output}`;
+}
+
+/**
+ * out_file: `append true` writes every chunk to one file (`<path>.log`) instead of one file
+ * per chunk; the json formatter writes the record alone. Its default buffer is a file buffer
+ * with daily time keys, replaced here by memory and a 1 s flush.
+ */
+function fluentdConfig(shape: 'forward' | 'file', ports: Ports, outputDir: string): string {
+  const buffer = `  <buffer>
+    @type memory
+    flush_mode interval
+    flush_interval 1s
+  </buffer>`;
+  const match =
+    shape === 'file'
+      ? `<match bench.**>
+  @type file
+  path ${outputDir}/fluentd
+  append true
+  <format>
+    @type json
+  </format>
+${buffer}
+</match>`
+      : `<match bench.**>
+  @type forward
+  require_ack_response true
+  <server>
+    host 127.0.0.1
+    port ${ports.sink}
+  </server>
+${buffer}
+</match>`;
+  // Its own log events go nowhere: under <match **> they would be counted as records.
+  return `<system>
+  log_level warn
+</system>
+<label @FLUENT_LOG>
+  <match **>
+    @type null
+  </match>
+</label>
+<source>
+  @type forward
+  bind 127.0.0.1
+  port ${ports.forward}
+</source>
+${match}
+`;
+}
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The anchor, or why it cannot run here (never a stand-in). */
+export function findAnchor(name: AnchorName): Anchor | { missing: string } {
+  const envName = name === 'fluent-bit' ? 'FLUENT_BIT_BIN' : 'FLUENTD_BIN';
+  const bin = process.env[envName] || `${INTEROP}${name === 'fluent-bit' ? 'fluent-bit' : 'fluentd.sh'}`;
+  if (!executable(bin)) return { missing: `${bin} is not there (set $${envName})` };
+  // --version starts the interpreter (Fluentd) or the loader (Fluent Bit): missing libraries show here.
+  const probe = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 30_000 });
+  if (probe.status !== 0) {
+    const why = (probe.stderr || probe.error?.message || `exit ${probe.status}`).trim().split('\n').pop();
+    const hint = name === 'fluentd' ? ' (run ../shared/interop/install-fluentd-deps.sh once)' : '';
+    return { missing: `${bin} --version failed: ${why}${hint}` };
+  }
+  const version = probe.stdout.trim().split('\n')[0] ?? name;
+  if (name === 'fluent-bit')
+    return {
+      name,
+      version,
+      configName: 'fluent-bit.conf',
+      command: (config) => [bin, '-c', config],
+      config: fluentBitConfig,
+    };
+  return {
+    name,
+    version,
+    configName: 'fluentd.conf',
+    // One process: its CPU and RSS are the whole server's (the supervisor would fork a worker).
+    command: (config) => [bin, '-c', config, '--no-supervisor'],
+    config: fluentdConfig,
+  };
+}
