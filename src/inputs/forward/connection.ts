@@ -30,7 +30,7 @@ import {
   toEntriesNow,
 } from '../../protocol/forward/modes.ts';
 import type { EmitOptions } from '../input.ts';
-import type { DedupeState } from './dedupe.ts';
+import type { DedupeKey, DedupeState } from './dedupe.ts';
 
 /**
  * One forward connection, from accept to close:
@@ -70,8 +70,8 @@ export interface ConnectionContext {
   emit(batch: Batch, options: EmitOptions): Promise<void>;
   /** service.max_inflight_bytes, shared with every other connection and input. */
   readonly inflight: InflightBudget;
-  dedupe(key: string): DedupeState;
-  dedupeDone(key: string, ok: boolean): void;
+  dedupe(key: DedupeKey): DedupeState;
+  dedupeDone(key: DedupeKey, ok: boolean): void;
   readonly events: ConnectionEvents;
 }
 
@@ -120,7 +120,7 @@ class Group {
   /** Chunk ids to ack once the group is durable; duplicates' included, in message order. */
   readonly acks: Uint8Array[] = [];
   /** Dedupe keys this group claimed: done or failed with it. */
-  readonly keys: string[] = [];
+  readonly keys: DedupeKey[] = [];
   messages = 0;
   duplicates = 0;
   records = 0;
@@ -146,9 +146,8 @@ class Group {
   }
 }
 
-/** The dedupe key of a chunk id: latin1 maps each byte to one char, so no encoding work. */
-function chunkKey(tag: string, chunk: Uint8Array): string {
-  return `${tag}\u0000${Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('latin1')}`;
+function chunkKey(tag: string, chunk: Uint8Array): DedupeKey {
+  return { tag, chunk };
 }
 
 type State = 'handshake' | 'established' | 'closing' | 'closed';
