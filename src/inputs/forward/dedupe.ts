@@ -55,6 +55,8 @@ export class ChunkDedupe {
   private state = new Uint8Array(0);
   private expires = new Float64Array(0);
   private tagOf = new Int32Array(0);
+  /** Each slot's hash, so moving entries on removal does not hash their ids again. */
+  private hashOf = new Int32Array(0);
   private idLength = new Uint8Array(0);
   private idBytes = new Uint8Array(0);
   private readonly longIds = new Map<number, Uint8Array>();
@@ -157,7 +159,9 @@ export class ChunkDedupe {
       this.idLength[slot] = INLINE + 1;
       this.longIds.set(slot, Uint8Array.from(id));
     }
-    let i = this.hash(this.tagOf[slot]!, id) & (this.table.length - 1);
+    const h = this.hash(this.tagOf[slot]!, id);
+    this.hashOf[slot] = h;
+    let i = h & (this.table.length - 1);
     while (this.table[i] !== 0) i = (i + 1) & (this.table.length - 1);
     this.table[i] = slot + 1;
   }
@@ -176,6 +180,7 @@ export class ChunkDedupe {
     const state = new Uint8Array(cap);
     const expires = new Float64Array(cap);
     const tagOf = new Int32Array(cap);
+    const hashOf = new Int32Array(cap);
     const idLength = new Uint8Array(cap);
     const idBytes = new Uint8Array(cap * INLINE);
     const longIds = new Map<number, Uint8Array>();
@@ -184,6 +189,7 @@ export class ChunkDedupe {
       state[to] = this.state[from]!;
       expires[to] = this.expires[from]!;
       tagOf[to] = this.tagOf[from]!;
+      hashOf[to] = this.hashOf[from]!;
       idLength[to] = this.idLength[from]!;
       idBytes.set(this.idBytes.subarray(from * INLINE, from * INLINE + INLINE), to * INLINE);
       const long = this.longIds.get(from);
@@ -194,6 +200,7 @@ export class ChunkDedupe {
     this.state = state;
     this.expires = expires;
     this.tagOf = tagOf;
+    this.hashOf = hashOf;
     this.idLength = idLength;
     this.idBytes = idBytes;
     this.longIds.clear();
@@ -205,7 +212,7 @@ export class ChunkDedupe {
     this.used = order.length;
     this.table = new Int32Array(tableSize(cap));
     for (let slot = 0; slot < order.length; slot++) {
-      let i = this.hash(this.tagOf[slot]!, this.idOf(slot)) & (this.table.length - 1);
+      let i = this.hashOf[slot]! & (this.table.length - 1);
       while (this.table[i] !== 0) i = (i + 1) & (this.table.length - 1);
       this.table[i] = slot + 1;
     }
@@ -217,23 +224,24 @@ export class ChunkDedupe {
     if (tag === undefined) return -1;
     const id = key.chunk;
     const mask = this.table.length - 1;
-    for (let i = this.hash(tag, id) & mask; ; i = (i + 1) & mask) {
+    const h = this.hash(tag, id);
+    for (let i = h & mask; ; i = (i + 1) & mask) {
       const entry = this.table[i]!;
       if (entry === 0) return -1;
       const slot = entry - 1;
-      if (this.tagOf[slot] === tag && this.sameId(slot, id)) return slot;
+      if (this.hashOf[slot] === h && this.tagOf[slot] === tag && this.sameId(slot, id)) return slot;
     }
   }
 
   /** Forgets a slot: out of the table (shifting its probe run back), its waiter told `ok`. */
   private remove(slot: number, ok: boolean): void {
     const mask = this.table.length - 1;
-    let i = this.hash(this.tagOf[slot]!, this.idOf(slot)) & mask;
+    let i = this.hashOf[slot]! & mask;
     while (this.table[i] !== slot + 1) i = (i + 1) & mask;
     // Backward-shift deletion: later entries of the run move up so no lookup stops early.
     for (let j = (i + 1) & mask; this.table[j] !== 0; j = (j + 1) & mask) {
       const other = this.table[j]! - 1;
-      const home = this.hash(this.tagOf[other]!, this.idOf(other)) & mask;
+      const home = this.hashOf[other]! & mask;
       // `other` may fill the hole at i when its home is not cyclically in (i, j].
       if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
         this.table[i] = this.table[j]!;
@@ -250,12 +258,6 @@ export class ChunkDedupe {
       this.waiters.delete(slot);
       waiter.resolve(ok);
     }
-  }
-
-  private idOf(slot: number): Uint8Array {
-    const length = this.idLength[slot]!;
-    if (length > INLINE) return this.longIds.get(slot)!;
-    return this.idBytes.subarray(slot * INLINE, slot * INLINE + length);
   }
 
   private sameId(slot: number, id: Uint8Array): boolean {
@@ -281,7 +283,7 @@ export class ChunkDedupe {
     }
     h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
     h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-    return (h ^ (h >>> 16)) >>> 0;
+    return h ^ (h >>> 16);
   }
 
   /** Tags as small numbers, counted so a tag no id refers to is forgotten. */
