@@ -127,12 +127,17 @@ export function findAnchor(name: AnchorName): Anchor | { missing: string } {
   const envName = name === 'fluent-bit' ? 'FLUENT_BIT_BIN' : 'FLUENTD_BIN';
   const bin = process.env[envName] || `${INTEROP}${name === 'fluent-bit' ? 'fluent-bit' : 'fluentd.sh'}`;
   if (!executable(bin)) return { missing: `${bin} is not there (set $${envName})` };
-  // --version starts the interpreter (Fluentd) or the loader (Fluent Bit): missing libraries show here.
-  const probe = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 30_000 });
-  if (probe.status !== 0) {
-    const why = (probe.stderr || probe.error?.message || `exit ${probe.status}`).trim().split('\n').pop();
+  // Missing shared libraries (Fluent Bit) or gems (Fluentd: its --version loads none, a dry
+  // run of an empty config loads the engine) show here rather than as a server that never listens.
+  const run = (args: string[]) => spawnSync(bin, args, { encoding: 'utf8', timeout: 30_000 });
+  const probe = run(['--version']);
+  const loads = probe.status !== 0 || name === 'fluent-bit' ? probe : run(['--dry-run', '-c', '/dev/null']);
+  if (loads.status !== 0) {
+    const why = (loads.stderr || loads.error?.message || `exit ${loads.status}`).trim().split('\n').pop();
     const hint = name === 'fluentd' ? ' (run ../shared/interop/install-fluentd-deps.sh once)' : '';
-    return { missing: `${bin} --version failed: ${why}${hint}` };
+    return {
+      missing: `${bin} ${loads === probe ? '--version' : '--dry-run'} failed: ${why}${hint}`,
+    };
   }
   const version = probe.stdout.trim().split('\n')[0] ?? name;
   if (name === 'fluent-bit')

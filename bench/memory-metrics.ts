@@ -23,7 +23,7 @@ export class MemoryMetricsSampler {
   private readonly timer: NodeJS.Timeout;
   private pending: Promise<void> = Promise.resolve();
 
-  constructor(url: string, intervalMs = 500) {
+  constructor(url: string, intervalMs: number) {
     this.url = url;
     this.timer = setInterval(() => {
       this.pending = this.scrape();
@@ -50,15 +50,19 @@ export class MemoryMetricsSampler {
     }
   }
 
-  /** Peak and steady (median of the second half) of each; null when no scrape answered. */
-  async stop(): Promise<MemoryFigures | null> {
-    clearInterval(this.timer);
-    await this.pending;
+  /** Peak and steady (median of the second half) of each so far; null when no scrape answered. */
+  figures(): MemoryFigures | null {
     if (this.samples.heap.length === 0) return null;
     const figures = (kind: Kind) => {
       const { peak, steady } = peakAndSteady(this.samples[kind]);
       return { peakBytes: peak, steadyBytes: steady };
     };
     return { heap: figures('heap'), external: figures('external'), rss: figures('rss') };
+  }
+
+  async stop(): Promise<MemoryFigures | null> {
+    clearInterval(this.timer);
+    await this.pending;
+    return this.figures();
   }
 }

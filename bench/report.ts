@@ -90,7 +90,7 @@ export function anchorTable(rows: BenchResult[], skipped: Skipped[]): string {
       const rate = s.rate ? ` @ ${s.rate}/s` : '';
       lines.push(
         s.server === undefined
-          ? `| ${s.scenario} | ${s.name}${rate} | – | no anchor: ${s.reason} | | | | | |`
+          ? `| ${s.scenario} | ${s.name}${rate} | – | no anchor (${s.reason}) | | | | | |`
           : `| ${s.scenario} | ${s.name}${rate} | ${s.server} | skipped: ${s.reason} | | | | | |`,
       );
     }

@@ -69,7 +69,7 @@ export const SCENARIOS: Scenario[] = [
     load: PACKED,
     buffer: 'redis',
     sink: 'elasticsearch',
-    anchor: { none: 'Elasticsearch sink: no anchor' },
+    anchor: { none: 'Elasticsearch output: not set up for the anchors' },
   },
   {
     id: 7,
@@ -77,7 +77,7 @@ export const SCENARIOS: Scenario[] = [
     load: PACKED,
     buffer: 'redis',
     sink: 'loki',
-    anchor: { none: 'Loki sink: no anchor' },
+    anchor: { none: 'Loki output: not set up for the anchors' },
   },
   {
     id: 4,
