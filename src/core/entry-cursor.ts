@@ -21,22 +21,52 @@ import { EventTime, FLUENT_BIT_GROUP_END, FLUENT_BIT_GROUP_START } from './event
  * what `decodeEntries` accepts and skips (Fluent Bit group markers carry no record).
  */
 export class EntryCursor {
-  /** The entry's bytes: `payload.subarray(start, end)` is one msgpack value. */
+  /** Where the entry starts: `payload.subarray(start, end)` is one msgpack value. */
   start = 0;
-  end = 0;
   sec = 0;
   nsec = 0;
   recordStart = 0;
-  recordEnd = 0;
   /** -1 when the entry has no metadata. */
   metaStart = -1;
   metaEnd = -1;
-  private pos = 0;
-  private readonly h = newHeader();
   readonly payload: Uint8Array;
+  /** Where the next entry starts once known (-1: after the current record and extra items). */
+  private nextAt = 0;
+  /** -1 until someone needs it: a writer that went through the record reports it instead. */
+  private knownRecordEnd = -1;
+  private extraItems = 0;
+  private readonly h = newHeader();
 
   constructor(payload: Uint8Array) {
     this.payload = payload;
+  }
+
+  /** Where the record ends (found by walking it, unless a writer already did). */
+  get recordEnd(): number {
+    if (this.knownRecordEnd < 0)
+      this.knownRecordEnd = skipValue(
+        this.payload,
+        this.recordStart,
+        this.payload.length,
+        Number.POSITIVE_INFINITY,
+      );
+    return this.knownRecordEnd;
+  }
+
+  /** The record was written through and ends at `end`: no second walk to find it. */
+  recordEndsAt(end: number): void {
+    this.knownRecordEnd = end;
+  }
+
+  /** Where the entry ends. */
+  get end(): number {
+    if (this.nextAt < 0) {
+      let p = this.recordEnd;
+      for (let i = 0; i < this.extraItems; i++)
+        p = skipValue(this.payload, p, this.payload.length, Number.POSITIVE_INFINITY);
+      this.nextAt = p;
+    }
+    return this.nextAt;
   }
 
   /** Moves to the next entry; false at the end. Throws InputError on what is not an entry. */
@@ -44,18 +74,20 @@ export class EntryCursor {
     const src = this.payload;
     const end = src.length;
     for (;;) {
-      if (this.pos >= end) return false;
+      const at = this.end;
+      if (at >= end) return false;
       const h = this.h;
-      this.start = this.pos;
-      let p = readHeader(src, this.pos, end, h);
+      this.start = at;
+      let p = readHeader(src, at, end, h);
       if (p < 0 || h.type !== ARRAY || h.length < 2)
         throw new InputError('entry is not a [time, record] array');
-      const items = h.length;
+      this.extraItems = h.length - 2;
       this.metaStart = -1;
       this.metaEnd = -1;
       // The time, or [time, metadata].
       const headAt = p;
       p = readHeader(src, headAt, end, h);
+      if (p < 0) throw noTime();
       if (h.type === ARRAY) {
         const headItems = h.length;
         if (headItems === 0) throw noTime();
@@ -75,13 +107,14 @@ export class EntryCursor {
         p = this.readTime(headAt, end);
       }
       this.recordStart = p;
+      this.knownRecordEnd = -1;
+      this.nextAt = -1;
       readHeader(src, p, end, h);
       const isGroupMarker = this.sec === FLUENT_BIT_GROUP_START || this.sec === FLUENT_BIT_GROUP_END;
-      if (h.type !== MAP && !isGroupMarker) throw new InputError('entry record is not a map');
-      p = this.recordEnd = skipValue(src, p, end, Number.POSITIVE_INFINITY);
-      for (let i = 2; i < items; i++) p = skipValue(src, p, end, Number.POSITIVE_INFINITY);
-      this.end = this.pos = p;
-      if (!isGroupMarker) return true;
+      if (!isGroupMarker) {
+        if (h.type !== MAP) throw new InputError('entry record is not a map');
+        return true;
+      }
     }
   }
 
@@ -96,12 +129,12 @@ export class EntryCursor {
     const src = this.payload;
     const h = this.h;
     const next = readHeader(src, p, end, h);
-    if (h.type === EXT && h.value === 0 && h.length === 8 && next + 8 <= end) {
+    if (next >= 0 && h.type === EXT && h.value === 0 && h.length === 8 && next + 8 <= end) {
       this.sec = u32(src, next);
       this.nsec = u32(src, next + 4);
       return next + 8;
     }
-    if ((h.type === INT || h.type === FLOAT) && Number.isFinite(h.value) && h.value >= 0) {
+    if (next >= 0 && (h.type === INT || h.type === FLOAT) && Number.isFinite(h.value) && h.value >= 0) {
       const time = Number.isInteger(h.value) ? new EventTime(h.value, 0) : EventTime.fromSeconds(h.value);
       this.sec = time.sec;
       this.nsec = time.nsec;

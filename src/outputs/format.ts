@@ -40,14 +40,14 @@ export class LineWriter {
     try {
       switch (this.format) {
         case 'record':
-          writeJson(out, src, cursor.recordStart, cursor.recordEnd);
+          cursor.recordEndsAt(writeJson(out, src, cursor.recordStart, src.length));
           break;
         case 'json':
           out.bytes(this.tagPart(tag));
           writeIsoTime(out, cursor.sec, cursor.nsec);
           out.byte(0x22); // "
           out.bytes(RECORD_KEY);
-          writeJson(out, src, cursor.recordStart, cursor.recordEnd);
+          cursor.recordEndsAt(writeJson(out, src, cursor.recordStart, src.length));
           if (cursor.metaStart >= 0) {
             out.bytes(METADATA_KEY);
             writeJson(out, src, cursor.metaStart, cursor.metaEnd);
@@ -57,7 +57,7 @@ export class LineWriter {
         case 'fluentd':
           writeIsoTime(out, cursor.sec, cursor.nsec);
           out.bytes(this.tagPart(tag));
-          writeJson(out, src, cursor.recordStart, cursor.recordEnd);
+          cursor.recordEndsAt(writeJson(out, src, cursor.recordStart, src.length));
           break;
       }
     } catch (err) {
