@@ -64,12 +64,10 @@ function handle(socket: Socket, frame: Uint8Array): void {
   p = skipValue(frame, p, end, DEPTH); // the tag
   const second = p;
   p = readHeader(frame, p, end, h);
-  let optionAt: number | undefined;
   if (h.type === STR || h.type === BIN) {
     // PackedForward: entries as one msgpack stream; the first entry's time stands for all.
     const packedEnd = p + h.length;
-    optionAt = items >= 3 ? packedEnd : undefined;
-    const option = optionAt === undefined ? undefined : valueAt(frame, optionAt).value;
+    const option = items >= 3 ? valueAt(frame, packedEnd).value : undefined;
     let raw = frame.subarray(p, packedEnd);
     if ((option as { compressed?: string } | undefined)?.compressed === 'gzip') raw = gunzipSync(raw);
     let count = 0;
