@@ -1,6 +1,9 @@
 import snappy from 'snappyjs';
+import { decodeEntries, encodeEntry } from '../../core/batch.ts';
 import type { LogRecord, TaggedEntry } from '../../core/entry.ts';
 import { EventTime } from '../../core/event-time.ts';
+import { JsonBuffer } from '../../core/json-buffer.ts';
+import { writeJsonString } from '../../core/msgpack-json.ts';
 import { getPath, withoutPath } from '../../core/record-path.ts';
 import { toJson } from '../../core/to-json.ts';
 import { type RequestLimits, splitRequests } from '../../delivery/request.ts';
@@ -12,6 +15,8 @@ import { labelValue } from './labels.ts';
  *
  *   record ─► line (remove_keys, label keys and structured metadata left out; json | key_value;
  *             drop_single_key) ─► LokiEntry { tenant, labels, line, metadata }
+ *             (entries.ts writes most lines from the records' msgpack bytes; shapeRecord and
+ *             formatLine below are the decoded path, and the reference it must match)
  *   LokiEntry[] ─► per tenant, per label set, sorted by time ─► requests of ≤ batch_size
  *             ─► protobuf (PushRequest, snappy) | JSON {"streams":[{"stream","values"}]}
  *
@@ -30,19 +35,89 @@ export interface LineSettings {
   structuredMetadata: readonly { name: string; path: readonly string[] }[];
 }
 
+export type Pair = readonly [string, string];
+
 /** One entry as Loki gets it. */
 export interface LokiEntry {
-  readonly entry: TaggedEntry;
+  /** Where the entry lies in its batch: it is decoded only when handed back (retry, reject). */
+  readonly tag: string;
+  readonly payload: Uint8Array;
+  readonly start: number;
+  readonly end: number;
+  readonly sec: number;
+  readonly nsec: number;
   /** `X-Scope-OrgID`; undefined sends none. */
   readonly tenant: string | undefined;
   /** Label pairs sorted by name. */
-  readonly labels: readonly (readonly [string, string])[];
+  readonly labels: readonly Pair[];
   /** The stream's key and protobuf `labels` field: `{a="b", c="d"}`. */
   readonly stream: string;
-  readonly line: string;
-  readonly metadata: readonly (readonly [string, string])[];
+  /** The line, as UTF-8: bytes lineStart to lineEnd of the chunk's line buffer. */
+  readonly lines: JsonBuffer;
+  readonly lineStart: number;
+  readonly lineEnd: number;
+  readonly metadata: readonly Pair[];
+  /** Labels the cardinality guard sent as metadata instead (counted once delivered). */
+  readonly demoted: readonly string[] | undefined;
   /** Bytes of the protobuf EntryAdapter message body. */
   readonly size: number;
+}
+
+/** A stream as entries point to it: one object per label set, shared by its entries. */
+export interface StreamTarget {
+  readonly tenant: string | undefined;
+  readonly labels: readonly Pair[];
+  readonly stream: string;
+  readonly demoted: readonly string[] | undefined;
+}
+
+/** Where an entry lies in its batch's payload, and its time (an EntryCursor is one). */
+export interface EntryBytes {
+  readonly payload: Uint8Array;
+  readonly start: number;
+  readonly end: number;
+  readonly sec: number;
+  readonly nsec: number;
+}
+
+/** The one place LokiEntry objects are made, so they all have one shape. */
+export function newEntry(
+  tag: string,
+  at: EntryBytes,
+  target: StreamTarget,
+  lines: JsonBuffer,
+  lineStart: number,
+  lineEnd: number,
+  metadata: readonly Pair[],
+): LokiEntry {
+  return {
+    tag,
+    payload: at.payload,
+    start: at.start,
+    end: at.end,
+    sec: at.sec,
+    nsec: at.nsec,
+    tenant: target.tenant,
+    labels: target.labels,
+    stream: target.stream,
+    lines,
+    lineStart,
+    lineEnd,
+    metadata,
+    demoted: target.demoted,
+    size: entrySize(at.sec, at.nsec, lineEnd - lineStart, metadata),
+  };
+}
+
+/** The entry as the buffer knows it, decoded from its bytes (for a retry or a rejection). */
+export function decodeEntry(e: LokiEntry): TaggedEntry {
+  const [entry] = decodeEntries(e.payload.subarray(e.start, e.end));
+  return { ...entry!, tag: e.tag };
+}
+
+/** The line's bytes (a view: valid while the chunk's line buffer is). */
+export function lineOf(e: LokiEntry): Buffer {
+  return e.lines.buf.subarray(e.lineStart, e.lineEnd);
 }
 
 /** What a record's line and metadata come to once its labels are known. */
@@ -124,31 +199,34 @@ export function labelsText(labels: readonly (readonly [string, string])[]): stri
   return `${out}}`;
 }
 
-/** Builds a LokiEntry; `labels` is any order (sorted here). */
+/** Label pairs sorted by name, and the stream's key. */
+export function streamOf(labels: Iterable<Pair>): { labels: Pair[]; stream: string } {
+  const sorted = [...labels].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return { labels: sorted, stream: labelsText(sorted) };
+}
+
+/** Builds a LokiEntry from a decoded entry and its line as text; `labels` is any order (sorted here). */
 export function lokiEntry(
   entry: TaggedEntry,
   tenant: string | undefined,
-  labels: Iterable<readonly [string, string]>,
+  labels: Iterable<Pair>,
   line: string,
-  metadata: readonly (readonly [string, string])[],
+  metadata: readonly Pair[],
+  lines = new JsonBuffer(Buffer.byteLength(line)),
 ): LokiEntry {
-  const sorted = [...labels].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return {
-    entry,
-    tenant,
-    labels: sorted,
-    stream: labelsText(sorted),
-    line,
-    metadata,
-    size: entrySize(entry.time, line, metadata),
-  };
+  const payload = encodeEntry(entry);
+  const at = { payload, start: 0, end: payload.length, sec: entry.time.sec, nsec: entry.time.nsec };
+  const lineStart = lines.n;
+  lines.utf8(line);
+  const target = { tenant, ...streamOf(labels), demoted: undefined };
+  return newEntry(entry.tag, at, target, lines, lineStart, lines.n, metadata);
 }
 
 // ── requests ─────────────────────────────────────────────────────────────────────────────
 
 export interface Stream {
   readonly stream: string;
-  readonly labels: readonly (readonly [string, string])[];
+  readonly labels: readonly Pair[];
   readonly entries: LokiEntry[];
 }
 
@@ -183,11 +261,21 @@ export function pushOrder(entries: readonly LokiEntry[]): LokiEntry[] {
   const ordered: LokiEntry[] = [];
   for (const streams of tenants.values()) {
     for (const stream of streams.values()) {
-      stream.sort((a, b) => a.entry.time.compare(b.entry.time));
+      if (!inTimeOrder(stream)) stream.sort(byTime);
       for (const e of stream) ordered.push(e);
     }
   }
   return ordered;
+}
+
+function byTime(a: LokiEntry, b: LokiEntry): number {
+  return a.sec - b.sec || a.nsec - b.nsec;
+}
+
+/** Most streams arrive in time order already: a look costs less than a sort. */
+function inTimeOrder(stream: readonly LokiEntry[]): boolean {
+  for (let i = 1; i < stream.length; i++) if (byTime(stream[i - 1]!, stream[i]!) > 0) return false;
+  return true;
 }
 
 /**
@@ -239,7 +327,7 @@ export interface Body {
 
 /** The push body: snappy-compressed protobuf, or JSON (compressed, if at all, by the client). */
 export function encodeRequest(request: PushRequest, encoding: 'protobuf' | 'json'): Body {
-  if (encoding === 'json') return { body: Buffer.from(encodeJson(request)), contentType: 'application/json' };
+  if (encoding === 'json') return { body: encodeJson(request), contentType: 'application/json' };
   return { body: snappy.compress(encodeProtobuf(request)), contentType: 'application/x-protobuf' };
 }
 
@@ -247,28 +335,38 @@ export function encodeRequest(request: PushRequest, encoding: 'protobuf' | 'json
  * `{"streams":[{"stream":{"a":"b"},"values":[["<unix ns>","<line>",{<metadata>}]]}]}`; the
  * metadata object only when the entry has some.
  */
-export function encodeJson(request: PushRequest): string {
-  let out = '{"streams":[';
+export function encodeJson(request: PushRequest): Buffer {
+  let lineBytes = 0;
+  for (const stream of request.streams) for (const e of stream.entries) lineBytes += e.lineEnd - e.lineStart;
+  const out = new JsonBuffer(Math.ceil(lineBytes * 1.2) + request.count * 40 + 256);
+  out.ascii('{"streams":[');
   for (const [i, stream] of request.streams.entries()) {
-    if (i > 0) out += ',';
-    out += '{"stream":{';
+    if (i > 0) out.byte(0x2c); // ,
+    let labels = '{"stream":{';
     for (const [j, [name, value]] of stream.labels.entries())
-      out += `${j > 0 ? ',' : ''}"${name}":${JSON.stringify(value)}`;
-    out += '},"values":[';
+      labels += `${j > 0 ? ',' : ''}"${name}":${JSON.stringify(value)}`;
+    out.utf8(`${labels}},"values":[`);
     for (const [j, e] of stream.entries.entries()) {
-      if (j > 0) out += ',';
-      out += `["${unixNanos(e.entry.time)}",${JSON.stringify(e.line)}`;
-      if (e.metadata.length > 0) {
-        out += ',{';
-        for (const [k, [name, value]] of e.metadata.entries())
-          out += `${k > 0 ? ',' : ''}${JSON.stringify(name)}:${JSON.stringify(value)}`;
-        out += '}';
+      out.ascii(j > 0 ? ',["' : '["');
+      if (e.sec === 0) out.uint(e.nsec);
+      else {
+        out.uint(e.sec);
+        out.padded(e.nsec, 9);
       }
-      out += ']';
+      out.ascii('",');
+      writeJsonString(out, e.lines.buf, e.lineStart, e.lineEnd);
+      if (e.metadata.length > 0) {
+        let metadata = ',{';
+        for (const [k, [name, value]] of e.metadata.entries())
+          metadata += `${k > 0 ? ',' : ''}${JSON.stringify(name)}:${JSON.stringify(value)}`;
+        out.utf8(`${metadata}}`);
+      }
+      out.byte(0x5d); // ]
     }
-    out += ']}';
+    out.ascii(']}');
   }
-  return `${out}]}`;
+  out.ascii(']}');
+  return out.view();
 }
 
 /** Nanoseconds since the epoch as decimal text, exactly (no float on the way). */
@@ -306,17 +404,17 @@ function stringField(bytes: number): number {
   return bytes === 0 ? 0 : 1 + varintSize(bytes) + bytes;
 }
 
-function timestampSize(time: EventTime): number {
-  return (time.sec > 0 ? 1 + varintSize(time.sec) : 0) + (time.nsec > 0 ? 1 + varintSize(time.nsec) : 0);
+function timestampSize(sec: number, nsec: number): number {
+  return (sec > 0 ? 1 + varintSize(sec) : 0) + (nsec > 0 ? 1 + varintSize(nsec) : 0);
 }
 
 function pairSize(name: string, value: string): number {
   return stringField(Buffer.byteLength(name)) + stringField(Buffer.byteLength(value));
 }
 
-function entrySize(time: EventTime, line: string, metadata: readonly (readonly [string, string])[]): number {
-  const ts = timestampSize(time);
-  let size = 1 + varintSize(ts) + ts + stringField(Buffer.byteLength(line));
+function entrySize(sec: number, nsec: number, lineBytes: number, metadata: readonly Pair[]): number {
+  const ts = timestampSize(sec, nsec);
+  let size = 1 + varintSize(ts) + ts + stringField(lineBytes);
   for (const [name, value] of metadata) {
     const pair = pairSize(name, value);
     size += 1 + varintSize(pair) + pair;
@@ -355,6 +453,22 @@ class Writer {
     this.varint(Buffer.byteLength(text));
     this.pos += this.buf.write(text, this.pos, 'utf8');
   }
+
+  /** A string field from UTF-8 bytes already written: `src[start, end)`. */
+  bytes(key: number, src: Uint8Array, start: number, end: number): void {
+    const length = end - start;
+    if (length === 0) return;
+    this.byte(key);
+    this.varint(length);
+    const buf = this.buf;
+    let pos = this.pos;
+    if (length < 64) for (let i = start; i < end; i++) buf[pos++] = src[i]!;
+    else {
+      buf.set(src.subarray(start, end), pos);
+      pos += length;
+    }
+    this.pos = pos;
+  }
 }
 
 /** PushRequest bytes (uncompressed). */
@@ -375,18 +489,17 @@ export function encodeProtobuf(request: PushRequest): Buffer {
     for (const e of stream.entries) {
       w.byte(KEY_ENTRIES);
       w.varint(e.size);
-      const time = e.entry.time;
       w.byte(KEY_TIMESTAMP);
-      w.varint(timestampSize(time));
-      if (time.sec > 0) {
+      w.varint(timestampSize(e.sec, e.nsec));
+      if (e.sec > 0) {
         w.byte(KEY_SECONDS);
-        w.varint(time.sec);
+        w.varint(e.sec);
       }
-      if (time.nsec > 0) {
+      if (e.nsec > 0) {
         w.byte(KEY_NANOS);
-        w.varint(time.nsec);
+        w.varint(e.nsec);
       }
-      w.string(KEY_LINE, e.line);
+      w.bytes(KEY_LINE, e.lines.buf, e.lineStart, e.lineEnd);
       for (const [name, value] of e.metadata) {
         w.byte(KEY_METADATA);
         w.varint(pairSize(name, value));

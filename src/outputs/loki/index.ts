@@ -1,29 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { readClientTls } from '../../config/values.ts';
-import type { TaggedEntry } from '../../core/entry.ts';
 import { errorMessage, HaltError } from '../../core/errors.ts';
-import { getPath } from '../../core/record-path.ts';
 import type { ClientTls } from '../../delivery/http-options.ts';
 import { sendInRequests } from '../../delivery/request.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics/registry.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
-import { encodeFailure } from '../format.ts';
-import type { Chunk, Output, Rejection, WriteOptions, WriteResult } from '../output.ts';
+import type { Chunk, Output, WriteOptions, WriteResult } from '../output.ts';
 import type { LokiClient } from './client.ts';
-import { isTenantId, type LokiConfig, lokiSchema, TENANT_RULE } from './config.ts';
-import {
-  encodeRequest,
-  type LineSettings,
-  type LokiEntry,
-  lokiEntry,
-  pushLimits,
-  pushOrder,
-  pushRequest,
-  shapeRecord,
-} from './encode.ts';
-import { CardinalityGuard, extractLabels, type LabelRules, labelValue, parseLabelMap } from './labels.ts';
+import { type LokiConfig, lokiSchema } from './config.ts';
+import { decodeEntry, encodeRequest, type LokiEntry, pushLimits, pushOrder, pushRequest } from './encode.ts';
+import { EntryEncoder } from './entries.ts';
+import { CardinalityGuard, parseLabelMap } from './labels.ts';
 
 /** Grafana Loki through its push API, one chunk at a time. */
 export const lokiOutput = defineComponent({
@@ -43,10 +32,10 @@ export class LokiOutput implements Output {
   private readonly logger: Logger;
   private readonly metrics: Metrics;
   private readonly guard: CardinalityGuard;
-  private readonly line: LineSettings;
   /** Label names already warned about (once each). */
   private readonly warned = new Set<string>();
-  private rules: LabelRules | undefined;
+  /** Built at start: the label map file is read then. */
+  private encoder: EntryEncoder | undefined;
   /** Read once, at start (or the first write without one), and kept across stop and start. */
   private tls: ClientTls | undefined;
   private client: LokiClient | undefined;
@@ -58,12 +47,6 @@ export class LokiOutput implements Output {
     this.logger = deps.logger;
     this.metrics = deps.metrics;
     this.guard = new CardinalityGuard(config.max_label_values);
-    this.line = {
-      lineFormat: config.line_format,
-      dropSingleKey: config.drop_single_key,
-      removeKeys: config.remove_keys,
-      structuredMetadata: config.structured_metadata,
-    };
   }
 
   /** Reads the label map and TLS files and builds the client; contacts nothing, so Estuary starts while Loki is down. */
@@ -73,12 +56,12 @@ export class LokiOutput implements Output {
 
   async write(chunk: Chunk, options: WriteOptions): Promise<WriteResult | undefined> {
     const client = await this.open();
-    const { entries, rejected, demoted } = this.prepare(chunk.entries());
+    const { entries, rejected } = this.encoder!.encode(chunk);
     return sendInRequests(
       pushOrder(entries),
       {
         ...pushLimits(this.config.batch_size),
-        entry: (e) => e.entry,
+        entry: decodeEntry,
         noun: 'entry',
         send: async (request, signal) => {
           await client.push(
@@ -86,7 +69,7 @@ export class LokiOutput implements Output {
             request[0]!.tenant,
             signal,
           );
-          if (demoted.size > 0) this.countDemoted(request, demoted);
+          this.countDemoted(request);
           return undefined;
         },
         onSplit: (request) =>
@@ -110,73 +93,33 @@ export class LokiOutput implements Output {
     const c = this.config;
     this.tls ??= c.tls && readClientTls(c.tls, this.configDir);
     if (this.client) return this.client;
-    this.rules ??= {
-      labels: c.labels,
-      autoKubernetes: c.auto_kubernetes_labels,
-      map: c.label_map_path === undefined ? [] : readLabelMap(resolve(this.configDir, c.label_map_path)),
-      keys: c.label_keys,
-      includeTag: c.include_tag,
-    };
+    this.encoder ??= this.newEncoder();
     this.client = new LokiClient(c, this.tls);
     return this.client;
   }
 
-  /** Entries → what Loki gets: labels (through the cardinality guard), line, metadata, tenant. */
-  private prepare(entries: readonly TaggedEntry[]): {
-    entries: LokiEntry[];
-    rejected: Rejection[];
-    demoted: Map<TaggedEntry, string[]>;
-  } {
-    const rules = this.rules!;
-    const out: LokiEntry[] = [];
-    const rejected: Rejection[] = [];
-    const demoted = new Map<TaggedEntry, string[]>();
-    for (const entry of entries) {
-      const tenant = this.tenantOf(entry);
-      if (tenant !== undefined && !isTenantId(tenant)) {
-        rejected.push({
-          entry,
-          reason: `tenant id ${JSON.stringify(tenant)} is not valid for Loki: ${TENANT_RULE}`,
-        });
-        continue;
-      }
-      let extracted: ReturnType<typeof extractLabels>;
-      let shaped: ReturnType<typeof shapeRecord>;
-      try {
-        extracted = extractLabels(entry, rules);
-        shaped = shapeRecord(entry.record, extracted.consumed, this.line);
-      } catch (err) {
-        // Pure encoding: a record that fails (too deep for the stack) fails on every try.
-        rejected.push({ entry, reason: encodeFailure(err) });
-        continue;
-      }
-      const { labels, dynamic } = extracted;
-      for (const name of dynamic) {
-        const value = labels.get(name)!;
-        if (this.guard.admit(name, value)) continue;
-        labels.delete(name);
-        shaped.metadata.push([name, value]);
-        const names = demoted.get(entry);
-        if (names) names.push(name);
-        else demoted.set(entry, [name]);
-        this.warnDemoted(name);
-      }
-      if (labels.size === 0) {
-        rejected.push({
-          entry,
-          reason: 'no labels: Loki needs at least one label per stream (set labels, e.g. job=fluent-bit)',
-        });
-        continue;
-      }
-      out.push(lokiEntry(entry, tenant, labels, shaped.line, shaped.metadata));
-    }
-    return { entries: out, rejected, demoted };
-  }
-
-  private tenantOf(entry: TaggedEntry): string | undefined {
-    const key = this.config.tenant_id_key;
-    const own = key === undefined ? undefined : labelValue(getPath(entry.record, key));
-    return own ?? this.config.tenant_id;
+  private newEncoder(): EntryEncoder {
+    const c = this.config;
+    return new EntryEncoder(
+      {
+        line: {
+          lineFormat: c.line_format,
+          dropSingleKey: c.drop_single_key,
+          removeKeys: c.remove_keys,
+          structuredMetadata: c.structured_metadata,
+        },
+        rules: {
+          labels: c.labels,
+          autoKubernetes: c.auto_kubernetes_labels,
+          map: c.label_map_path === undefined ? [] : readLabelMap(resolve(this.configDir, c.label_map_path)),
+          keys: c.label_keys,
+          includeTag: c.include_tag,
+        },
+        tenantKey: c.tenant_id_key,
+        tenantId: c.tenant_id,
+      },
+      { admit: (name, value) => this.guard.admit(name, value), demoted: (name) => this.warnDemoted(name) },
+    );
   }
 
   private warnDemoted(name: string): void {
@@ -189,10 +132,12 @@ export class LokiOutput implements Output {
   }
 
   /** `estuary_loki_labels_demoted_total`, for the entries Loki took (a retried chunk counts once). */
-  private countDemoted(request: readonly LokiEntry[], demoted: Map<TaggedEntry, string[]>): void {
+  private countDemoted(request: readonly LokiEntry[]): void {
     const counts = new Map<string, number>();
-    for (const { entry } of request)
-      for (const name of demoted.get(entry) ?? []) counts.set(name, (counts.get(name) ?? 0) + 1);
+    for (const { demoted } of request) {
+      if (demoted === undefined) continue;
+      for (const name of demoted) counts.set(name, (counts.get(name) ?? 0) + 1);
+    }
     for (const [label, n] of counts) this.metrics.lokiLabelsDemoted.inc({ plugin_id: this.id, label }, n);
   }
 }

@@ -226,13 +226,24 @@ export function labelKey(text: string): { name: string; path: readonly string[] 
   return { name, path };
 }
 
+/** The record value at a path, or undefined: from the decoded record, or read from its bytes. */
+export type ReadPath = (path: readonly string[]) => unknown;
+
 /** The labels one entry asks for, before the cardinality guard. */
 export function extractLabels(entry: TaggedEntry, rules: LabelRules): ExtractedLabels {
+  return labelsFrom((path) => getPath(entry.record, path), entry.tag, rules);
+}
+
+/**
+ * extractLabels for a record seen through `read`: one algorithm whether the record was decoded
+ * or is read from its msgpack bytes, so the two give the same labels.
+ */
+export function labelsFrom(read: ReadPath, tag: string, rules: LabelRules): ExtractedLabels {
   const labels = new Map<string, string>();
   const dynamic = new Set<string>();
   const consumed: (readonly string[])[] = [];
   const fromRecord = (name: string, path: readonly string[]) => {
-    const value = labelValue(getPath(entry.record, path));
+    const value = labelValue(read(path));
     if (value === undefined) return;
     labels.set(name, value);
     dynamic.add(name);
@@ -247,7 +258,7 @@ export function extractLabels(entry: TaggedEntry, rules: LabelRules): ExtractedL
   }
   if (rules.autoKubernetes) {
     const k8s = new Map<string, string>();
-    kubernetesLabels(entry.record.kubernetes, k8s);
+    kubernetesLabels(read(KUBERNETES_PATH), k8s);
     for (const [name, value] of k8s) {
       labels.set(name, value);
       dynamic.add(name);
@@ -256,10 +267,23 @@ export function extractLabels(entry: TaggedEntry, rules: LabelRules): ExtractedL
   for (const { name, path } of rules.map) fromRecord(name, path);
   for (const { name, path } of rules.keys) fromRecord(name, path);
   if (rules.includeTag) {
-    labels.set('tag', entry.tag);
+    labels.set('tag', tag);
     dynamic.add('tag');
   }
   return { labels, dynamic, consumed };
+}
+
+/** Where auto_kubernetes_labels reads: the map Fluent Bit's kubernetes filter adds. */
+export const KUBERNETES_PATH: readonly string[] = ['kubernetes'];
+
+/** Every record path the label sources read (the kubernetes map for auto_kubernetes_labels). */
+export function labelPaths(rules: LabelRules): (readonly string[])[] {
+  const paths: (readonly string[])[] = [];
+  for (const label of rules.labels) if ('path' in label) paths.push(label.path);
+  if (rules.autoKubernetes) paths.push(KUBERNETES_PATH);
+  for (const { path } of rules.map) paths.push(path);
+  for (const { path } of rules.keys) paths.push(path);
+  return paths;
 }
 
 const HOUR = 3_600_000;

@@ -12,6 +12,7 @@ import {
   formatLine,
   type LineSettings,
   labelsText,
+  lineOf,
   lokiEntry,
   planRequests,
   pushOrder,
@@ -164,7 +165,10 @@ describe('loki encode: streams and requests', () => {
       1 << 20,
     );
     assert.deepEqual(
-      requests.map((r) => [r.tenant, r.streams.map((s) => [s.stream, s.entries.map((e) => e.line)])]),
+      requests.map((r) => [
+        r.tenant,
+        r.streams.map((s) => [s.stream, s.entries.map((e) => lineOf(e).toString())]),
+      ]),
       [
         [
           't1',
@@ -196,7 +200,7 @@ describe('loki encode: streams and requests', () => {
     );
     for (const s of ['0', '1']) {
       const times = requests.flatMap((r) =>
-        r.streams.filter((x) => x.labels[0]![1] === s).flatMap((x) => x.entries.map((e) => e.entry.time.sec)),
+        r.streams.filter((x) => x.labels[0]![1] === s).flatMap((x) => x.entries.map((e) => e.sec)),
       );
       assert.deepEqual(
         times,
@@ -303,7 +307,7 @@ describe('loki encode: bodies', () => {
         },
       ],
     });
-    assert.equal(encodeJson(request), body.body.toString());
+    assert.equal(encodeJson(request).toString(), body.body.toString());
   });
 
   it('nanoseconds from EventTime without a float on the way', () => {

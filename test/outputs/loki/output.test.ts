@@ -235,6 +235,26 @@ describe('loki output: tenants', () => {
     assert.match(result!.reject![0]!.reason, /tenant id "a\/\.\.\/b" is not valid for Loki/);
     assert.equal(fake.count('b'), 1);
   });
+
+  it('what is handed back for retry is the chunk’s entries as they were: metadata, binary, 64-bit integers', async () => {
+    const out = create({ tenant_id_key: 'tenant', label_keys: 'kubernetes.namespace_name' });
+    fake.faults = [{ status: 503 }];
+    const entries: Entry[] = [
+      {
+        time: at(1, 5),
+        record: { tenant: 'a', kubernetes: { namespace_name: 'shop' }, bin: Buffer.from([0xff, 0]) },
+        metadata: { otel: { trace_id: 't' } },
+      },
+      { time: at(2), record: { tenant: 'b', n: 1 } },
+      { time: at(3, 7), record: { tenant: 'a', big: 2n ** 64n - 1n, nested: { a: [1, { b: null }] } } },
+    ];
+    const result = await out.write(chunk(entries), NO_DEADLINE);
+    assert.deepEqual(
+      result!.retry,
+      [entries[0], entries[2]].map((e) => ({ ...e, tag: 'app.web' })),
+    );
+    assert.equal(fake.count('b'), 1);
+  });
 });
 
 describe('loki output: the cardinality guard', () => {
@@ -482,7 +502,7 @@ describe('loki output: what Loki answers', () => {
     assert.equal(result!.reject!.length, 1);
     assert.match(
       result!.reject![0]!.reason,
-      /^cannot encode the record: RangeError: Maximum call stack size exceeded$/,
+      /^cannot encode the record: EncodeError: nested too deep to write as JSON$/,
     );
     assert.equal(fake.count(), 2);
   });
