@@ -335,13 +335,19 @@ export class ForwardInput implements Input {
       ),
     );
     const ok = { ...labels, result: 'ok' };
+    // Bound once: a metric called with its labels hashes them on every call, and Message
+    // mode calls these for every record.
+    const inputBytes = m.inputBytes.labels(labels);
+    const inputRecords = m.inputRecords.labels(labels);
+    const requestsOk = m.inputRequests.labels(ok);
+    const ackLatency = m.ackLatency.labels(labels);
     return {
-      bytes: (count) => m.inputBytes.inc(labels, count),
+      bytes: (count) => inputBytes.inc(count),
       accepted: (records, seconds, messages = 1) => {
-        if (records > 0) m.inputRecords.inc(labels, records);
-        m.inputRequests.inc(ok, messages);
+        if (records > 0) inputRecords.inc(records);
+        requestsOk.inc(messages);
         // One observation per message, as each waited this long for its ack.
-        for (let i = 0; i < messages; i++) m.ackLatency.observe(labels, seconds);
+        for (let i = 0; i < messages; i++) ackLatency.observe(seconds);
       },
       duplicate: (peer, tag) => {
         m.forwardDuplicateChunks.inc(labels);
