@@ -208,13 +208,16 @@ export class EntryEncoder {
   /** Throws DECODE for a record whose bytes could answer otherwise than its object. */
   private encodeBytes(tag: string, cursor: EntryCursor): LokiEntry | Rejection {
     const src = cursor.payload;
-    if (this.slots.size > 0) this.reader.read(src, cursor.recordStart, cursor.recordEnd);
+    // Walks over the record tell the cursor where it ends, so it need not walk it again.
+    const limit = src.length;
+    if (this.slots.size > 0) cursor.recordEndsAt(this.reader.read(src, cursor.recordStart, limit));
     const r = this.resolve(tag, src);
     if (r.refused !== undefined) return { entry: cursor.decode(tag), reason: r.refused };
     const lines = this.lines;
     const lineStart = lines.n;
     try {
-      this.writeLine(src, cursor.recordStart, cursor.recordEnd, r.omit);
+      const recordEnd = this.writeLine(src, cursor.recordStart, limit, r.omit);
+      if (recordEnd >= 0) cursor.recordEndsAt(recordEnd);
     } catch (err) {
       lines.n = lineStart;
       if (err === DECODE) throw err;
@@ -313,15 +316,16 @@ export class EntryEncoder {
     return sig.latin1Slice(0, at);
   }
 
-  private writeLine(src: Uint8Array, start: number, end: number, omit: Omission): void {
+  /** Writes the line of the record at `start` (`end` bounds it); returns where the record ends. */
+  private writeLine(src: Uint8Array, start: number, end: number, omit: Omission): number {
     if (this.s.line.dropSingleKey !== false) {
-      countRemaining(src, start, end, omit.leaves);
+      const recordEnd = countRemaining(src, start, end, omit.leaves);
       if (remaining.count === 1) {
         this.writeSingle(src, end, omit);
-        return;
+        return recordEnd;
       }
     }
-    writeJsonOmitting(this.lines, src, start, end, omit);
+    return writeJsonOmitting(this.lines, src, start, end, omit);
   }
 
   /** drop_single_key: the one value left, as `line_format` writes it, or a string as it is (`raw`). */

@@ -127,11 +127,11 @@ export class FieldReader {
     }
   }
 
-  /** Reads the paths of the record (a map) at `pos`. Throws DECODE (see the top of this file). */
-  read(src: Uint8Array, pos: number, end: number): void {
+  /** Reads the paths of the record (a map) at `pos`; returns where it ends. Throws DECODE (see the top of this file). */
+  read(src: Uint8Array, pos: number, end: number): number {
     this.start.fill(-1);
     this.end.fill(-1);
-    this.scan(src, pos, end, this.root);
+    return this.scan(src, pos, end, this.root);
   }
 
   /** Scans the map at `pos`, going into the values paths go through; returns where the map ends. */
@@ -261,7 +261,8 @@ export function nestedOmission(
 /**
  * How many keys of the map at `pos` remain once `leaves` are left out, as
  * `Object.keys(decoded minus leaves)` counts them; `lastValueAt` is where the value of the last
- * one starts and `lastKeyAt`/`lastKeyLength` its key. Throws DECODE where the count could differ.
+ * one starts and `lastKeyAt`/`lastKeyLength` its key. Returns where the map ends. Throws DECODE
+ * where the count could differ.
  */
 export const remaining = { count: 0, lastKeyAt: 0, lastKeyLength: 0, lastValueAt: -1 };
 
@@ -270,7 +271,7 @@ export function countRemaining(
   pos: number,
   end: number,
   leaves: readonly Uint8Array[],
-): void {
+): number {
   let p = readHeader(src, pos, end, h);
   const count = h.length;
   if (count > MAX_KEYS) throw DECODE;
@@ -292,6 +293,7 @@ export function countRemaining(
   } finally {
     seenTop = base;
   }
+  return p;
 }
 
 /** Wider maps are checked for repeated keys by the decoded path (as core/msgpack-json.ts does). */
