@@ -11,7 +11,7 @@ import { classifyNetworkError, classifyStatus, type HttpSink } from '../../deliv
 import { authHeaders, type ClientTls, RequestDeadline } from '../../delivery/http-options.ts';
 import type { TooLargeError } from '../../delivery/request.ts';
 import { DEFAULT_HOST, type ElasticsearchConfig } from './config.ts';
-import type { BulkItem, BulkOp } from './encode.ts';
+import type { BulkOp } from './encode.ts';
 
 /**
  * The calls this output makes — `_bulk`, and the index template — through the official
@@ -54,36 +54,44 @@ export class BulkClient {
   }
 
   /**
-   * One `_bulk` request. Resolves with one report per item; throws TooLargeError (413),
-   * HaltError (401, 403, 404, a server that is not Elasticsearch, TLS), RejectError (other
-   * refusals of the request itself) or RetryableError (connection errors, request_timeout, the
-   * write's signal, 429, 5xx; with the cluster's Retry-After).
+   * One `_bulk` request of `count` actions, all `op`, whose NDJSON `body` is sent as it is.
+   * Resolves with one report per item, or with nothing when the cluster says no item failed
+   * (`errors: false`, which fluent-plugin-elasticsearch relies on too). Throws TooLargeError
+   * (413), HaltError (401, 403, 404, a server that is not Elasticsearch, TLS), RejectError
+   * (other refusals of the request itself) or RetryableError (connection errors,
+   * request_timeout, the write's signal, 429, 5xx; with the cluster's Retry-After).
    */
-  async bulk(items: readonly BulkItem[], signal: AbortSignal): Promise<ItemReport[]> {
+  async bulk(
+    body: Buffer,
+    count: number,
+    op: BulkOp,
+    signal: AbortSignal,
+  ): Promise<ItemReport[] | undefined> {
     const deadline = new RequestDeadline(signal, this.requestTimeout);
-    let body: estypes.BulkResponse;
+    let response: estypes.BulkResponse;
     try {
-      const operations: string[] = [];
-      for (const item of items) operations.push(item.action, item.source);
-      body = await this.client.bulk({ operations }, { signal: deadline.signal });
+      // The transport sends a Buffer bulk body untouched (client.bulk's typed `operations`
+      // would have it serialize objects or join strings).
+      response = await this.client.transport.request<estypes.BulkResponse>(
+        { method: 'POST', path: '/_bulk', bulkBody: body },
+        { signal: deadline.signal },
+      );
     } catch (err) {
       throw this.classify(err, '_bulk', deadline);
     } finally {
       deadline.done();
     }
-    const answers = Array.isArray(body?.items) ? body.items : [];
-    if (answers.length !== items.length) {
-      throw new RetryableError(
-        `${this.target}: _bulk answered ${answers.length} items for ${items.length} actions`,
-      );
+    const answers = Array.isArray(response?.items) ? response.items : [];
+    if (answers.length !== count) {
+      throw new RetryableError(`${this.target}: _bulk answered ${answers.length} items for ${count} actions`);
     }
-    return items.map((item, i) => {
-      const answer = answers[i]!;
-      const report = answer[item.op] ?? Object.values(answer)[0];
+    if (response.errors === false) return undefined;
+    return answers.map((answer) => {
+      const report = answer[op] ?? Object.values(answer)[0];
       if (!report || typeof report.status !== 'number') {
         return { outcome: { kind: 'retry', reason: 'item without a status' }, status: 0, error: undefined };
       }
-      return { outcome: classifyItem(item.op, report), status: report.status, error: report.error };
+      return { outcome: classifyItem(op, report), status: report.status, error: report.error };
     });
   }
 

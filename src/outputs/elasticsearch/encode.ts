@@ -1,13 +1,10 @@
-import { createHash } from 'node:crypto';
-import { encodeEntry } from '../../core/batch.ts';
 import { isLogRecord, type LogRecord, type TaggedEntry } from '../../core/entry.ts';
 import type { EventTime } from '../../core/event-time.ts';
 import { getPath, withoutPath } from '../../core/record-path.ts';
 import { strftime } from '../../core/strftime.ts';
 import { toJson } from '../../core/to-json.ts';
-import { encodeFailure } from '../format.ts';
-import type { Rejection } from '../output.ts';
 import type { ElasticsearchConfig } from './config.ts';
+import { documentId } from './document-id.ts';
 import { IndexName } from './index-name.ts';
 
 /**
@@ -17,6 +14,10 @@ import { IndexName } from './index-name.ts';
  *
  *   entry ─► _id (id_key | hash of tag, time, record) ─► index name (record time, tag, record)
  *         ─► document (remove_keys, tag_key, time_key, replace_dots) ─► action line + source line
+ *
+ * This is the decoded path: the definition of the bytes. Chunks are written by
+ * bulk-encoder.ts from the entries' msgpack, which gives the same bytes and comes here for
+ * the settings and records it does not cover.
  */
 
 /** The bulk action a document is sent with. `upsert` is an `update` with `doc_as_upsert`. */
@@ -63,55 +64,28 @@ export function encodeSettings(config: ElasticsearchConfig): EncodeSettings {
   };
 }
 
-/** One document's two NDJSON lines (no newlines inside either), with what it came from. */
-export interface BulkItem {
-  readonly entry: TaggedEntry;
-  readonly op: BulkOp;
+/** One document's two NDJSON lines, without their newlines (neither has one inside). */
+export interface DocumentLines {
   readonly action: string;
   readonly source: string;
-  /** Bytes both lines take in the request body, newlines included. */
-  readonly bytes: number;
 }
 
-export interface Encoded {
-  items: BulkItem[];
-  /** Entries that cannot become a bulk action at all (e.g. an update without an _id). */
-  rejected: Rejection[];
+/** The op every action of these settings is sent with. */
+export function bulkOp(s: EncodeSettings): BulkOp {
+  return s.writeOperation === 'upsert' ? 'update' : s.writeOperation;
 }
 
-export function encodeBulk(entries: readonly TaggedEntry[], settings: EncodeSettings): Encoded {
-  const items: BulkItem[] = [];
-  const rejected: Rejection[] = [];
-  for (const entry of entries) {
-    let item: BulkItem | string;
-    try {
-      item = encodeItem(entry, settings);
-    } catch (err) {
-      // Encoding is pure: what fails once (a record too deep for the stack) fails every time.
-      item = encodeFailure(err);
-    }
-    if (typeof item === 'string') rejected.push({ entry, reason: item });
-    else items.push(item);
-  }
-  return { items, rejected };
-}
-
-/** The request body for these items: every line ends in `\n`, as `_bulk` requires. */
-export function bulkBody(items: readonly BulkItem[]): string {
-  let out = '';
-  for (const item of items) out += `${item.action}\n${item.source}\n`;
-  return out;
-}
-
-/** A bulk item, or why the entry cannot be one. */
-export function encodeItem(entry: TaggedEntry, s: EncodeSettings): BulkItem | string {
-  const op: BulkOp = s.writeOperation === 'upsert' ? 'update' : s.writeOperation;
+/**
+ * The decoded path: an entry's two lines, or why it cannot be a bulk action. The reference
+ * the byte path (bulk-encoder.ts) must match byte for byte, and what it falls back to for
+ * the records and settings it leaves alone.
+ */
+export function encodeItem(entry: TaggedEntry, s: EncodeSettings): DocumentLines | string {
+  const op = bulkOp(s);
   const given = s.idKey ? scalarText(getPath(entry.record, s.idKey)) : undefined;
   // An update names an existing document: a generated id would name none.
   const id = given ?? (s.generateId && op !== 'update' ? documentId(entry) : undefined);
-  if (op === 'update' && id === undefined) {
-    return `write_operation ${s.writeOperation} needs an _id, and the record has no ${s.idKey?.join('.') ?? 'id'}`;
-  }
+  if (op === 'update' && id === undefined) return noIdReason(s);
   const meta: Record<string, string> = { _index: s.index.resolve(entry) };
   if (s.typeName !== undefined) meta._type = s.typeName;
   if (id !== undefined) meta._id = id;
@@ -127,25 +101,12 @@ export function encodeItem(entry: TaggedEntry, s: EncodeSettings): BulkItem | st
       : s.writeOperation === 'update'
         ? `{"doc":${doc}}`
         : doc;
-  return { entry, op, action, source, bytes: Buffer.byteLength(action) + Buffer.byteLength(source) + 2 };
+  return { action, source };
 }
 
-/**
- * The `_id` that makes retries idempotent: SHA-256 over the tag, then the entry's canonical
- * msgpack encoding (EventTime with its nanoseconds, then the record), cut to 160 bits and
- * written base64url (27 characters). Canonical, not the bytes as received: the buffer
- * re-encodes the entries it retries, and decode → encode reaches a fixed point after one
- * round, so a first try and every retry hash the same bytes. Identical records with the same
- * tag and time become one document — which is the point.
- */
-export function documentId(entry: TaggedEntry): string {
-  return createHash('sha256')
-    .update(entry.tag)
-    .update('\0')
-    .update(encodeEntry({ time: entry.time, record: entry.record }))
-    .digest()
-    .subarray(0, 20)
-    .toString('base64url');
+/** Why an update cannot be sent: it names an existing document, and the record names none. */
+export function noIdReason(s: EncodeSettings): string {
+  return `write_operation ${s.writeOperation} needs an _id, and the record has no ${s.idKey?.join('.') ?? 'id'}`;
 }
 
 /** The event time as `time_key` holds it: RFC 3339 UTC with nine fractional digits, or `time_key_format`. */
@@ -164,8 +125,6 @@ function documentOf(entry: TaggedEntry, s: EncodeSettings): LogRecord {
   return s.replaceDots ? (replaceDots(doc) as LogRecord) : doc;
 }
 
-/** `record` without the value at `path`, copying only the maps on the way there. */
-
 function replaceDots(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(replaceDots);
   if (!isLogRecord(value)) return value;
@@ -176,7 +135,7 @@ function replaceDots(value: unknown): unknown {
 }
 
 /** A string or number usable as an _id or routing value; anything else counts as absent. */
-function scalarText(value: unknown): string | undefined {
+export function scalarText(value: unknown): string | undefined {
   if (typeof value === 'string') return value === '' ? undefined : value;
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);
   if (typeof value === 'bigint') return value.toString();

@@ -1,8 +1,18 @@
 import type { TaggedEntry } from '../../core/entry.ts';
+import { EventTime } from '../../core/event-time.ts';
+import { keyPath } from '../../core/msgpack-fields.ts';
 import { getPath, parseRecordPath } from '../../core/record-path.ts';
 import { strftime } from '../../core/strftime.ts';
+import { bytePathUsable, findPath, scalarAt, UNSURE } from './record-fields.ts';
 
-type Part = TextPart | { kind: 'tag'; index: number | undefined } | { kind: 'record'; path: string[] };
+type Part = TextPart | { kind: 'tag'; index: number | undefined } | RecordPart;
+
+interface RecordPart {
+  kind: 'record';
+  path: string[];
+  /** The path as the UTF-8 keys findPath compares; undefined when it cannot be read from bytes. */
+  bytes: Uint8Array[] | undefined;
+}
 
 interface TextPart {
   kind: 'text';
@@ -44,7 +54,7 @@ function parse(template: string): Part[] | string {
     const path = recordRef(inner);
     if (!path)
       return `unknown placeholder \${${inner}} (known: \${tag}, \${tag[N]}, \${record['key']['sub']}, \${$.key.sub})`;
-    parts.push({ kind: 'record', path });
+    parts.push({ kind: 'record', path, bytes: bytePathUsable(path) ? keyPath(path) : undefined });
   }
   if (last < template.length) parts.push(text(template.slice(last)));
   return parts;
@@ -55,11 +65,11 @@ function text(value: string): TextPart {
 }
 
 /** Entries of a chunk mostly share their second: one strftime for a run of them. */
-function expand(part: TextPart, entry: TaggedEntry): string {
+function expand(part: TextPart, sec: number, nsec: number): string {
   if (!part.dated) return part.text;
-  if (part.perSecond && part.lastSec === entry.time.sec) return part.lastValue!;
-  const value = strftime(part.text, entry.time);
-  part.lastSec = entry.time.sec;
+  if (part.perSecond && part.lastSec === sec) return part.lastValue!;
+  const value = strftime(part.text, new EventTime(sec, nsec));
+  part.lastSec = sec;
   part.lastValue = value;
   return value;
 }
@@ -90,12 +100,18 @@ function inert(value: unknown): string {
  */
 export class IndexName {
   private readonly parts: Part[];
+  /** Names that depend on nothing but the tag and the second are cached for the next entry. */
+  private readonly perTagAndSecond: boolean;
+  private lastTag: string | undefined;
+  private lastSec = -1;
+  private lastName = '';
 
   /** `suffix` is literal text after the template (strftime still applies; placeholders do not). */
   constructor(template: string, suffix: readonly string[] = []) {
     const parts = parse(template);
     if (typeof parts === 'string') throw new Error(parts);
     this.parts = [...parts, ...suffix.map(text)];
+    this.perTagAndSecond = this.parts.every((p) => p.kind === 'tag' || (p.kind === 'text' && p.perSecond));
   }
 
   /** `logstash_prefix` + separator + `logstash_dateformat`; only the prefix takes placeholders. */
@@ -103,14 +119,49 @@ export class IndexName {
     return new IndexName(prefix, [separator, dateFormat]);
   }
 
+  /** The name for a decoded entry. */
   resolve(entry: TaggedEntry): string {
+    const { sec, nsec } = entry.time;
     let out = '';
     for (const part of this.parts) {
-      if (part.kind === 'text') out += expand(part, entry);
+      if (part.kind === 'text') out += expand(part, sec, nsec);
       else if (part.kind === 'tag') out += inert(tagPart(entry.tag, part.index));
       else out += inert(getPath(entry.record, part.path));
     }
     return out.toLowerCase();
+  }
+
+  /**
+   * The name for an entry still in its bytes (the record is the map at `start` in `src`), the
+   * same as `resolve` gives; undefined when a placeholder's value needs the decoded record.
+   */
+  resolveAt(
+    tag: string,
+    sec: number,
+    nsec: number,
+    src: Uint8Array,
+    start: number,
+    end: number,
+  ): string | undefined {
+    if (this.perTagAndSecond && sec === this.lastSec && tag === this.lastTag) return this.lastName;
+    let out = '';
+    for (const part of this.parts) {
+      if (part.kind === 'text') out += expand(part, sec, nsec);
+      else if (part.kind === 'tag') out += inert(tagPart(tag, part.index));
+      else {
+        if (part.bytes === undefined) return undefined;
+        const at = findPath(src, start, end, part.bytes);
+        if (at === UNSURE) return undefined;
+        if (at >= 0) out += inert(scalarAt(src, at, end));
+      }
+    }
+    const name = out.toLowerCase();
+    if (this.perTagAndSecond) {
+      this.lastTag = tag;
+      this.lastSec = sec;
+      this.lastName = name;
+    }
+    return name;
   }
 }
 

@@ -7,9 +7,10 @@ import { type ItemAnswer, sendInRequests, TooLargeError } from '../../delivery/r
 import type { Logger } from '../../logger.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import type { Chunk, Output, WriteOptions, WriteResult } from '../output.ts';
+import { type BulkBody, BulkEncoder } from './bulk-encoder.ts';
 import type { BulkClient, ItemReport } from './client.ts';
 import { type ElasticsearchConfig, elasticsearchSchema } from './config.ts';
-import { type BulkItem, type EncodeSettings, encodeBulk, encodeSettings } from './encode.ts';
+import { type BulkOp, bulkOp, encodeSettings } from './encode.ts';
 
 /** Elasticsearch and OpenSearch through `_bulk`, one chunk at a time. */
 export const elasticsearchOutput = defineComponent({
@@ -24,23 +25,30 @@ class BulkReport {
   duplicates = 0;
   retries = 0;
   firstRetryReason: string | undefined;
-  firstItemError: { item: BulkItem; report: ItemReport } | undefined;
+  /** The item (its number in the chunk's body) and the cluster's answer. */
+  firstItemError: { item: number; report: ItemReport } | undefined;
 
-  /** Notes a request's reports and hands their outcomes to the request layer. */
-  add(items: readonly BulkItem[], reports: readonly ItemReport[]): ItemAnswer[] {
-    return reports.map((report, i) => {
+  /**
+   * Notes a request's reports (none: every item went through) and hands their outcomes to the
+   * request layer: nothing when every item went through, so no entry is decoded for it.
+   */
+  add(items: readonly number[], reports: readonly ItemReport[] | undefined): ItemAnswer[] | undefined {
+    if (reports === undefined) return undefined;
+    let failed = false;
+    for (const [i, report] of reports.entries()) {
       const { outcome } = report;
       if (outcome.kind === 'ok') {
         if (outcome.duplicate) this.duplicates += 1;
-        return outcome;
+        continue;
       }
+      failed = true;
       this.firstItemError ??= { item: items[i]!, report };
       if (outcome.kind === 'retry') {
         this.retries += 1;
         this.firstRetryReason ??= outcome.reason;
       }
-      return outcome;
-    });
+    }
+    return failed ? reports.map((r) => r.outcome) : undefined;
   }
 }
 
@@ -56,7 +64,8 @@ export class ElasticsearchOutput implements Output {
   private readonly config: ElasticsearchConfig;
   private readonly configDir: string;
   private readonly logger: Logger;
-  private readonly settings: EncodeSettings;
+  private readonly encoder: BulkEncoder;
+  private readonly op: BulkOp;
   private client: BulkClient | undefined;
   /** Read once, at start (or the first write without one), and kept across stop and start. */
   private tls: ClientTls | undefined;
@@ -69,7 +78,9 @@ export class ElasticsearchOutput implements Output {
     this.config = config;
     this.configDir = deps.configDir;
     this.logger = deps.logger;
-    this.settings = encodeSettings(config);
+    const settings = encodeSettings(config);
+    this.encoder = new BulkEncoder(settings);
+    this.op = bulkOp(settings);
   }
 
   /**
@@ -83,18 +94,19 @@ export class ElasticsearchOutput implements Output {
   async write(chunk: Chunk, options: WriteOptions): Promise<WriteResult | undefined> {
     const client = await this.open();
     await this.ensureTemplate(client, options.signal);
-    const { items, rejected } = encodeBulk(chunk.entries(), this.settings);
+    const bulk = this.encoder.encode(chunk.batches, bodySizeHint(chunk));
     const report = new BulkReport();
     try {
       return await sendInRequests(
-        items,
+        bulk.items(),
         {
           maxBytes: this.config.bulk_max_bytes,
           maxCount: this.config.bulk_max_actions,
-          bytes: (item) => item.bytes,
-          entry: (item) => item.entry,
+          bytes: (item) => bulk.bytes(item),
+          entry: (item) => bulk.entry(item),
           noun: 'document',
-          send: async (request, signal) => report.add(request, await client.bulk(request, signal)),
+          send: async (request, signal) =>
+            report.add(request, await client.bulk(bulk.slice(request), request.length, this.op, signal)),
           onSplit: (request) =>
             this.logger.debug(
               { actions: request.length },
@@ -102,10 +114,10 @@ export class ElasticsearchOutput implements Output {
             ),
         },
         options.signal,
-        rejected,
+        bulk.rejected,
       );
     } finally {
-      this.report(chunk, report);
+      this.report(chunk, bulk, report);
     }
   }
 
@@ -156,7 +168,7 @@ export class ElasticsearchOutput implements Output {
     return this.templateReady;
   }
 
-  private report(chunk: Chunk, report: BulkReport): void {
+  private report(chunk: Chunk, bulk: BulkBody, report: BulkReport): void {
     if (report.duplicates > 0) {
       this.logger.debug(
         { chunk_id: chunk.id, duplicates: report.duplicates },
@@ -171,13 +183,14 @@ export class ElasticsearchOutput implements Output {
     }
     const first = report.firstItemError;
     if (first && this.config.trace_error) {
+      const { action, source } = bulk.lines(first.item);
       this.logger.warn(
         {
           chunk_id: chunk.id,
           status: first.report.status,
           error: first.report.error,
-          action: first.item.action,
-          document: truncate(first.item.source, 2048),
+          action,
+          document: truncate(source, 2048),
         },
         'first failed bulk item (trace_error)',
       );
@@ -197,6 +210,14 @@ function readTemplate(path: string): unknown {
   } catch (err) {
     throw new HaltError(`template_file ${path} is not JSON: ${errorMessage(err)}`);
   }
+}
+
+/**
+ * Room for the whole body at once: the records' JSON runs about a fifth longer than their
+ * msgpack, and each adds an action line and a time field.
+ */
+function bodySizeHint(chunk: Chunk): number {
+  return Math.ceil(chunk.bytes * 1.25) + chunk.count * 160 + 1024;
 }
 
 function truncate(text: string, max: number): string {
