@@ -53,7 +53,7 @@ export class JsonBuffer {
     if (length < 32) {
       for (let i = start; i < end; i++) buf[n++] = src[i]!;
     } else {
-      buf.set(src.subarray(start, end), n);
+      buf.set(start === 0 && end === src.length ? src : src.subarray(start, end), n);
       n += length;
     }
     this.n = n;

@@ -119,7 +119,7 @@ function write(
     return next;
   } catch (err) {
     into.n = mark;
-    if (err !== SLOW) throw encodeError(err);
+    if (err !== SLOW) throw asEncodeError(err);
   } finally {
     src = EMPTY;
     buf = EMPTY_BUFFER;
@@ -135,13 +135,14 @@ function write(
     }
     text = toJson(decoded);
   } catch (err) {
-    throw encodeError(err);
+    throw asEncodeError(err);
   }
   into.utf8(text);
   return valueEnd;
 }
 
-function encodeError(err: unknown): EncodeError {
+/** What a failure to write a record as JSON is reported as (a stack overflow: too deep). */
+export function asEncodeError(err: unknown): EncodeError {
   if (err instanceof EncodeError) return err;
   // JSON.stringify recursing through a record nested thousands deep.
   if (err instanceof RangeError && /call stack/i.test(err.message))
@@ -601,7 +602,7 @@ function ext(valueAt: number, typeAt: number, length: number): number {
   try {
     text = toJson(unpackStream(src.subarray(valueAt, stop))[0]);
   } catch (err) {
-    throw encodeError(err);
+    throw asEncodeError(err);
   }
   ascii(text);
   return stop;

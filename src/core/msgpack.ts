@@ -27,16 +27,23 @@ export const unpackr = new Unpackr({
   int64AsType: 'auto' as 'number',
 });
 
-// msgpackr refuses `pack` for ext type 0 (falsy type), so encoding is done by hand in
-// `writeEventTime`; decoding registers normally.
+// Fluentd's EventTime, ext type 0, both ways: a record holding one (a nested time a filter or
+// a sender put there) is packed again as the same ext when a retry or a dead-letter replay
+// re-encodes it, not as a map of its fields. addExtension refuses a falsy type on the pack
+// side, so the 0 is given as the string '0': msgpackr only ever writes it into a byte array
+// (which stores 0) and reads extensions back by it as a property key (the same as 0).
 addExtension({
-  type: 0,
+  Class: EventTime,
+  type: '0' as unknown as number,
+  pack(time: EventTime): Buffer {
+    return eventTimeBytes(time).subarray(2);
+  },
   unpack(data: Uint8Array): EventTime {
     if (data.length !== 8) throw new RangeError(`EventTime ext must be 8 bytes, got ${data.length}`);
     const view = new DataView(data.buffer, data.byteOffset, 8);
     return new EventTime(view.getUint32(0), view.getUint32(4));
   },
-} as Parameters<typeof addExtension>[0]);
+});
 
 /** fixext8 header (0xd7), type 0, then seconds and nanoseconds big-endian. */
 export function eventTimeBytes(time: EventTime): Buffer {
@@ -75,9 +82,11 @@ export function packDeep(value: unknown): Buffer {
     else if (typeof v === 'boolean') out.byte(v ? 0xc3 : 0xc2);
     else if (typeof v === 'number') writeNumber(out, v);
     else if (typeof v === 'bigint') {
-      out.byte(v < 0n ? 0xd3 : 0xcf);
+      // As msgpackr: int64 while it fits, uint64 above.
+      out.byte(v < 2n ** 63n ? 0xd3 : 0xcf);
       out.bytes(bigintBytes(v));
-    } else if (typeof v === 'string') writeStr(out, v);
+    } else if (v instanceof EventTime) out.bytes(eventTimeBytes(v));
+    else if (typeof v === 'string') writeStr(out, v);
     else if (v instanceof Uint8Array) {
       writeHeader(out, v.length, -1, 0xc4, 0xc5, 0xc6);
       out.bytes(v);
@@ -205,7 +214,7 @@ function numberBytes(v: number): Uint8Array {
 
 function bigintBytes(v: bigint): Buffer {
   const b = Buffer.allocUnsafe(8);
-  if (v < 0n) b.writeBigInt64BE(BigInt.asIntN(64, v));
+  if (v < 2n ** 63n) b.writeBigInt64BE(BigInt.asIntN(64, v));
   else b.writeBigUInt64BE(BigInt.asUintN(64, v));
   return b;
 }

@@ -1,6 +1,6 @@
 import { EntryCursor } from '../core/entry-cursor.ts';
 import { JsonBuffer } from '../core/json-buffer.ts';
-import { writeIsoTime, writeJson } from '../core/msgpack-json.ts';
+import { asEncodeError, writeIsoTime, writeJson } from '../core/msgpack-json.ts';
 import type { Chunk, Rejection } from './output.ts';
 
 /**
@@ -108,6 +108,7 @@ export function outputSizeHint(msgpackBytes: number): number {
 
 /** The reason kept with a record no encoding could take. */
 export function encodeFailure(err: unknown): string {
-  const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  const failure = asEncodeError(err);
+  const message = `${failure.name}: ${failure.message}`;
   return `cannot encode the record: ${message}`;
 }

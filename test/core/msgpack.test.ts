@@ -33,6 +33,20 @@ function depthOf(record: Record<string, unknown>): number {
 }
 
 describe('msgpack pack', () => {
+  it('packs a nested EventTime as ext 0 again, so a re-encoded record keeps it a time', () => {
+    const record = {
+      at: new EventTime(1_700_000_000, 5),
+      list: [new EventTime(1, 2)],
+      n: 2n ** 64n - 1n,
+      i: 5n,
+    };
+    const bytes = pack(record);
+    assert.ok(bytes.includes(Buffer.from('d7006553f10000000005', 'hex')), bytes.toString('hex'));
+    assert.deepEqual(unpack(bytes), { ...record, i: 5 });
+    // The recursion-free packer writes the same bytes.
+    assert.ok(packDeep(record).equals(bytes));
+  });
+
   it('packDeep gives the bytes msgpackr gives, for what decoded records hold', () => {
     const values: unknown[] = [
       {

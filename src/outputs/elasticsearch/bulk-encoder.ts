@@ -4,7 +4,7 @@ import { EntryCursor } from '../../core/entry-cursor.ts';
 import { EventTime } from '../../core/event-time.ts';
 import { JsonBuffer } from '../../core/json-buffer.ts';
 import { keyPath } from '../../core/msgpack-fields.ts';
-import { EncodeError, writeIsoTime, writeJson, writeJsonWithout } from '../../core/msgpack-json.ts';
+import { writeIsoTime, writeJson, writeJsonWithout } from '../../core/msgpack-json.ts';
 import { strftime } from '../../core/strftime.ts';
 import { encodeFailure } from '../format.ts';
 import type { Rejection } from '../output.ts';
@@ -97,7 +97,7 @@ export class BulkEncoder {
           if (typeof done === 'string') refused = done;
         } catch (err) {
           // Encoding is pure: what fails once (an unknown ext type, a record too deep) fails every time.
-          refused = encodeFailure(asEncodeError(err));
+          refused = encodeFailure(err);
         }
         if (refused === undefined) {
           body.add(out.n, b, cursor.start, cursor.end);
@@ -222,15 +222,6 @@ function decodedBecause(s: EncodeSettings): string | undefined {
 
 function specialKey(key: string): boolean {
   return key === '__proto__' || key === '__proto_' || /^(0|[1-9]\d{0,9})$/.test(key);
-}
-
-/** What a thrown error says as a rejection: the transcoder's words for a stack overflow. */
-function asEncodeError(err: unknown): unknown {
-  // The decoded path's JSON.stringify (or replace_dots) recursing through a record nested
-  // thousands deep, as the byte path reports it.
-  if (err instanceof RangeError && /call stack/i.test(err.message))
-    return new EncodeError('nested too deep to write as JSON');
-  return err;
 }
 
 interface ActionBytes {

@@ -126,7 +126,9 @@ export class FileOutput implements Output {
           group = groups.get(path);
           if (!group) {
             // The first file gets room for the whole chunk: most chunks go to one file.
-            const out = lent ? new JsonBuffer(16 * 1024) : (lent = this.borrow(chunk.bytes));
+            let out: JsonBuffer;
+            if (lent) out = new JsonBuffer(16 * 1024);
+            else out = lent = this.borrow(chunk.bytes);
             group = { out, spans: [] };
             groups.set(path, group);
           }

@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { EntryCursor } from '../../core/entry-cursor.ts';
 import { JsonBuffer } from '../../core/json-buffer.ts';
 import { valueAt } from '../../core/msgpack-fields.ts';
-import { EncodeError, writeJson } from '../../core/msgpack-json.ts';
+import { writeJson } from '../../core/msgpack-json.ts';
 import { getPath } from '../../core/record-path.ts';
 import { BIN, MAP, newHeader, readHeader, STR } from '../../protocol/forward/msgpack-scan.ts';
 import { encodeFailure, outputSizeHint } from '../format.ts';
@@ -380,7 +380,7 @@ export class EntryEncoder {
       extracted = extractLabels(entry, this.s.rules);
       shaped = shapeRecord(entry.record, extracted.consumed, this.s.line);
     } catch (err) {
-      return { entry, reason: encodeFailure(asEncodeError(err)) };
+      return { entry, reason: encodeFailure(err) };
     }
     const { target, demoted } = this.admit(tenant, extracted);
     if (target === undefined) return { entry, reason: NO_LABELS };
@@ -419,11 +419,4 @@ export class EntryEncoder {
     const names = demoted.length === 0 ? undefined : demoted.map(([name]) => name);
     return { target: { tenant, ...streamOf(labels), demoted: names }, demoted: pairs };
   }
-}
-
-/** JSON.stringify out of stack on a deep record: the reason the transcoder gives for it. */
-function asEncodeError(err: unknown): unknown {
-  return err instanceof RangeError && /call stack/i.test(err.message)
-    ? new EncodeError('nested too deep to write as JSON')
-    : err;
 }
