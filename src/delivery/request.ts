@@ -172,10 +172,11 @@ class Tally<I> {
       return error;
     }
     for (const [i, answer] of answers.entries()) {
-      const entry = this.plan.entry(items[i]!);
+      // An item's entry is only looked up (decoded, for outputs that write from bytes) when
+      // it comes back.
       if (answer.kind === 'ok') this.delivered += 1;
-      else if (answer.kind === 'retry') this.retry.push(entry);
-      else this.reject.push({ entry, reason: answer.reason });
+      else if (answer.kind === 'retry') this.retry.push(this.plan.entry(items[i]!));
+      else this.reject.push({ entry: this.plan.entry(items[i]!), reason: answer.reason });
     }
     return undefined;
   }
