@@ -19,5 +19,5 @@ USER node
 # (readOnlyRootFilesystem) is fine.
 RUN node scripts/warm-compile-cache.mjs
 EXPOSE 24224 9880 24231
-ENTRYPOINT ["node", "/app/bin/estuary.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "/app/bin/estuary.js"]
 CMD ["run", "-c", "/app/config/estuary.yaml"]

@@ -306,7 +306,7 @@ function startServer(
       .replaceAll('{output_dir}', outputDir)
       .replaceAll('{config}', config);
     argv = ['sh', '-c', `exec ${command}`];
-  } else argv = [process.execPath, 'bin/estuary.js', 'run', '-c', config];
+  } else argv = [process.execPath, ...estuaryNodeFlags(), 'bin/estuary.js', 'run', '-c', config];
   // An anchor's log (Fluentd's on stdout, with a stack trace per buffer overflow) goes to a
   // file, summed up after the run; Estuary's warnings go to our stderr as they come.
   const log = server.kind === 'anchor' ? openSync(join(dir, 'server.log'), 'w') : undefined;
@@ -398,4 +398,11 @@ async function settle(pid: number): Promise<void> {
 
 function round(n: number, digits: number): number {
   return Number(n.toFixed(digits));
+}
+
+/** The Node flags Estuary is started with (`npm start`'s), so the bench runs what users run. */
+export function estuaryNodeFlags(): string[] {
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } };
+  const words = pkg.scripts.start.split(/\s+/);
+  return words.slice(1, words.indexOf('bin/estuary.js'));
 }
