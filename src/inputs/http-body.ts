@@ -7,7 +7,7 @@ import { EventTime, FLUENT_BIT_GROUP_END } from '../core/event-time.ts';
 import { type InflightLease, inflightFull } from '../core/inflight.ts';
 import { unpackStream } from '../core/msgpack.ts';
 import { FrameError } from '../protocol/forward/errors.ts';
-import { skipValue } from '../protocol/forward/msgpack-scan.ts';
+import { ARRAY, BIN, EXT, newHeader, readHeader, STR, skipValue } from '../protocol/forward/msgpack-scan.ts';
 
 /**
  * Decoding of HTTP input bodies, as Fluentd's in_http and Fluent Bit's out_http send them:
@@ -42,7 +42,11 @@ export interface DecodeOptions {
   lease?: InflightLease;
   /** Deepest nesting of arrays and maps (objects) in a body; deeper is a 400. Default 100. */
   maxNestingDepth?: number;
+  /** Most records one request may carry; more is a 413. Default 1,000,000. */
+  maxRecords?: number;
 }
+
+export const DEFAULT_MAX_RECORDS = 1_000_000;
 
 /** Forward's default max_nesting_depth. */
 export const DEFAULT_MAX_NESTING_DEPTH = 100;
@@ -109,10 +113,15 @@ function decodeFormat(
 ): Entry[] {
   const build = new EntryBuilder(time, options);
   const maxDepth = options.maxNestingDepth ?? DEFAULT_MAX_NESTING_DEPTH;
+  // What decoding will hold is counted from the bytes first, and taken from the in-flight
+  // budget before any object exists: a small body of millions of tiny records decodes into
+  // gigabytes of objects.
+  const shape = format === 'json' ? jsonShape(body, maxDepth) : msgpackShape(body, maxDepth);
+  holdDecoded(shape, body.length, options);
   if (format === 'json') {
-    for (const { value, offset } of parseJsonValues(body, maxDepth)) build.addJson(value, offset);
+    for (const { value, offset } of splitJson(body, maxDepth)) build.addJson(value, offset);
   } else {
-    unpackMsgpack(body, maxDepth).forEach((item, index) => {
+    unpackMsgpack(body).forEach((item, index) => {
       build.addMsgpack(item, index);
     });
   }
@@ -266,12 +275,17 @@ export interface JsonValue {
  * multi-byte sequence, so byte offsets stay exact.
  */
 export function parseJsonValues(body: Buffer, maxDepth = DEFAULT_MAX_NESTING_DEPTH): JsonValue[] {
+  jsonShape(body, maxDepth);
+  return splitJson(body, maxDepth);
+}
+
+/** parseJsonValues for a body whose depth jsonShape has checked. */
+function splitJson(body: Buffer, maxDepth: number): JsonValue[] {
   const values: JsonValue[] = [];
   let i = skipWhitespace(body, 0);
-  // Depth is checked before any JSON.parse (here, else in valueEnd): a value parsed deeper
-  // would make every encoder after it (msgpack, the outputs' JSON) overflow the stack.
+  // Depth was checked before any JSON.parse (jsonShape): a value parsed deeper would make
+  // every encoder after it (msgpack, the outputs' JSON) overflow the stack.
   if (body[i] === 0x5b) {
-    checkDepth(body, i, maxDepth);
     // One big array is what curl users and Fluent Bit's `format json` send: parse it without
     // the scan; on failure the scan below finds the exact error (or a second value).
     try {
@@ -289,23 +303,104 @@ export function parseJsonValues(body: Buffer, maxDepth = DEFAULT_MAX_NESTING_DEP
   }
 }
 
+/** What a body will decode into, counted from its bytes (upper bounds). */
+export interface BodyShape {
+  /** Values: objects, arrays, strings, numbers… each a heap object or a slot once parsed. */
+  values: number;
+  /** Records: top-level objects, and the elements of top-level arrays. */
+  records: number;
+}
+
 /**
- * Throws a 400 when arrays and objects nest deeper than `maxDepth` anywhere from `from` on. A loop over the bytes, strings skipped with
- * indexOf: no recursion, so no depth can overflow the stack here. Malformed JSON is left to
- * JSON.parse and the splitter, which name the byte.
+ * One loop over the bytes, strings skipped with indexOf: the depth check (a 400 past
+ * `maxDepth`; no recursion, so no depth can overflow the stack here) and the counts of
+ * BodyShape. Malformed JSON is left to JSON.parse and the splitter, which name the byte.
  */
-export function checkDepth(body: Buffer, from: number, maxDepth: number): void {
+export function jsonShape(body: Buffer, maxDepth: number): BodyShape {
   let depth = 0;
-  for (let i = from; i < body.length; i++) {
+  let values = 0;
+  let records = 0;
+  /** Whether the value open at depth 1 is an array (its elements are records). */
+  let topArray = false;
+  let topEmpty = true;
+  for (let i = 0; i < body.length; i++) {
     const c = body[i];
     if (c === 0x22) {
       i = stringEndOrLast(body, i);
+      if (depth === 1 && topArray) topEmpty = false;
     } else if (c === 0x7b || c === 0x5b) {
+      values++;
+      if (depth === 0) {
+        topArray = c === 0x5b;
+        topEmpty = true;
+        if (!topArray) records++;
+      } else if (depth === 1 && topArray) topEmpty = false;
       if (++depth > maxDepth) throw tooDeep(maxDepth, i);
     } else if (c === 0x7d || c === 0x5d) {
+      if (depth === 1 && topArray && !topEmpty) records++;
       if (depth > 0) depth--;
+    } else if (c === 0x2c || c === 0x3a) {
+      values++;
+      if (depth === 1 && topArray && c === 0x2c) records++;
+    } else if (depth === 1 && topArray && c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) {
+      topEmpty = false;
     }
   }
+  return { values, records };
+}
+
+/** The same counts for a msgpack body, from its headers; also forward's checks (0xC1, ext types). */
+export function msgpackShape(body: Buffer, maxDepth: number): BodyShape {
+  const h = newHeader();
+  let values = 0;
+  let records = 0;
+  try {
+    for (let pos = 0; pos < body.length; ) {
+      // A map is a record; an array holds records (or is one [time, record] entry).
+      readHeader(body, pos, body.length, h);
+      records += h.type === ARRAY ? h.length : 1;
+      const end = skipValue(body, pos, body.length, maxDepth);
+      for (let p = pos; p < end; ) {
+        p = readHeader(body, p, end, h);
+        values++;
+        if (h.type === STR || h.type === BIN || h.type === EXT) p += h.length;
+      }
+      pos = end;
+    }
+  } catch (err) {
+    if (err instanceof FrameError) throw new BodyError(`invalid msgpack: ${err.message}`);
+    throw err;
+  }
+  return { values, records };
+}
+
+/** Bytes a parsed value holds, a record's entry holds, on top of the body's own bytes (measured on V8). */
+const VALUE_COST = 16;
+const RECORD_COST = 100;
+
+/**
+ * Takes what decoding the body will hold from the request's in-flight lease, or refuses it:
+ * 413 past max_records or when it could never fit in the budget, 503 (retry) when the budget
+ * is only full for now.
+ */
+function holdDecoded(shape: BodyShape, bodyBytes: number, options: DecodeOptions): void {
+  const maxRecords = options.maxRecords ?? DEFAULT_MAX_RECORDS;
+  if (shape.records > maxRecords)
+    throw new BodyError(`${shape.records} records in one request; max_records is ${maxRecords}`, 413);
+  const lease = options.lease;
+  if (!lease) return;
+  const bytes = shape.values * VALUE_COST + shape.records * RECORD_COST + bodyBytes;
+  if (bytes > lease.limit) {
+    throw new BodyError(
+      `decoding this body would hold about ${mib(bytes)} MiB, more than service.max_inflight_bytes (${mib(lease.limit)} MiB): send smaller requests`,
+      413,
+    );
+  }
+  if (!lease.tryTake(bytes)) throw inflightFull(lease.limit);
+}
+
+function mib(bytes: number): string {
+  return (bytes / 2 ** 20).toFixed(1);
 }
 
 function tooDeep(maxDepth: number, at: number): BodyError {
@@ -392,15 +487,8 @@ function fail(message: string): never {
 // ---------------------------------------------------------------------------------------------
 // msgpack
 
-function unpackMsgpack(body: Buffer, maxDepth: number): unknown[] {
-  // msgpackr takes what forward refuses (the never-used byte 0xC1 decodes as an object, ext
-  // types it does not know as objects): the body passes forward's scan first.
-  try {
-    for (let pos = 0; pos < body.length; ) pos = skipValue(body, pos, body.length, maxDepth);
-  } catch (err) {
-    if (err instanceof FrameError) throw new BodyError(`invalid msgpack: ${err.message}`);
-    throw err;
-  }
+/** Decodes a body msgpackShape passed (so forward's checks are done: msgpackr takes 0xC1 and unknown ext types as objects). */
+function unpackMsgpack(body: Buffer): unknown[] {
   try {
     return unpackStream(body);
   } catch (err) {

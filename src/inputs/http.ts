@@ -14,7 +14,7 @@ import { type Logger, rateLimited } from '../logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { type ComponentDeps, defineComponent } from '../registry.ts';
 import { nodeServerTimeouts } from '../server/http-timeouts.ts';
-import { BodyError, decodeBody } from './http-body.ts';
+import { BodyError, DEFAULT_MAX_RECORDS, decodeBody } from './http-body.ts';
 import { readBody } from './http-read.ts';
 import type { Emit, Input } from './input.ts';
 
@@ -72,6 +72,11 @@ const schema = z.strictObject({
     .default(72_000),
   /** Deepest nesting of arrays and maps in a body, as forward's option; deeper is a 400. */
   max_nesting_depth: z.number().int().min(4).max(10_000).default(100),
+  /**
+   * Most records in one request; more is a 413. What decoding a body will hold is also counted
+   * from its bytes and taken from `service.max_inflight_bytes` before it is parsed.
+   */
+  max_records: z.number().int().min(1).default(DEFAULT_MAX_RECORDS),
   /** Fluentd answers 200 with an empty body unless asked for 204. */
   use_204_response: z.boolean().default(false),
   /** HTTPS instead of HTTP; files are read at start, relative to the config file's directory. */
@@ -292,6 +297,7 @@ export class HttpInput implements Input {
           maxDecompressedSize: this.maxDecompressedSize,
           lease: arrival.lease,
           maxNestingDepth: this.options.max_nesting_depth,
+          maxRecords: this.options.max_records,
         },
       );
       if (entries.length === 0) return this.accepted(reply);
