@@ -55,3 +55,27 @@ export function valueAt(src: Uint8Array, pos: number, end: number): unknown {
 export function keyPath(path: readonly string[]): Uint8Array[] {
   return path.map((part) => Buffer.from(part, 'utf8'));
 }
+
+/**
+ * A key that is a canonical array index (0 … 2^32 − 2): a JavaScript object lists such keys
+ * first, in ascending order, so a map holding one does not keep its order once decoded.
+ */
+export function isArrayIndexKey(src: Uint8Array, at: number, length: number): boolean {
+  if (length === 0 || length > 10 || (length > 1 && src[at] === 0x30)) return false;
+  let v = 0;
+  for (let i = at; i < at + length; i++) {
+    const c = src[i]!;
+    if (c < 0x30 || c > 0x39) return false;
+    v = v * 10 + (c - 0x30);
+  }
+  return v <= 0xfffffffe;
+}
+
+const PROTO = Buffer.from('__proto__');
+
+/** `__proto__`, which the decoder renames `__proto_` (a key by that name would set the prototype). */
+export function isProtoKey(src: Uint8Array, at: number, length: number): boolean {
+  if (length !== PROTO.length) return false;
+  for (let i = 0; i < length; i++) if (src[at + i] !== PROTO[i]) return false;
+  return true;
+}

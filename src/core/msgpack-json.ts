@@ -5,6 +5,7 @@ import { errorMessage } from './errors.ts';
 import { EventTime } from './event-time.ts';
 import type { FastBuffer, JsonBuffer } from './json-buffer.ts';
 import { unpackStream } from './msgpack.ts';
+import { isArrayIndexKey, isProtoKey } from './msgpack-fields.ts';
 import { toJson } from './to-json.ts';
 
 /**
@@ -341,9 +342,9 @@ function map(start: number, count: number, depth: number): number {
       buf[n++] = 0x2c; // ,
     }
     const first = length > 0 ? src[at]! : 0;
-    if (first <= 0x39 && first >= 0x30 && isArrayIndex(at, length)) throw SLOW;
+    if (first <= 0x39 && first >= 0x30 && isArrayIndexKey(src, at, length)) throw SLOW;
     const last = length > 0 ? src[at + length - 1]! : 0;
-    if (length === 9 && first === 0x5f && last === 0x5f && isProto(at)) throw SLOW;
+    if (first === 0x5f && last === 0x5f && isProtoKey(src, at, length)) throw SLOW;
     const sig = length | (first << 16) | (last << 24);
     const bit = 1 << ((length + first * 3 + last * 7) & 31);
     if ((seen & bit) !== 0) {
@@ -380,25 +381,6 @@ function grown(array: Int32Array, size: number): Int32Array {
   const next = new Int32Array(Math.max(size, array.length * 2));
   next.set(array);
   return next;
-}
-
-/** A canonical array index (0 … 2^32 − 2), which a JavaScript object orders before other keys. */
-function isArrayIndex(at: number, length: number): boolean {
-  if (length > 10 || (length > 1 && src[at] === 0x30)) return false;
-  let v = 0;
-  for (let i = at; i < at + length; i++) {
-    const c = src[i]!;
-    if (c < 0x30 || c > 0x39) return false;
-    v = v * 10 + (c - 0x30);
-  }
-  return v <= 0xfffffffe;
-}
-
-const PROTO = Buffer.from('__proto__');
-
-function isProto(at: number): boolean {
-  for (let i = 0; i < 9; i++) if (src[at + i] !== PROTO[i]) return false;
-  return true;
 }
 
 function sameBytes(a: number, b: number, length: number): boolean {

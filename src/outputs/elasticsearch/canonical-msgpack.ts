@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { JsonBuffer } from '../../core/json-buffer.ts';
+import { isArrayIndexKey, isProtoKey } from '../../core/msgpack-fields.ts';
 
 /**
  * The canonical msgpack of a value — what `pack(unpack(bytes))` gives (core/msgpack.ts:
@@ -341,8 +342,8 @@ function strBody(pos: number): number {
 /** A key an object would reorder (an array index) or rename (`__proto__`). */
 function suspectKey(at: number, length: number): boolean {
   const first = length > 0 ? src[at]! : 0;
-  if (first >= 0x30 && first <= 0x39) return isArrayIndex(at, length);
-  return first === 0x5f && isProto(at, length);
+  if (first >= 0x30 && first <= 0x39) return isArrayIndexKey(src, at, length);
+  return first === 0x5f && isProtoKey(src, at, length);
 }
 
 /** A cheap signature of a key: equal keys have equal bits. */
@@ -361,26 +362,6 @@ function seenBefore(base: number, at: number, length: number): boolean {
     if (i === length) return true;
   }
   return false;
-}
-
-/** A canonical array index (0 … 2^32 − 2), which a JavaScript object orders before other keys. */
-function isArrayIndex(at: number, length: number): boolean {
-  if (length === 0 || length > 10 || (length > 1 && src[at] === 0x30)) return false;
-  let v = 0;
-  for (let i = at; i < at + length; i++) {
-    const c = src[i]!;
-    if (c < 0x30 || c > 0x39) return false;
-    v = v * 10 + (c - 0x30);
-  }
-  return v <= 0xfffffffe;
-}
-
-const PROTO = Buffer.from('__proto__');
-
-function isProto(at: number, length: number): boolean {
-  if (length !== PROTO.length) return false;
-  for (let i = 0; i < length; i++) if (src[at + i] !== PROTO[i]) return false;
-  return true;
 }
 
 /** A str body as msgpackr writes the text it decodes to: the same bytes under the smallest header. */

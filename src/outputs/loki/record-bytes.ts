@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { JsonBuffer } from '../../core/json-buffer.ts';
+import { isArrayIndexKey, isProtoKey } from '../../core/msgpack-fields.ts';
 import { writeJson, writeJsonString, writeJsonWithout } from '../../core/msgpack-json.ts';
 import {
   ARRAY,
@@ -309,7 +310,7 @@ function checkKey(src: Uint8Array, at: number, length: number, base: number): vo
   let high = false;
   for (let i = at; i < at + length; i++) if (src[i]! >= 0x80) high = true;
   if (high && !isUtf8(src.subarray(at, at + length))) throw DECODE;
-  if (isArrayIndex(src, at, length) || isProto(src, at, length)) throw DECODE;
+  if (isArrayIndexKey(src, at, length) || isProtoKey(src, at, length)) throw DECODE;
   for (let k = base; k < seenTop; k++) {
     if (seenLength[k] !== length) continue;
     const other = seenAt[k]!;
@@ -320,22 +321,4 @@ function checkKey(src: Uint8Array, at: number, length: number, base: number): vo
   seenAt[seenTop] = at;
   seenLength[seenTop] = length;
   seenTop++;
-}
-
-/** A canonical array index (0 … 2^32 − 2), which a JavaScript object orders before other keys. */
-function isArrayIndex(src: Uint8Array, at: number, length: number): boolean {
-  if (length === 0 || length > 10 || (length > 1 && src[at] === 0x30)) return false;
-  let v = 0;
-  for (let i = at; i < at + length; i++) {
-    const c = src[i]!;
-    if (c < 0x30 || c > 0x39) return false;
-    v = v * 10 + (c - 0x30);
-  }
-  return v <= 0xfffffffe;
-}
-
-const PROTO = Buffer.from('__proto__');
-
-function isProto(src: Uint8Array, at: number, length: number): boolean {
-  return sameKey(PROTO, src, at, length);
 }
