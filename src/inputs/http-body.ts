@@ -595,6 +595,14 @@ function unpackMsgpack(body: Buffer): unknown[] {
 // ---------------------------------------------------------------------------------------------
 // Records → entries
 
+/**
+ * A decoded msgpack map. isLogRecord takes a Date too, and msgpackr decodes the timestamp ext
+ * (-1) to one: a lone timestamp was stored as a record, which forward refuses as not a map.
+ */
+function isMap(value: unknown): value is LogRecord {
+  return isLogRecord(value) && !(value instanceof Date);
+}
+
 class EntryBuilder {
   readonly entries: Entry[] = [];
   private readonly fixedTime: EventTime | undefined;
@@ -622,16 +630,16 @@ class EntryBuilder {
 
   /** A map, an array of maps, or an entry `[time, record]` / `[[time, metadata], record]`. */
   addMsgpack(item: unknown, index: number): void {
-    if (isLogRecord(item)) {
+    if (isMap(item)) {
       this.addRecord(item);
       return;
     }
     if (!Array.isArray(item))
       throw new BodyError(`msgpack value ${index} is not a map, an array of maps or an entry`);
     if (item.length === 0) return;
-    if (isLogRecord(item[0])) {
+    if (isMap(item[0])) {
       item.forEach((record, n) => {
-        if (!isLogRecord(record)) throw new BodyError(`element ${n} of msgpack value ${index} is not a map`);
+        if (!isMap(record)) throw new BodyError(`element ${n} of msgpack value ${index} is not a map`);
         this.addRecord(record);
       });
       return;
@@ -643,6 +651,8 @@ class EntryBuilder {
       throw new BodyError(`msgpack value ${index}: ${oneLine(err)}`);
     }
     if (!entry) return; // a Fluent Bit group marker
+    if (!isMap(entry.record) || (entry.metadata !== undefined && !isMap(entry.metadata)))
+      throw new BodyError(`msgpack value ${index}: entry record or metadata is not a map`);
     if (this.fixedTime) entry.time = this.fixedTime;
     this.entries.push(entry);
   }
