@@ -10,6 +10,7 @@ import {
   encodePackedForward,
 } from '../../src/protocol/forward/modes.ts';
 import { metricValue, RawClient, startForward, stopAllForward } from '../support/forward-client.ts';
+import { rng } from '../support/msgpack-gen.ts';
 import { waitFor } from '../support/wait.ts';
 
 after(stopAllForward);
@@ -61,22 +62,10 @@ describe('forward input — 1,000 concurrent connections on loopback', () => {
   });
 });
 
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('forward input — fuzz against a live listener', () => {
   it('random and mutated frames: the listener stays up, memory bounded, a valid sender loses nothing', async () => {
     const seed = Number(process.env.FORWARD_FUZZ_SEED ?? Date.now() % 1_000_000);
-    const rand = prng(seed);
+    const rand = rng(seed);
     const int = (n: number) => Math.floor(rand() * n);
     const h = await startForward({
       max_message_size: '1MiB',

@@ -16,7 +16,8 @@ import {
   encodeSettings,
 } from '../../../src/outputs/elasticsearch/encode.ts';
 import type { Rejection } from '../../../src/outputs/output.ts';
-import { batches, benchRecord, Gen, record } from './generate.ts';
+import { Gen } from '../../support/msgpack-gen.ts';
+import { batches, benchRecord, record } from './generate.ts';
 
 /**
  * The byte path (BulkEncoder) against the decoded path (encodeItem on decoded entries), which

@@ -1,6 +1,7 @@
 import type { Batch } from '../../../src/core/batch.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
 import { eventTimeBytes, pack } from '../../../src/core/msgpack.ts';
+import { rng } from '../../support/msgpack-gen.ts';
 
 /**
  * Seeded records, as msgpack bytes, for comparing the output's bytes path with its decoded
@@ -9,17 +10,6 @@ import { eventTimeBytes, pack } from '../../../src/core/msgpack.ts';
  * keys, `__proto__`, arrays and binary where a path goes, broken UTF-8). A failure names
  * the seed that reproduces it.
  */
-
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A map written pair by pair: a key may repeat or be a number, as msgpack allows. */
 export class Pairs {
