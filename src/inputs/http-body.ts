@@ -361,8 +361,10 @@ export function msgpackShape(body: Buffer, maxDepth: number): BodyShape {
       records += h.type === ARRAY ? h.length : 1;
       const end = skipValue(body, pos, body.length, maxDepth);
       for (let p = pos; p < end; ) {
+        const at = p;
         p = readHeader(body, p, end, h);
         values++;
+        if (h.type === EXT && h.value === -1 && h.length === 12) checkTimestamp96(body, p, at);
         if (h.type === STR || h.type === BIN || h.type === EXT) p += h.length;
       }
       pos = end;
@@ -372,6 +374,22 @@ export function msgpackShape(body: Buffer, maxDepth: number): BodyShape {
     throw err;
   }
   return { values, records };
+}
+
+/** ±8.64e15 ms, what a JavaScript Date holds, in whole seconds. */
+const DATE_LIMIT_SEC = 8_640_000_000_000n;
+
+/**
+ * msgpackr decodes the timestamp ext to a Date: a 96-bit one past a Date's range became an
+ * Invalid Date, stored as a 1-byte ext that Estuary's own reader (forward) refuses, so one
+ * record could poison a chunk. 32- and 64-bit ones always fit; nanoseconds past 999,999,999
+ * are no timestamp (the msgpack spec).
+ */
+function checkTimestamp96(body: Buffer, data: number, at: number): void {
+  const nsec = body.readUInt32BE(data);
+  const sec = body.readBigInt64BE(data + 4);
+  if (nsec > 999_999_999 || sec >= DATE_LIMIT_SEC || sec <= -DATE_LIMIT_SEC)
+    throw new BodyError(`invalid msgpack: timestamp at offset ${at} is out of range`);
 }
 
 /** Bytes a parsed value holds, a record's entry holds, on top of the body's own bytes (measured on V8). */
