@@ -8,6 +8,7 @@ import {
   newHeader,
   readHeader,
   skipValue,
+  u32,
 } from '../protocol/forward/msgpack-scan.ts';
 import { decodeEntries } from './batch.ts';
 import type { TaggedEntry } from './entry.ts';
@@ -146,10 +147,6 @@ export class EntryCursor {
 
 function noTime(): InputError {
   return new InputError('entry time is not an integer, float or EventTime');
-}
-
-function u32(src: Uint8Array, at: number): number {
-  return src[at]! * 0x1000000 + ((src[at + 1]! << 16) | (src[at + 2]! << 8) | src[at + 3]!);
 }
 
 /** A range of whole entries of one batch: enough to decode them again if they must be retried. */

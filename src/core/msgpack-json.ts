@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { skipValue } from '../protocol/forward/msgpack-scan.ts';
+import { skipValue, u16, u32, viewAt } from '../protocol/forward/msgpack-scan.ts';
 import { isLogRecord } from './entry.ts';
 import { errorMessage } from './errors.ts';
 import { EventTime } from './event-time.ts';
@@ -188,17 +188,17 @@ function value(pos: number, depth: number): number {
       return binary(pos + 2, src[pos + 1]!);
     case 0xc5:
       need(pos + 3);
-      return binary(pos + 3, u16(pos + 1));
+      return binary(pos + 3, u16(src, pos + 1));
     case 0xc6:
       need(pos + 5);
-      return binary(pos + 5, u32(pos + 1));
+      return binary(pos + 5, u32(src, pos + 1));
     case 0xca:
       need(pos + 5);
-      double(f32(pos + 1));
+      double(viewAt(src, pos + 1, 4).getFloat32(0));
       return pos + 5;
     case 0xcb:
       need(pos + 9);
-      double(f64(pos + 1));
+      double(viewAt(src, pos + 1, 8).getFloat64(0));
       return pos + 9;
     case 0xcc:
       need(pos + 2);
@@ -206,11 +206,11 @@ function value(pos: number, depth: number): number {
       return pos + 2;
     case 0xcd:
       need(pos + 3);
-      uint(u16(pos + 1));
+      uint(u16(src, pos + 1));
       return pos + 3;
     case 0xce:
       need(pos + 5);
-      uint(u32(pos + 1));
+      uint(u32(src, pos + 1));
       return pos + 5;
     case 0xcf:
       need(pos + 9);
@@ -222,11 +222,11 @@ function value(pos: number, depth: number): number {
       return pos + 2;
     case 0xd1:
       need(pos + 3);
-      int((u16(pos + 1) << 16) >> 16);
+      int((u16(src, pos + 1) << 16) >> 16);
       return pos + 3;
     case 0xd2:
       need(pos + 5);
-      int(u32(pos + 1) | 0);
+      int(u32(src, pos + 1) | 0);
       return pos + 5;
     case 0xd3:
       need(pos + 9);
@@ -244,31 +244,31 @@ function value(pos: number, depth: number): number {
       return ext(pos, pos + 2, src[pos + 1]!);
     case 0xc8:
       need(pos + 4);
-      return ext(pos, pos + 3, u16(pos + 1));
+      return ext(pos, pos + 3, u16(src, pos + 1));
     case 0xc9:
       need(pos + 6);
-      return ext(pos, pos + 5, u32(pos + 1));
+      return ext(pos, pos + 5, u32(src, pos + 1));
     case 0xd9:
       need(pos + 2);
       return string(pos + 2, src[pos + 1]!, false);
     case 0xda:
       need(pos + 3);
-      return string(pos + 3, u16(pos + 1), false);
+      return string(pos + 3, u16(src, pos + 1), false);
     case 0xdb:
       need(pos + 5);
-      return string(pos + 5, u32(pos + 1), false);
+      return string(pos + 5, u32(src, pos + 1), false);
     case 0xdc:
       need(pos + 3);
-      return array(pos + 3, u16(pos + 1), depth);
+      return array(pos + 3, u16(src, pos + 1), depth);
     case 0xdd:
       need(pos + 5);
-      return array(pos + 5, u32(pos + 1), depth);
+      return array(pos + 5, u32(src, pos + 1), depth);
     case 0xde:
       need(pos + 3);
-      return map(pos + 3, u16(pos + 1), depth);
+      return map(pos + 3, u16(src, pos + 1), depth);
     case 0xdf:
       need(pos + 5);
-      return map(pos + 5, u32(pos + 1), depth);
+      return map(pos + 5, u32(src, pos + 1), depth);
     default:
       throw new EncodeError(`invalid msgpack byte 0x${b.toString(16)} at offset ${pos}`);
   }
@@ -324,11 +324,11 @@ function map(start: number, count: number, depth: number): number {
     } else if (b === 0xda) {
       need(pos + 3);
       at = pos + 3;
-      length = u16(pos + 1);
+      length = u16(src, pos + 1);
     } else if (b === 0xdb) {
       need(pos + 5);
       at = pos + 5;
-      length = u32(pos + 1);
+      length = u32(src, pos + 1);
     } else {
       throw SLOW;
     }
@@ -551,15 +551,15 @@ function double(v: number): void {
 }
 
 function uint64(at: number): void {
-  const hi = u32(at);
-  if (hi < 0x200000) uint(hi * 0x100000000 + u32(at + 4));
-  else ascii(view(at).getBigUint64(0).toString());
+  const hi = u32(src, at);
+  if (hi < 0x200000) uint(hi * 0x100000000 + u32(src, at + 4));
+  else ascii(viewAt(src, at, 8).getBigUint64(0).toString());
 }
 
 function int64(at: number): void {
-  const hi = u32(at) | 0;
-  if (hi >= -0x200000 && hi < 0x200000) int(hi * 0x100000000 + u32(at + 4));
-  else ascii(view(at).getBigInt64(0).toString());
+  const hi = u32(src, at) | 0;
+  if (hi >= -0x200000 && hi < 0x200000) int(hi * 0x100000000 + u32(src, at + 4));
+  else ascii(viewAt(src, at, 8).getBigInt64(0).toString());
 }
 
 /** EventTime (ext 0, 8 bytes) as RFC 3339; the timestamp ext (-1) as the decoder's Date does. */
@@ -572,7 +572,7 @@ function ext(valueAt: number, typeAt: number, length: number): number {
     room(32);
     buf[n++] = 0x22;
     out.n = n;
-    writeIsoTime(out, u32(body), u32(body + 4));
+    writeIsoTime(out, u32(src, body), u32(src, body + 4));
     n = out.n;
     buf = out.buf;
     buf[n++] = 0x22;
@@ -610,30 +610,4 @@ function need(until: number): void {
 
 function cutShort(at: number): EncodeError {
   return new EncodeError(`msgpack value cut short at offset ${at}`);
-}
-
-function u16(at: number): number {
-  return (src[at]! << 8) | src[at + 1]!;
-}
-
-function u32(at: number): number {
-  return src[at]! * 0x1000000 + ((src[at + 1]! << 16) | (src[at + 2]! << 8) | src[at + 3]!);
-}
-
-/** Floats and 64-bit integers read through an 8-byte scratch: no DataView per value. */
-const scratch = new Uint8Array(8);
-const scratchView = new DataView(scratch.buffer);
-
-function view(at: number): DataView {
-  for (let i = 0; i < 8; i++) scratch[i] = src[at + i]!;
-  return scratchView;
-}
-
-function f32(at: number): number {
-  for (let i = 0; i < 4; i++) scratch[i] = src[at + i]!;
-  return scratchView.getFloat32(0);
-}
-
-function f64(at: number): number {
-  return view(at).getFloat64(0);
 }

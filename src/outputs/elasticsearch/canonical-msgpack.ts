@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { JsonBuffer } from '../../core/json-buffer.ts';
 import { isArrayIndexKey, isProtoKey } from '../../core/msgpack-fields.ts';
+import { u16, u32, viewAt } from '../../protocol/forward/msgpack-scan.ts';
 
 /**
  * The canonical msgpack of a value — what `pack(unpack(bytes))` gives (core/msgpack.ts:
@@ -61,21 +62,21 @@ function check(pos: number, depth: number): number {
   if (!has(pos, widthAfter(b))) return UNSURE;
   switch (b) {
     case 0xcb: {
-      const v = view(pos + 1, 8).getFloat64(0);
+      const v = viewAt(src, pos + 1, 8).getFloat64(0);
       return Number.isNaN(v) || v >>> 0 === v || v >> 0 === v ? UNSURE : pos + 9;
     }
     case 0xcc:
       return src[pos + 1]! >= 0x80 ? pos + 2 : UNSURE;
     case 0xcd:
-      return u16(pos + 1) >= 0x100 ? pos + 3 : UNSURE;
+      return u16(src, pos + 1) >= 0x100 ? pos + 3 : UNSURE;
     case 0xce:
-      return u32(pos + 1) >= 0x10000 ? pos + 5 : UNSURE;
+      return u32(src, pos + 1) >= 0x10000 ? pos + 5 : UNSURE;
     case 0xd0:
       return (src[pos + 1]! << 24) >> 24 < -0x20 ? pos + 2 : UNSURE;
     case 0xd1:
-      return (u16(pos + 1) << 16) >> 16 < -0x80 ? pos + 3 : UNSURE;
+      return (u16(src, pos + 1) << 16) >> 16 < -0x80 ? pos + 3 : UNSURE;
     case 0xd2:
-      return (u32(pos + 1) | 0) < -0x8000 ? pos + 5 : UNSURE;
+      return (u32(src, pos + 1) | 0) < -0x8000 ? pos + 5 : UNSURE;
     case 0xd9:
     case 0xda:
     case 0xdb: {
@@ -83,19 +84,19 @@ function check(pos: number, depth: number): number {
       return smallestStrHeader(b, strBodyLength) ? checkString(at, strBodyLength) : UNSURE;
     }
     case 0xdc: {
-      const count = u16(pos + 1);
+      const count = u16(src, pos + 1);
       return count >= 0x10 ? checkArray(pos + 3, count, depth) : UNSURE;
     }
     case 0xdd: {
-      const count = u32(pos + 1);
+      const count = u32(src, pos + 1);
       return count >= 0x10000 ? checkArray(pos + 5, count, depth) : UNSURE;
     }
     case 0xde: {
-      const count = u16(pos + 1);
+      const count = u16(src, pos + 1);
       return count >= 0x10 ? checkMap(pos + 3, count, depth) : UNSURE;
     }
     case 0xdf: {
-      const count = u32(pos + 1);
+      const count = u32(src, pos + 1);
       return count >= 0x10000 ? checkMap(pos + 5, count, depth) : UNSURE;
     }
     default:
@@ -199,39 +200,39 @@ function value(pos: number, depth: number): number {
   if (!has(pos, widthAfter(b))) return UNSURE;
   switch (b) {
     case 0xca:
-      return number(view(pos + 1, 4).getFloat32(0), pos + 5);
+      return number(viewAt(src, pos + 1, 4).getFloat32(0), pos + 5);
     case 0xcb:
-      return number(view(pos + 1, 8).getFloat64(0), pos + 9);
+      return number(viewAt(src, pos + 1, 8).getFloat64(0), pos + 9);
     case 0xcc:
       return number(src[pos + 1]!, pos + 2);
     case 0xcd:
-      return number(u16(pos + 1), pos + 3);
+      return number(u16(src, pos + 1), pos + 3);
     case 0xce:
-      return number(u32(pos + 1), pos + 5);
+      return number(u32(src, pos + 1), pos + 5);
     case 0xcf:
-      return int64(u32(pos + 1), u32(pos + 5), pos + 9);
+      return int64(u32(src, pos + 1), u32(src, pos + 5), pos + 9);
     case 0xd0:
       return number((src[pos + 1]! << 24) >> 24, pos + 2);
     case 0xd1:
-      return number((u16(pos + 1) << 16) >> 16, pos + 3);
+      return number((u16(src, pos + 1) << 16) >> 16, pos + 3);
     case 0xd2:
-      return number(u32(pos + 1) | 0, pos + 5);
+      return number(u32(src, pos + 1) | 0, pos + 5);
     case 0xd3:
-      return int64(u32(pos + 1) | 0, u32(pos + 5), pos + 9);
+      return int64(u32(src, pos + 1) | 0, u32(src, pos + 5), pos + 9);
     case 0xd9:
       return string(pos + 2, src[pos + 1]!);
     case 0xda:
-      return string(pos + 3, u16(pos + 1));
+      return string(pos + 3, u16(src, pos + 1));
     case 0xdb:
-      return string(pos + 5, u32(pos + 1));
+      return string(pos + 5, u32(src, pos + 1));
     case 0xdc:
-      return array(pos + 3, u16(pos + 1), depth);
+      return array(pos + 3, u16(src, pos + 1), depth);
     case 0xdd:
-      return array(pos + 5, u32(pos + 1), depth);
+      return array(pos + 5, u32(src, pos + 1), depth);
     case 0xde:
-      return map(pos + 3, u16(pos + 1), depth);
+      return map(pos + 3, u16(src, pos + 1), depth);
     case 0xdf:
-      return map(pos + 5, u32(pos + 1), depth);
+      return map(pos + 5, u32(src, pos + 1), depth);
     default:
       // Binary (decoded to a Buffer) and ext types (EventTime, Date) pack by rules of their own.
       return UNSURE;
@@ -329,11 +330,11 @@ function strBody(pos: number): number {
     return pos + 2;
   }
   if (b === 0xda) {
-    strBodyLength = u16(pos + 1);
+    strBodyLength = u16(src, pos + 1);
     return pos + 3;
   }
   if (b === 0xdb) {
-    strBodyLength = u32(pos + 1);
+    strBodyLength = u32(src, pos + 1);
     return pos + 5;
   }
   return UNSURE;
@@ -450,18 +451,6 @@ function grown(array: Int32Array, size: number): Int32Array {
   return next;
 }
 
-function u16(at: number): number {
-  return (src[at]! << 8) | src[at + 1]!;
-}
-
-function u32(at: number): number {
-  return src[at]! * 0x1000000 + ((src[at + 1]! << 16) | (src[at + 2]! << 8) | src[at + 3]!);
-}
-
+/** A float64's bytes are made through this scratch. */
 const scratch = new Uint8Array(8);
 const scratchView = new DataView(scratch.buffer);
-
-function view(at: number, size: number): DataView {
-  for (let i = 0; i < size; i++) scratch[i] = src[at + i]!;
-  return scratchView;
-}

@@ -70,9 +70,9 @@ export function readHeader(buf: Uint8Array, pos: number, end: number, h: Header)
     case 0xc9:
       return pos + 6 > end ? -1 : ext(h, u32(buf, pos + 1), buf[pos + 5]!, pos + 6);
     case 0xca:
-      return pos + 5 > end ? -1 : scalar(h, FLOAT, view(buf, pos + 1, 4).getFloat32(0), pos + 5);
+      return pos + 5 > end ? -1 : scalar(h, FLOAT, viewAt(buf, pos + 1, 4).getFloat32(0), pos + 5);
     case 0xcb:
-      return pos + 9 > end ? -1 : scalar(h, FLOAT, view(buf, pos + 1, 8).getFloat64(0), pos + 9);
+      return pos + 9 > end ? -1 : scalar(h, FLOAT, viewAt(buf, pos + 1, 8).getFloat64(0), pos + 9);
     case 0xcc:
       return pos + 2 > end ? -1 : scalar(h, INT, buf[pos + 1]!, pos + 2);
     case 0xcd:
@@ -80,15 +80,15 @@ export function readHeader(buf: Uint8Array, pos: number, end: number, h: Header)
     case 0xce:
       return pos + 5 > end ? -1 : scalar(h, INT, u32(buf, pos + 1), pos + 5);
     case 0xcf:
-      return pos + 9 > end ? -1 : scalar(h, INT, Number(view(buf, pos + 1, 8).getBigUint64(0)), pos + 9);
+      return pos + 9 > end ? -1 : scalar(h, INT, Number(viewAt(buf, pos + 1, 8).getBigUint64(0)), pos + 9);
     case 0xd0:
-      return pos + 2 > end ? -1 : scalar(h, INT, view(buf, pos + 1, 1).getInt8(0), pos + 2);
+      return pos + 2 > end ? -1 : scalar(h, INT, viewAt(buf, pos + 1, 1).getInt8(0), pos + 2);
     case 0xd1:
-      return pos + 3 > end ? -1 : scalar(h, INT, view(buf, pos + 1, 2).getInt16(0), pos + 3);
+      return pos + 3 > end ? -1 : scalar(h, INT, viewAt(buf, pos + 1, 2).getInt16(0), pos + 3);
     case 0xd2:
-      return pos + 5 > end ? -1 : scalar(h, INT, view(buf, pos + 1, 4).getInt32(0), pos + 5);
+      return pos + 5 > end ? -1 : scalar(h, INT, viewAt(buf, pos + 1, 4).getInt32(0), pos + 5);
     case 0xd3:
-      return pos + 9 > end ? -1 : scalar(h, INT, Number(view(buf, pos + 1, 8).getBigInt64(0)), pos + 9);
+      return pos + 9 > end ? -1 : scalar(h, INT, Number(viewAt(buf, pos + 1, 8).getBigInt64(0)), pos + 9);
     case 0xd4:
     case 0xd5:
     case 0xd6:
@@ -133,11 +133,12 @@ function ext(h: Header, length: number, type: number, next: number): number {
   return next;
 }
 
-function u16(buf: Uint8Array, pos: number): number {
+/** Big-endian readers for msgpack's lengths and numbers, shared by every walker of msgpack bytes. */
+export function u16(buf: Uint8Array, pos: number): number {
   return (buf[pos]! << 8) | buf[pos + 1]!;
 }
 
-function u32(buf: Uint8Array, pos: number): number {
+export function u32(buf: Uint8Array, pos: number): number {
   return ((buf[pos]! << 24) >>> 0) + ((buf[pos + 1]! << 16) | (buf[pos + 2]! << 8) | buf[pos + 3]!);
 }
 
@@ -145,8 +146,9 @@ function u32(buf: Uint8Array, pos: number): number {
 const scratchBytes = new Uint8Array(8);
 const scratchView = new DataView(scratchBytes.buffer);
 
-function view(buf: Uint8Array, pos: number, size: number): DataView {
-  scratchBytes.set(buf.subarray(pos, pos + size));
+/** `size` (≤ 8) bytes at `pos` behind a DataView at offset 0, valid until the next call. */
+export function viewAt(buf: Uint8Array, pos: number, size: number): DataView {
+  for (let i = 0; i < size; i++) scratchBytes[i] = buf[pos + i]!;
   return scratchView;
 }
 
