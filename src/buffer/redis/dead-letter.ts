@@ -45,7 +45,7 @@ export class RedisDeadLetterQueue implements DeadLetterQueue {
 
   async replay(id: string): Promise<boolean> {
     const chunkId = randomUUID();
-    const moved = await DEAD_REPLAY.run(this.client, [this.keys.base], [id, chunkId]);
+    const moved = await DEAD_REPLAY.run(this.client, this.keys.script, [id, chunkId]);
     if (moved !== 1) return false;
     this.onReplay();
     return true;
@@ -53,7 +53,7 @@ export class RedisDeadLetterQueue implements DeadLetterQueue {
 
   async purge(id?: string): Promise<number> {
     if (id === '') return 0;
-    return Number(await DEAD_PURGE.run(this.client, [this.keys.base], [id ?? '']));
+    return Number(await DEAD_PURGE.run(this.client, this.keys.script, [id ?? '']));
   }
 
   private info(id: string, meta: (string | null)[]): DeadLetterInfo | undefined {

@@ -55,6 +55,15 @@ export class OutputKeys {
   readonly leased: string;
   readonly stats: string;
   readonly dead: string;
+  /**
+   * The KEYS every script declares: the hash tag, which is never a key, and `stats`. While
+   * the slot migrates between Cluster nodes its keys are split between them, and a script
+   * run on either would see half the output (and leave keys the migration then overwrites):
+   * declaring two keys, one always missing, makes Redis answer TRYAGAIN on both nodes (a
+   * single missing key would be sent on with ASK and run on the target), so no script runs
+   * until the slot has moved; meanwhile staging is refused as backpressure.
+   */
+  readonly script: readonly [string, string];
 
   constructor(prefix: string, outputId: string) {
     this.base = `{${prefix}:out:${escapeId(outputId)}}`;
@@ -66,6 +75,7 @@ export class OutputKeys {
     this.leased = `${this.base}:${FIXED.leased}`;
     this.stats = `${this.base}:${FIXED.stats}`;
     this.dead = `${this.base}:${FIXED.dead}`;
+    this.script = [this.base, this.stats];
   }
 
   chunk(id: string): string {

@@ -431,21 +431,17 @@ export class RedisStore implements ChunkStore {
     const calls = splitBatch(batch, chunkLimitSize, chunkLimitRecords).map((piece) =>
       inTime(
         givenUp,
-        STAGE.run(
-          this.client,
-          [this.keys.base],
-          [
-            this.backend.replica,
-            randomUUID(),
-            encodeFrames([piece]),
-            piece.count,
-            piece.bytes,
-            chunkLimitSize,
-            maxRecords,
-            this.replicaLeaseMs,
-            deadline,
-          ],
-        ),
+        STAGE.run(this.client, this.keys.script, [
+          this.backend.replica,
+          randomUUID(),
+          encodeFrames([piece]),
+          piece.count,
+          piece.bytes,
+          chunkLimitSize,
+          maxRecords,
+          this.replicaLeaseMs,
+          deadline,
+        ]),
       ),
     );
     const results = await Promise.allSettled(calls);
@@ -472,11 +468,12 @@ export class RedisStore implements ChunkStore {
 
   async lease(ordered: boolean): Promise<RedisLease | { waitMs: number | undefined }> {
     const token = `${this.backend.replica}:${++this.leases}`;
-    const reply = (await LEASE.run(
-      this.client,
-      [this.keys.base],
-      [token, this.backend.replica, this.chunkLeaseMs, ordered ? '1' : '0'],
-    )) as (string | number)[];
+    const reply = (await LEASE.run(this.client, this.keys.script, [
+      token,
+      this.backend.replica,
+      this.chunkLeaseMs,
+      ordered ? '1' : '0',
+    ])) as (string | number)[];
     const id = String(reply[0]);
     if (id === '') {
       const wait = Number(reply[1]);
@@ -499,11 +496,11 @@ export class RedisStore implements ChunkStore {
   }
 
   async renew(lease: Lease): Promise<boolean> {
-    const held = await RENEW.run(
-      this.client,
-      [this.keys.base],
-      [lease.chunk.id, (lease as RedisLease).token, this.chunkLeaseMs],
-    );
+    const held = await RENEW.run(this.client, this.keys.script, [
+      lease.chunk.id,
+      (lease as RedisLease).token,
+      this.chunkLeaseMs,
+    ]);
     if (Number(held) === 1) return true;
     this.logger.warn(
       { chunk_id: lease.chunk.id },
@@ -527,27 +524,23 @@ export class RedisStore implements ChunkStore {
     }
     const retry = s.kind === 'retry' ? s : undefined;
     const deadId = randomUUID();
-    const reply = (await SETTLE.run(
-      this.client,
-      [this.keys.base],
-      [
-        chunkId,
-        s.kind,
-        attempts,
-        this.settings.deadLetter.enabled ? '1' : '0',
-        this.settings.deadLetter.maxSize,
-        retry ? Math.max(0, retry.at - Date.now()) : 0,
-        retry?.failingSince ?? Date.now(),
-        deadId,
-        s.kind === 'dead' ? s.reason : '',
-        ...rewrite,
-        (lease as RedisLease).token,
-        retry?.counted ? '1' : '0',
-        retry?.avoid ? this.backend.replica : '',
-        POLL_MS * 4,
-        ...groups.flatMap((g) => [g.id, g.reason, g.frames, g.count, g.bytes]),
-      ],
-    )) as number[];
+    const reply = (await SETTLE.run(this.client, this.keys.script, [
+      chunkId,
+      s.kind,
+      attempts,
+      this.settings.deadLetter.enabled ? '1' : '0',
+      this.settings.deadLetter.maxSize,
+      retry ? Math.max(0, retry.at - Date.now()) : 0,
+      retry?.failingSince ?? Date.now(),
+      deadId,
+      s.kind === 'dead' ? s.reason : '',
+      ...rewrite,
+      (lease as RedisLease).token,
+      retry?.counted ? '1' : '0',
+      retry?.avoid ? this.backend.replica : '',
+      POLL_MS * 4,
+      ...groups.flatMap((g) => [g.id, g.reason, g.frames, g.count, g.bytes]),
+    ])) as number[];
     const [total, mine, droppedFull, droppedDisabled, deadRecords, answered] = reply.map(
       Number,
     ) as number[] as [number, number, number, number, number, number];
@@ -562,11 +555,10 @@ export class RedisStore implements ChunkStore {
   }
 
   async dropOldest(bytes: number): Promise<{ records: number; ids: string[] }> {
-    const reply = (await DROP_OLDEST.run(
-      this.client,
-      [this.keys.base],
-      [bytes, this.settings.totalLimitSize],
-    ).catch((err: unknown) => {
+    const reply = (await DROP_OLDEST.run(this.client, this.keys.script, [
+      bytes,
+      this.settings.totalLimitSize,
+    ]).catch((err: unknown) => {
       throw new BackpressureError(`output ${this.outputId}: redis buffer unavailable (${errorMessage(err)})`);
     })) as (number | string)[];
     const [total, records, ...ids] = reply;
@@ -590,7 +582,7 @@ export class RedisStore implements ChunkStore {
   }
 
   async refreshSizes(): Promise<void> {
-    const r = ((await STATS.run(this.client, [this.keys.base], [])) as number[]).map(Number);
+    const r = ((await STATS.run(this.client, this.keys.script, [])) as number[]).map(Number);
     this.snapshot = {
       stageLength: r[1]!,
       stageBytes: r[2]!,
@@ -617,7 +609,7 @@ export class RedisStore implements ChunkStore {
     this.backend.unregister(this);
     // The last heartbeat drops this replica's lease and seals dead replicas' open chunks.
     await beforeDeadline(
-      HEARTBEAT.run(this.client, [this.keys.base], [this.backend.replica, 0, Number.MAX_SAFE_INTEGER, '1']),
+      HEARTBEAT.run(this.client, this.keys.script, [this.backend.replica, 0, Number.MAX_SAFE_INTEGER, '1']),
       Date.now() + 1000,
     ).catch(() => {});
     return 0;
@@ -634,11 +626,12 @@ export class RedisStore implements ChunkStore {
   /** Lease of this replica, recovery of dead replicas' open chunks, adoption of strays. */
   async heartbeat(): Promise<void> {
     const { recoveryTimeoutMs } = this.backend.settings;
-    const sealed = (await HEARTBEAT.run(
-      this.client,
-      [this.keys.base],
-      [this.backend.replica, this.replicaLeaseMs, this.settings.flushIntervalMs + recoveryTimeoutMs, '0'],
-    )) as string[];
+    const sealed = (await HEARTBEAT.run(this.client, this.keys.script, [
+      this.backend.replica,
+      this.replicaLeaseMs,
+      this.settings.flushIntervalMs + recoveryTimeoutMs,
+      '0',
+    ])) as string[];
     if (sealed.length > 0) {
       this.logger.info(
         { chunks: sealed.length },
@@ -657,7 +650,7 @@ export class RedisStore implements ChunkStore {
     let offset = 0;
     let found = 0;
     while (offset >= 0) {
-      const [next, ...ids] = (await ADOPT.run(this.client, [this.keys.base], [offset, 500])) as [
+      const [next, ...ids] = (await ADOPT.run(this.client, this.keys.script, [offset, 500])) as [
         number,
         ...string[],
       ];
@@ -708,11 +701,10 @@ export class RedisStore implements ChunkStore {
 
   /** Seals this replica's open chunk (`chunkId`, or whichever is open). */
   private async sealNow(chunkId?: string): Promise<void> {
-    const ids = (await SEAL.run(
-      this.client,
-      [this.keys.base],
-      [this.backend.replica, chunkId ?? ''],
-    )) as string[];
+    const ids = (await SEAL.run(this.client, this.keys.script, [
+      this.backend.replica,
+      chunkId ?? '',
+    ])) as string[];
     this.sealed(ids);
   }
 

@@ -8,7 +8,7 @@ type Arg = string | number | Buffer;
 /**
  * The buffer's state changes, each one Lua script so it is atomic: data and the totals in
  * `stats` never drift apart, whatever crashes between two scripts. Every script takes the
- * output's hash tag as KEYS[1] (see keys.ts), and reads the clock with Redis TIME, so
+ * output's hash tag as KEYS[1] (and `stats` as KEYS[2]: OutputKeys.script), and reads the clock with Redis TIME, so
  * replicas with skewed clocks agree on ages and leases.
  */
 const PRELUDE = `${LUA_KEYS}
