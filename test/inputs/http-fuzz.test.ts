@@ -12,6 +12,7 @@ import { pack } from '../../src/core/msgpack.ts';
 import { isWholeValue } from '../../src/protocol/forward/msgpack-scan.ts';
 import { startEstuary } from '../support/estuary.ts';
 import { RawHttp } from '../support/http.ts';
+import { Gen, header as mpHeader, map as mpMap, rng } from '../support/msgpack-gen.ts';
 import { scriptedInstances } from '../support/outputs.ts';
 import { sample } from '../support/prom-text.ts';
 import { freePort, waitFor } from '../support/wait.ts';
@@ -40,20 +41,12 @@ const MAX_DEPTH = 32;
 // ---------------------------------------------------------------------------------------------
 // Seeded generation
 
-/** mulberry32, as forward's fuzz test: small, seeded, good enough to spread cases. */
+/** Seeded choices over the shared PRNG. */
 class Rand {
-  private a: number;
+  readonly next: () => number;
 
   constructor(seed: number) {
-    this.a = seed >>> 0;
-  }
-
-  next(): number {
-    this.a = (this.a + 0x6d2b79f5) >>> 0;
-    let t = this.a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = rng(seed);
   }
 
   int(n: number): number {
@@ -556,13 +549,14 @@ function sizedJson(id: string, size: number): { bytes: Buffer; want: Want[] } {
 
 const FORMATS: Format[] = ['json', 'json', 'msgpack', 'msgpack', 'form'];
 
-/** A valid body, encoded, small enough for max_body_size. */
+/** A valid body, encoded, within max_body_size and max_decompressed_size. */
 function valid(r: Rand, id: string, format = r.pick(FORMATS), coding = r.pick(CODINGS)) {
   let n = r.chance(0.05) ? 1 + r.int(2000) : r.chance(0.1) ? 0 : 1 + r.int(30);
   for (;;) {
     const c = content(r, format, records(r, id, n));
     const wire = coding.encode(c.bytes);
-    if (wire.length <= MAX_BODY) return { ...c, wire, coding, contentType: contentType(r, format) };
+    if (wire.length <= MAX_BODY && c.bytes.length <= MAX_DECOMPRESSED)
+      return { ...c, wire, coding, contentType: contentType(r, format) };
     n = Math.floor(n / 2);
   }
 }
@@ -677,6 +671,24 @@ function generateCase(index: number): Case {
       contentType: v.contentType,
       contentEncoding: v.coding.header,
       expect: decoded ? oracle(v.format, decoded) : { is: 'any' },
+    };
+  }
+
+  if (kind < 49) {
+    // msgpack maps written byte by byte in every width, with keys an object reorders, merges
+    // or renames, broken UTF-8, binary, EventTimes and timestamps: each map one record.
+    const g = new Gen(SEED * 1_000_003 + index);
+    const n = 1 + g.int(5);
+    const array = g.int(2) === 0;
+    if (array) mpHeader(g, n, 0x90, 0xdc, 0xdd);
+    for (let i = 0; i < n; i++) mpMap(g, 0);
+    const coding = r.pick(CODINGS);
+    return {
+      what: `msgpack-gen ${n} maps${array ? ' in an array' : ''} ${coding.header}`,
+      body: coding.encode(g.take()),
+      contentType: r.pick(MSGPACK_TYPES),
+      contentEncoding: coding.header,
+      expect: { is: 'count', count: n },
     };
   }
 
