@@ -15,13 +15,17 @@ export interface TaggedEntry extends Entry {
   tag: string;
 }
 
-/** A msgpack/JSON map, as opposed to an array, binary, an EventTime or a scalar. */
+/**
+ * A msgpack/JSON map, as opposed to an array, binary, an EventTime, a timestamp (the decoder
+ * gives a Date) or a scalar.
+ */
 export function isLogRecord(value: unknown): value is LogRecord {
   return (
     typeof value === 'object' &&
     value !== null &&
     !Array.isArray(value) &&
     !(value instanceof Uint8Array) &&
-    !(value instanceof EventTime)
+    !(value instanceof EventTime) &&
+    !(value instanceof Date)
   );
 }

@@ -5,6 +5,7 @@ import { type Entry, isLogRecord, type LogRecord } from '../core/entry.ts';
 import { InputError } from '../core/errors.ts';
 import { EventTime, FLUENT_BIT_GROUP_END } from '../core/event-time.ts';
 import { type InflightLease, inflightFull } from '../core/inflight.ts';
+import { parseJson } from '../core/json-parse.ts';
 import { unpackStream } from '../core/msgpack.ts';
 import { FrameError } from '../protocol/forward/errors.ts';
 import { ARRAY, BIN, EXT, newHeader, readHeader, STR, skipValue } from '../protocol/forward/msgpack-scan.ts';
@@ -349,7 +350,7 @@ export function jsonShape(body: Buffer, maxDepth: number): BodyShape {
   return { values, records };
 }
 
-/** The same counts for a msgpack body, from its headers; also forward's checks (0xC1, ext types). */
+/** The same counts for a msgpack body, from its headers; also forward's checks (0xC1, ext types, timestamps a Date cannot hold). */
 export function msgpackShape(body: Buffer, maxDepth: number): BodyShape {
   const h = newHeader();
   let values = 0;
@@ -361,10 +362,8 @@ export function msgpackShape(body: Buffer, maxDepth: number): BodyShape {
       records += h.type === ARRAY ? h.length : 1;
       const end = skipValue(body, pos, body.length, maxDepth);
       for (let p = pos; p < end; ) {
-        const at = p;
         p = readHeader(body, p, end, h);
         values++;
-        if (h.type === EXT && h.value === -1 && h.length === 12) checkTimestamp96(body, p, at);
         if (h.type === STR || h.type === BIN || h.type === EXT) p += h.length;
       }
       pos = end;
@@ -374,22 +373,6 @@ export function msgpackShape(body: Buffer, maxDepth: number): BodyShape {
     throw err;
   }
   return { values, records };
-}
-
-/** ±8.64e15 ms, what a JavaScript Date holds, in whole seconds. */
-const DATE_LIMIT_SEC = 8_640_000_000_000n;
-
-/**
- * msgpackr decodes the timestamp ext to a Date: a 96-bit one past a Date's range became an
- * Invalid Date, stored as a 1-byte ext that Estuary's own reader (forward) refuses, so one
- * record could poison a chunk. 32- and 64-bit ones always fit; nanoseconds past 999,999,999
- * are no timestamp (the msgpack spec).
- */
-function checkTimestamp96(body: Buffer, data: number, at: number): void {
-  const nsec = body.readUInt32BE(data);
-  const sec = body.readBigInt64BE(data + 4);
-  if (nsec > 999_999_999 || sec >= DATE_LIMIT_SEC || sec <= -DATE_LIMIT_SEC)
-    throw new BodyError(`invalid msgpack: timestamp at offset ${at} is out of range`);
 }
 
 /** Bytes a parsed value holds, a record's entry holds, on top of the body's own bytes (measured on V8). */
@@ -498,100 +481,6 @@ function parseSlice(body: Buffer, start: number, end: number): unknown {
   }
 }
 
-/**
- * JSON.parse, but a text with an escaped object key has its objects built here: V8 (Node 24
- * and 26; https://github.com/nodejs/node/issues/63785) may take a short escaped key for one
- * seen earlier that holds a backslash (the text {"k\t":1}, parsed after {"k\\":1}, gives the
- * key k\ instead of k + tab), and the record would be stored under another key than sent.
- * Strings alone are read right, so here keys are read as strings. Texts with no escaped key,
- * nearly all, keep the native parser.
- */
-function parseJson(text: string): unknown {
-  // Validates, and V8's message names the position of an error.
-  const value: unknown = JSON.parse(text);
-  return hasEscapedKey(text) ? buildJson(text) : value;
-}
-
-/** Whether a key of `text` (valid JSON) holds an escape. */
-function hasEscapedKey(text: string): boolean {
-  for (let i = text.indexOf('\\'); i >= 0; ) {
-    // In valid JSON a backslash starts an escape inside a string: find that string's end.
-    let end = i;
-    while (text.charCodeAt(end) !== 0x22) end += text.charCodeAt(end) === 0x5c ? 2 : 1;
-    let next = end + 1;
-    while (isJsonSpace(text.charCodeAt(next))) next++;
-    if (text.charCodeAt(next) === 0x3a /* : */) return true;
-    i = text.indexOf('\\', end + 1);
-  }
-  return false;
-}
-
-function isJsonSpace(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
-}
-
-/** Builds the value of `text`, which JSON.parse has validated, with keys read as strings. */
-function buildJson(text: string): unknown {
-  // Open containers, innermost last, and the key each object's next value goes under; a loop,
-  // not recursion, whatever the depth.
-  const open: (Record<string, unknown> | unknown[])[] = [];
-  const keys: string[] = [];
-  let root: unknown;
-  const put = (value: unknown) => {
-    const top = open.at(-1);
-    if (top === undefined) root = value;
-    else if (Array.isArray(top)) top.push(value);
-    // As JSON.parse: an own property, even `__proto__`.
-    else
-      Object.defineProperty(top, keys.at(-1)!, {
-        value,
-        writable: true,
-        enumerable: true,
-        configurable: true,
-      });
-  };
-  for (let i = 0; i < text.length; ) {
-    const c = text.charCodeAt(i);
-    if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
-      const container = c === 0x7b ? {} : [];
-      put(container);
-      open.push(container);
-      keys.push('');
-      i++;
-    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
-      open.pop();
-      keys.pop();
-      i++;
-    } else if (c === 0x22 /* " */) {
-      let end = i + 1;
-      while (text.charCodeAt(end) !== 0x22) end += text.charCodeAt(end) === 0x5c ? 2 : 1;
-      const string = JSON.parse(text.slice(i, end + 1)) as string;
-      let next = end + 1;
-      while (isJsonSpace(text.charCodeAt(next))) next++;
-      if (text.charCodeAt(next) === 0x3a) {
-        keys[keys.length - 1] = string;
-        i = next + 1;
-      } else {
-        put(string);
-        i = end + 1;
-      }
-    } else if (c === 0x2c /* , */ || isJsonSpace(c)) {
-      i++;
-    } else {
-      // A number, true, false or null: up to the next delimiter.
-      let end = i + 1;
-      while (end < text.length && !isDelimiter(text.charCodeAt(end))) end++;
-      put(JSON.parse(text.slice(i, end)));
-      i = end;
-    }
-  }
-  return root;
-}
-
-function isDelimiter(c: number): boolean {
-  return c === 0x2c || c === 0x7d || c === 0x5d || isJsonSpace(c);
-}
-
 function fail(message: string): never {
   throw new BodyError(message);
 }
@@ -612,14 +501,6 @@ function unpackMsgpack(body: Buffer): unknown[] {
 
 // ---------------------------------------------------------------------------------------------
 // Records → entries
-
-/**
- * A decoded msgpack map. isLogRecord takes a Date too, and msgpackr decodes the timestamp ext
- * (-1) to one: a lone timestamp was stored as a record, which forward refuses as not a map.
- */
-function isMap(value: unknown): value is LogRecord {
-  return isLogRecord(value) && !(value instanceof Date);
-}
 
 class EntryBuilder {
   readonly entries: Entry[] = [];
@@ -648,16 +529,16 @@ class EntryBuilder {
 
   /** A map, an array of maps, or an entry `[time, record]` / `[[time, metadata], record]`. */
   addMsgpack(item: unknown, index: number): void {
-    if (isMap(item)) {
+    if (isLogRecord(item)) {
       this.addRecord(item);
       return;
     }
     if (!Array.isArray(item))
       throw new BodyError(`msgpack value ${index} is not a map, an array of maps or an entry`);
     if (item.length === 0) return;
-    if (isMap(item[0])) {
+    if (isLogRecord(item[0])) {
       item.forEach((record, n) => {
-        if (!isMap(record)) throw new BodyError(`element ${n} of msgpack value ${index} is not a map`);
+        if (!isLogRecord(record)) throw new BodyError(`element ${n} of msgpack value ${index} is not a map`);
         this.addRecord(record);
       });
       return;
@@ -669,7 +550,7 @@ class EntryBuilder {
       throw new BodyError(`msgpack value ${index}: ${oneLine(err)}`);
     }
     if (!entry) return; // a Fluent Bit group marker
-    if (!isMap(entry.record) || (entry.metadata !== undefined && !isMap(entry.metadata)))
+    if (!isLogRecord(entry.record) || (entry.metadata !== undefined && !isLogRecord(entry.metadata)))
       throw new BodyError(`msgpack value ${index}: entry record or metadata is not a map`);
     if (this.fixedTime) entry.time = this.fixedTime;
     this.entries.push(entry);

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { Batch } from '../../core/batch.ts';
 import { errorMessage } from '../../core/errors.ts';
 import type { InflightBudget, InflightLease } from '../../core/inflight.ts';
+import { parseJson } from '../../core/json-parse.ts';
 import { pack } from '../../core/msgpack.ts';
 import { encodeAck } from '../../protocol/forward/ack.ts';
 import { createFrameDecoder, type FrameDecoder, type FrameLimits } from '../../protocol/forward/decoder.ts';
@@ -512,7 +513,7 @@ export class ForwardConnection {
     let ping: Ping | undefined;
     if (json) {
       try {
-        ping = pingFromJson(JSON.parse(Buffer.from(frame).toString('utf8')));
+        ping = pingFromJson(parseJson(Buffer.from(frame).toString('utf8')));
       } catch {
         ping = undefined;
       }

@@ -3,6 +3,7 @@ import * as zlib from 'node:zlib';
 import { encodeEntry, toEventTime } from '../../core/batch.ts';
 import { type Entry, isLogRecord, type LogRecord } from '../../core/entry.ts';
 import { EventTime, FLUENT_BIT_GROUP_END, FLUENT_BIT_GROUP_START } from '../../core/event-time.ts';
+import { parseJson } from '../../core/json-parse.ts';
 import { eventTimeBytes, pack } from '../../core/msgpack.ts';
 import { FrameError } from './errors.ts';
 import {
@@ -557,7 +558,7 @@ function typeName(type: number): string {
 export function parseJsonMessage(frame: Uint8Array): ParsedMessage {
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength).toString('utf8'));
+    value = parseJson(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength).toString('utf8'));
   } catch (err) {
     throw new FrameError('malformed', `invalid JSON: ${(err as Error).message}`);
   }

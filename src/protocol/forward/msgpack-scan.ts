@@ -165,6 +165,27 @@ export function checkExt(h: Header, at: number): void {
   }
 }
 
+/** ±8.64e15 ms, what a JavaScript Date holds, in whole seconds. */
+const DATE_LIMIT_SEC = 8_640_000_000_000;
+
+/**
+ * The body of a timestamp ext (-1): nanoseconds past 999,999,999 are no timestamp (the
+ * msgpack spec), and the decoder turns it into a Date, so seconds past a Date's range would
+ * become an Invalid Date, re-encoded as bytes that no reader takes — one record poisoning a
+ * whole chunk on a retry.
+ */
+export function checkTimestamp(buf: Uint8Array, body: number, length: number, at: number): void {
+  let nsec = 0;
+  let sec = 0;
+  if (length === 8) nsec = u32(buf, body) >>> 2;
+  else if (length === 12) {
+    nsec = u32(buf, body);
+    sec = Number(viewAt(buf, body + 4, 8).getBigInt64(0));
+  }
+  if (nsec > 999_999_999 || sec >= DATE_LIMIT_SEC || sec <= -DATE_LIMIT_SEC)
+    throw new FrameError('malformed', `timestamp ext at offset ${at} is out of range`);
+}
+
 const scratch = newHeader();
 
 /**
@@ -223,12 +244,10 @@ export class ScanState {
         else if (b === 0xcb) next = p + 9;
         else if (b === 0xcc || b === 0xd0) next = p + 2;
         else if (b === 0xcd || b === 0xd1) next = p + 3;
-        else if (b === 0xd7 && p + 1 < end) {
-          // fixext 8: EventTime (type 0) or the 8-byte timestamp (-1); never a map key.
-          const type = buf[p + 1]!;
+        else if (b === 0xd7 && p + 1 < end && buf[p + 1] === 0) {
+          // fixext 8 type 0: an EventTime, never a map key (the timestamp, -1, is checked below).
           const depth = left.length;
-          const isKey = depth > 0 && maps[depth - 1]! && left[depth - 1]! % 2 === 0;
-          if ((type === 0 || type === 0xff) && !isKey) next = p + 10;
+          if (!(depth > 0 && maps[depth - 1]! && left[depth - 1]! % 2 === 0)) next = p + 10;
         }
         if (next >= 0 && next <= end && next - origin <= limit) {
           p = next;
@@ -261,6 +280,7 @@ export class ScanState {
             this.pos = p;
             return -1;
           }
+          if (h.type === EXT && h.value === -1) checkTimestamp(buf, next, h.length, at);
           p = bodyEnd;
           break;
         }
