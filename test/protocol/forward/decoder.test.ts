@@ -113,6 +113,37 @@ describe('forward msgpack framing', () => {
   });
 });
 
+describe('msgpack timestamps (ext -1) a reader can take', () => {
+  const ts96 = (nsec: number, sec: bigint) => {
+    const b = Buffer.alloc(15);
+    b[0] = 0xc7;
+    b[1] = 12;
+    b[2] = 0xff;
+    b.writeUInt32BE(nsec, 3);
+    b.writeBigInt64BE(sec, 7);
+    return b;
+  };
+  const ts64 = (nsec: number, sec: number) => {
+    const b = Buffer.alloc(10);
+    b[0] = 0xd7;
+    b[1] = 0xff;
+    b.writeUInt32BE(((nsec << 2) | Math.floor(sec / 2 ** 32)) >>> 0, 2);
+    b.writeUInt32BE(sec >>> 0, 6);
+    return b;
+  };
+
+  it('takes what a Date holds and refuses what it cannot (one record would poison a chunk)', () => {
+    for (const ok of [
+      ts96(999_999_999, 8_639_999_999_999n),
+      ts96(0, -8_639_999_999_999n),
+      ts64(5, 1_700_000_000),
+    ])
+      assert.equal(skipValue(ok, 0, ok.length, 8), ok.length);
+    for (const bad of [ts96(0, 8_640_000_000_000n), ts96(1_000_000_000, 0n), ts64(1_000_000_000, 0)])
+      assert.throws(() => skipValue(bad, 0, bad.length, 8), /timestamp ext at offset 0 is out of range/);
+  });
+});
+
 describe('forward JSON framing', () => {
   const text = '["a",1,{"k":"v]}[{"}]  \n["b",[[1,{"n":[1,2,{"x":"\\"]"}]}]],{"chunk":"c"}]';
   const values = ['["a",1,{"k":"v]}[{"}]', '["b",[[1,{"n":[1,2,{"x":"\\"]"}]}]],{"chunk":"c"}]'];
