@@ -22,6 +22,7 @@ import { MemoryMetricsSampler } from './memory-metrics.ts';
 import { ProcSampler, treeCpuSeconds } from './proc.ts';
 import { type BufferKind, estuaryConfig, type Ports, type Scenario } from './scenarios.ts';
 import type { SinkStats } from './sinks/stats.ts';
+import { buildSeries, type SeriesPoint } from './soak.ts';
 
 /** Who runs in the SUT's place. */
 export type Server =
@@ -39,6 +40,11 @@ export interface RunOptions {
   /** Overrides of the scenario's. */
   connections: number | undefined;
   records: number | undefined;
+  /**
+   * Soak: scrape /metrics this often (and once before the load and once after the drain)
+   * and return the memory series in `series`.
+   */
+  seriesIntervalMs?: number;
 }
 
 export interface BenchResult {
@@ -94,6 +100,8 @@ export interface BenchResult {
   redis_rss_peak_mb: number | null;
   machine: string;
   date: string;
+  /** Soak runs only (bench/soak.ts). */
+  series?: SeriesPoint[];
 }
 
 export const machine = `${cpus().length}× ${cpus()[0]?.model.trim() ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`;
@@ -157,10 +165,15 @@ export async function runOne(scenario: Scenario, server: Server, options: RunOpt
     const sampler = new ProcSampler(sut.process.pid!);
     const redisSampler = redis && new ProcSampler(Number(await info(redis, 'server', 'process_id')));
     // A scrape costs Estuary ~5 ms of CPU: nothing next to a closed loop's, but a tenth of
-    // what 10,000 records/s cost, so open-loop runs scrape seldom.
+    // what 10,000 records/s cost, so open-loop runs scrape seldom, and a soak more seldom still.
+    const series = options.seriesIntervalMs;
     const memory = anchor
       ? undefined
-      : new MemoryMetricsSampler(`http://127.0.0.1:${ports.admin}/metrics`, options.rate > 0 ? 5000 : 500);
+      : new MemoryMetricsSampler(
+          `http://127.0.0.1:${ports.admin}/metrics`,
+          series ?? (options.rate > 0 ? 5000 : 500),
+          { immediate: series !== undefined },
+        );
     const connections =
       scenario.load.kind === 'forward' ? (options.connections ?? scenario.load.connections ?? 4) : null;
     const records = options.records ?? scenario.records ?? 0;
@@ -169,6 +182,7 @@ export async function runOne(scenario: Scenario, server: Server, options: RunOpt
       loadArgs(scenario, ports, options, connections, records),
       { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
     );
+    const loadStart = performance.now();
     children.push(load);
     const sent = await new Promise<LoadResult>((resolve) =>
       load.once('message', (m) => resolve(m as LoadResult)),
@@ -198,6 +212,9 @@ export async function runOne(scenario: Scenario, server: Server, options: RunOpt
       if (lines)
         log(`${anchor.name}: sends failed or acked records were missing at the end; its log ends:\n${lines}`);
     }
+    const drainEnd = performance.now();
+    // What is left once the buffer is empty again, against the idle point before the load.
+    if (series !== undefined) await memory?.scrapeNow();
     const proc = sampler.stop();
     const redisProc = redisSampler?.stop();
     const mem = await memory?.stop();
@@ -254,6 +271,19 @@ export async function runOne(scenario: Scenario, server: Server, options: RunOpt
       redis_rss_peak_mb: redisProc ? round(redisProc.rssPeakBytes / MB, 1) : null,
       machine,
       date: new Date().toISOString(),
+      ...(series === undefined
+        ? {}
+        : {
+            series: buildSeries({
+              proc: sampler.samples,
+              redis: redisSampler?.samples,
+              memory: memory?.points ?? [],
+              loadStart,
+              loadEnd,
+              drainEnd,
+              intervalMs: series,
+            }),
+          }),
     };
   } finally {
     for (const c of children.reverse()) c.kill('SIGKILL');

@@ -11,6 +11,13 @@ type Kind = keyof typeof NAMES;
 
 export type MemoryFigures = Record<Kind, { peakBytes: number; steadyBytes: number }>;
 
+/** One answered scrape; `at` is performance.now() when it was sent. */
+export interface MemoryPoint {
+  at: number;
+  heapBytes: number;
+  externalBytes: number;
+}
+
 /**
  * Scrapes a SUT's /metrics every `intervalMs` for its V8 heap in use, its external memory
  * (Buffers, the msgpack and socket memory outside the heap) and its RSS as it reports it.
@@ -20,17 +27,28 @@ export type MemoryFigures = Record<Kind, { peakBytes: number; steadyBytes: numbe
 export class MemoryMetricsSampler {
   private readonly url: string;
   private readonly samples: Record<Kind, number[]> = { heap: [], external: [], rss: [] };
+  /** Every answered scrape in order, for a time series (the soak's). */
+  readonly points: MemoryPoint[] = [];
   private readonly timer: NodeJS.Timeout;
   private pending: Promise<void> = Promise.resolve();
 
-  constructor(url: string, intervalMs: number) {
+  /** `immediate`: scrape once now too, for a baseline before the load starts. */
+  constructor(url: string, intervalMs: number, options: { immediate?: boolean } = {}) {
     this.url = url;
+    if (options.immediate) this.pending = this.scrape();
     this.timer = setInterval(() => {
       this.pending = this.scrape();
     }, intervalMs);
   }
 
+  /** One scrape now (after the drain, say), recorded like the timer's. */
+  scrapeNow(): Promise<void> {
+    this.pending = this.scrape();
+    return this.pending;
+  }
+
   private async scrape(): Promise<void> {
+    const at = performance.now();
     let text: string;
     try {
       const res = await fetch(this.url, { signal: AbortSignal.timeout(2000) });
@@ -48,6 +66,8 @@ export class MemoryMetricsSampler {
       const value = sums[kind];
       if (value !== undefined) this.samples[kind].push(value);
     }
+    if (sums.heap !== undefined && sums.external !== undefined)
+      this.points.push({ at, heapBytes: sums.heap, externalBytes: sums.external });
   }
 
   /** Peak and steady (median of the second half) of each so far; null when no scrape answered. */
