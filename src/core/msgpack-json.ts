@@ -3,7 +3,7 @@ import { skipValue, u16, u32, viewAt } from '../protocol/forward/msgpack-scan.ts
 import { isLogRecord } from './entry.ts';
 import { errorMessage } from './errors.ts';
 import { EventTime } from './event-time.ts';
-import type { FastBuffer, JsonBuffer } from './json-buffer.ts';
+import { type FastBuffer, JsonBuffer } from './json-buffer.ts';
 import { unpackStream } from './msgpack.ts';
 import { isArrayIndexKey, isProtoKey } from './msgpack-fields.ts';
 import { toJson } from './to-json.ts';
@@ -43,7 +43,7 @@ const SLOW: unique symbol = Symbol('slow');
 
 // The write in progress. Module state: a write runs to the end synchronously, and plain
 // variables keep the hot loops free of property loads.
-let out: JsonBuffer;
+let out: JsonBuffer = new JsonBuffer(64);
 let src: Uint8Array = new Uint8Array(0);
 let end = 0;
 let buf: Buffer = Buffer.alloc(0);
@@ -90,8 +90,7 @@ export function writeJsonString(into: JsonBuffer, bytes: Uint8Array, start: numb
     string(start, stop - start, false);
     into.n = n;
   } finally {
-    src = EMPTY;
-    buf = EMPTY_BUFFER;
+    release();
   }
 }
 
@@ -122,8 +121,7 @@ function write(
     into.n = mark;
     if (err !== SLOW) throw asEncodeError(err);
   } finally {
-    src = EMPTY;
-    buf = EMPTY_BUFFER;
+    release();
     omit = NO_KEYS;
   }
   let text: string;
@@ -151,9 +149,17 @@ export function asEncodeError(err: unknown): EncodeError {
   return new EncodeError(errorMessage(err));
 }
 
-// Dropped after each write so a chunk's bytes are not kept alive by this module.
+// Dropped after each write so neither a chunk's bytes nor its output buffer are kept alive
+// by this module.
 const EMPTY = new Uint8Array(0);
 const EMPTY_BUFFER = Buffer.alloc(0);
+const EMPTY_OUT = new JsonBuffer(64);
+
+function release(): void {
+  src = EMPTY;
+  buf = EMPTY_BUFFER;
+  out = EMPTY_OUT;
+}
 
 function room(size: number): void {
   if (n + size > buf.length) {
