@@ -7,6 +7,7 @@ import { fileOutput } from './outputs/file/index.ts';
 import { forwardOutput } from './outputs/forward/index.ts';
 import { lokiOutput } from './outputs/loki/index.ts';
 import { nullOutput } from './outputs/null/index.ts';
+import { s3Output } from './outputs/s3/index.ts';
 import { stdoutOutput } from './outputs/stdout/index.ts';
 import { ComponentRegistry } from './registry.ts';
 
@@ -23,5 +24,6 @@ export function builtinRegistry(): ComponentRegistry {
     forwardOutput,
     elasticsearchOutput,
     lokiOutput,
+    s3Output,
   );
 }

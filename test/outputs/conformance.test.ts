@@ -26,6 +26,7 @@ import { createStdoutOutput, stdoutSchema } from '../../src/outputs/stdout/index
 import type { ComponentDeps } from '../../src/registry.ts';
 import { forwardReceiver } from '../support/forward-receiver.ts';
 import { NO_DEADLINE } from '../support/outputs.ts';
+import { useTestCredentials } from '../support/s3rver.ts';
 import { type Reply, ScriptedHttpSink, type SeenRequest } from '../support/scripted-http.ts';
 import { SilentServer } from '../support/silent-server.ts';
 import { freePort, settlesWithin, waitFor } from '../support/wait.ts';
@@ -132,6 +133,23 @@ const FIXTURES: Record<string, Fixture> = {
     kind: 'http',
     options: (url, requestTimeout) => ({ url, encoding: 'json', request_timeout: requestTimeout }),
     ok: () => ({ status: 204 }),
+  },
+  s3: {
+    kind: 'http',
+    options(url, requestTimeout) {
+      useTestCredentials();
+      return {
+        bucket: 'conformance',
+        endpoint: url,
+        force_path_style: true,
+        request_timeout: requestTimeout,
+      };
+    },
+    ok: () => ({ status: 200, headers: { etag: '"conformance"' } }),
+    todo: {
+      '413':
+        'nothing to split: an object is one request up to 5GiB (and parts past that); S3 has no 413 per record',
+    },
   },
   forward: {
     kind: 'forward',

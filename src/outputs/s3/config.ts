@@ -1,0 +1,48 @@
+import { z } from 'zod';
+import { awsFields, checkAwsConfig } from '../../aws/config.ts';
+import { size } from '../../config/values.ts';
+import { checkKeyFormat, DEFAULT_KEY_FORMAT } from './key-format.ts';
+
+const MiB = 1024 * 1024;
+
+/**
+ * `type: s3`. Option names follow Fluent Bit's `s3` output where it has one (`bucket`,
+ * `s3_key_format` → `key_format`, `upload_chunk_size`, `use_put_object`, `compression`).
+ */
+export const s3Schema = z
+  .strictObject({
+    ...awsFields,
+    /** The bucket objects go to. */
+    bucket: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 of a-z 0-9 . -)'),
+    /**
+     * Object key: `$TAG`, `$TAG[n]`, `$UUID`, strftime directives of the records' time (UTC),
+     * `${chunk_id}`, `${hostname}`. Must hold `${chunk_id}` or `$UUID`.
+     */
+    key_format: z
+      .string()
+      .min(1)
+      .superRefine((value, ctx) => {
+        const problem = checkKeyFormat(value);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .default(DEFAULT_KEY_FORMAT),
+    /** Characters `$TAG[n]` splits the tag on (each one is a delimiter). */
+    key_format_tag_delimiters: z.string().min(1).default('.'),
+    /** `json_lines`: one record per line, as JSON. */
+    format: z.enum(['json_lines']).default('json_lines'),
+    /** Object compression: `gzip` or `none`; Content-Encoding says which. */
+    compression: z.enum(['gzip', 'none']).default('gzip'),
+    /** Objects larger than this go up in parts of this size (multipart upload); smaller ones in one PutObject. */
+    upload_chunk_size: size()
+      .refine((n) => n >= 5 * MiB && n <= 50 * MiB, 'expected 5MiB to 50MiB (S3 parts are at least 5MiB)')
+      .default(5 * MiB),
+    /** Always one PutObject, whatever the size (up to S3's 5GiB for one request). */
+    use_put_object: z.boolean().default(false),
+  })
+  .superRefine((c, ctx) => {
+    checkAwsConfig(c, (key, message) => ctx.addIssue({ code: 'custom', path: [key], message }));
+  });
+
+export type S3Config = z.output<typeof s3Schema>;

@@ -1,0 +1,175 @@
+import { promisify } from 'node:util';
+import { gzip as gzipCallback } from 'node:zlib';
+import { resolveRegion } from '../../aws/config.ts';
+import { classifyAwsError } from '../../aws/errors.ts';
+import { decodeSpans, EntryCursor, type EntrySpan } from '../../core/entry-cursor.ts';
+import { HaltError, type WriteError } from '../../core/errors.ts';
+import { JsonBuffer } from '../../core/json-buffer.ts';
+import type { Logger } from '../../logger.ts';
+import { type ComponentDeps, defineComponent } from '../../registry.ts';
+import { abortError, untilAborted } from '../abort.ts';
+import { encodeFailure, LineWriter, outputSizeHint } from '../format.ts';
+import type { Chunk, Output, Rejection, WriteOptions, WriteResult } from '../output.ts';
+import type { S3Uploader } from './client.ts';
+import { type S3Config, s3Schema } from './config.ts';
+import { closeKey, KeyFormat } from './key-format.ts';
+
+const gzip = promisify(gzipCallback);
+const MiB = 1024 * 1024;
+
+/** Amazon S3 (and S3-compatible stores): one object per key a chunk's records resolve to. */
+export const s3Output = defineComponent({
+  kind: 'output',
+  type: 's3',
+  schema: s3Schema,
+  // Fluent Bit's total_file_size / upload_timeout: fewer, larger objects are cheaper to store
+  // and to query; the price is up to 5 minutes of delay and 64MiB of buffer per open chunk.
+  bufferDefaults: { chunk_limit_size: 64 * MiB, flush_interval: 300_000 },
+  create: (config, deps) => new S3Output(config, deps),
+});
+
+/** One object's records: their lines, and which entries they are (decoded only if refused). */
+interface Group {
+  openKey: string;
+  out: JsonBuffer;
+  spans: EntrySpan[];
+  count: number;
+}
+
+/** S3's limit on a key, in UTF-8 bytes. */
+const MAX_KEY_BYTES = 1024;
+
+export class S3Output implements Output {
+  readonly id: string;
+  readonly type = 's3';
+  private readonly config: S3Config;
+  private readonly logger: Logger;
+  private readonly keys: KeyFormat;
+  private uploader: S3Uploader | undefined;
+
+  constructor(config: S3Config, deps: ComponentDeps) {
+    this.id = deps.id;
+    this.config = config;
+    this.logger = deps.logger;
+    this.keys = new KeyFormat(config.key_format, config.key_format_tag_delimiters);
+  }
+
+  /** Loads the SDK and builds the client; contacts nothing, so Estuary starts while S3 is unreachable. */
+  async start(): Promise<void> {
+    await this.open();
+  }
+
+  write(chunk: Chunk, options: WriteOptions): Promise<WriteResult | undefined> {
+    return untilAborted(this.upload(chunk, options.signal), options.signal, `${this.id}: uploading`);
+  }
+
+  async stop(): Promise<void> {
+    const uploader = this.uploader;
+    this.uploader = undefined;
+    uploader?.destroy();
+  }
+
+  private async open(): Promise<S3Uploader> {
+    if (this.uploader) return this.uploader;
+    const region = resolveRegion(this.config);
+    if (region === undefined)
+      throw new HaltError(`${this.id}: no region: set \`region\` or the AWS_REGION environment variable`);
+    // The SDK is loaded only by configs that use it.
+    const { S3Uploader } = await import('./client.ts');
+    this.uploader ??= new S3Uploader({
+      aws: this.config,
+      region,
+      partSize: this.config.upload_chunk_size,
+      usePutObject: this.config.use_put_object,
+    });
+    return this.uploader;
+  }
+
+  /**
+   * Every object of the chunk, one after the other. If one fails, the chunk fails as a whole
+   * and is retried whole: the objects already written are overwritten with the same bytes
+   * under the same keys, so a retry never duplicates records.
+   */
+  private async upload(chunk: Chunk, signal: AbortSignal): Promise<WriteResult | undefined> {
+    const uploader = await this.open();
+    const { groups, rejected } = this.plan(chunk);
+    const failures: WriteError[] = [];
+    for (const [part, group] of groups.entries()) {
+      if (group.count === 0) continue;
+      const key = closeKey(group.openKey, chunk.id, part);
+      const at = `s3://${this.config.bucket}/${key}`;
+      if (Buffer.byteLength(key) > MAX_KEY_BYTES) {
+        // Only a long tag makes a key this long: those records can never be stored under it.
+        const reason = `${at}: key longer than S3's ${MAX_KEY_BYTES} bytes`;
+        for (const entry of decodeSpans(group.spans)) rejected.push({ entry, reason });
+        continue;
+      }
+      if (signal.aborted) throw abortError(signal, at);
+      try {
+        const lines = group.out.view();
+        const gzipped = this.config.compression === 'gzip';
+        const body = gzipped ? await gzip(lines) : lines;
+        await uploader.put(
+          {
+            bucket: this.config.bucket,
+            key,
+            body,
+            contentType: 'application/x-ndjson',
+            contentEncoding: gzipped ? 'gzip' : undefined,
+          },
+          signal,
+        );
+        this.logger.debug(
+          { chunk_id: chunk.id, key, records: group.count, bytes: body.length },
+          'object uploaded',
+        );
+      } catch (err) {
+        const error = signal.aborted ? abortError(signal, at) : classifyAwsError(err, at);
+        failures.push(error);
+        // A halt (credentials, a missing bucket) holds for every object: no use trying the rest.
+        if (error instanceof HaltError) break;
+      }
+    }
+    if (failures.length > 0) throw failures.find((f) => f instanceof HaltError) ?? failures[0];
+    return rejected.length > 0 ? { reject: rejected } : undefined;
+  }
+
+  /**
+   * The chunk's records grouped by their key, in the order each key first comes. Groups whose
+   * records could all not be written keep their place, so the parts of the others do not move.
+   */
+  private plan(chunk: Chunk): { groups: Group[]; rejected: Rejection[] } {
+    const byKey = new Map<string, Group>();
+    const rejected: Rejection[] = [];
+    const writer = new LineWriter('record');
+    let group: Group | undefined;
+    for (const batch of chunk.batches) {
+      const cursor = new EntryCursor(batch.payload);
+      while (cursor.next()) {
+        const openKey = this.keys.resolveAt(batch.tag, cursor.sec, cursor.nsec);
+        if (group?.openKey !== openKey) {
+          group = byKey.get(openKey);
+          if (!group) {
+            // The first object gets room for the whole chunk: most chunks make one object.
+            const size = byKey.size === 0 ? outputSizeHint(chunk.bytes) : 16 * 1024;
+            group = { openKey, out: new JsonBuffer(size), spans: [], count: 0 };
+            byKey.set(openKey, group);
+          }
+        }
+        try {
+          writer.write(group.out, batch.tag, cursor);
+        } catch (err) {
+          // The same on every try (an unknown ext type): only this record is refused.
+          rejected.push({ entry: cursor.decode(batch.tag), reason: encodeFailure(err) });
+          continue;
+        }
+        group.count += 1;
+        const span = group.spans[group.spans.length - 1];
+        if (span && span.payload === batch.payload && span.end === cursor.start) span.end = cursor.end;
+        else
+          group.spans.push({ tag: batch.tag, payload: batch.payload, start: cursor.start, end: cursor.end });
+      }
+    }
+    return { groups: [...byKey.values()], rejected };
+  }
+}

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { builtinRegistry } from '../../../src/builtins.ts';
+import { ConfigError } from '../../../src/config/errors.ts';
+import { loadConfig } from '../../../src/config/load.ts';
+import { checkKeyFormat, closeKey, KeyFormat } from '../../../src/outputs/s3/key-format.ts';
+
+const registry = builtinRegistry();
+const MiB = 1024 * 1024;
+
+function errorsOf(yaml: string): string[] {
+  try {
+    loadConfig(yaml, 'estuary.yaml', registry, {});
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err));
+    return err.message.split('\n');
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('s3 output configuration', () => {
+  it('a key_format with neither ${chunk_id} nor $UUID stops startup, naming file, line and key, and why', () => {
+    const errors = errorsOf(`outputs:
+  - type: s3
+    bucket: logs
+    key_format: "logs/$TAG/%Y/%m/%d/%H.json.gz"
+`);
+    assert.equal(errors.length, 1);
+    assert.match(
+      errors[0]!,
+      /^estuary\.yaml:4: outputs\[0\]\.key_format: key_format needs \$\{chunk_id\} or \$UUID: without one, two chunks .* overwrites the earlier one, losing its records$/,
+    );
+  });
+
+  it('`estuary check` refuses it too, on stderr, with exit status 1', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'estuary-s3-check-'));
+    try {
+      const file = join(dir, 'estuary.yaml');
+      writeFileSync(file, 'outputs:\n  - { type: s3, bucket: logs, key_format: "a/$TAG.gz" }\n');
+      const run = spawnSync(process.execPath, ['bin/estuary.js', 'check', '-c', file], { encoding: 'utf8' });
+      assert.equal(run.status, 1);
+      assert.match(run.stderr, new RegExp(`^${file}:2: outputs\\[0\\]\\.key_format: key_format needs`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('other mistakes are named by key, all at once', () => {
+    const errors = errorsOf(`outputs:
+  - type: s3
+    bucket: Logs_Bucket
+    key_format: "x/$NAME/\${chunk_id}"
+    upload_chunk_size: 1MiB
+    compression: brotli
+    storage_class: GLACIER
+`);
+    assert.deepEqual(errors.map((e) => e.replace(/: .*?: /, ' | ').replace(/ \(.*$/, '')).sort(), [
+      'estuary.yaml:3 | expected an S3 bucket name',
+      'estuary.yaml:4 | unknown placeholder at "$NAME/${chunk_id}"',
+      'estuary.yaml:5 | expected 5MiB to 50MiB',
+      'estuary.yaml:6 | expected one of "gzip", "none", got "brotli"',
+      'estuary.yaml:7 | unknown key',
+    ]);
+  });
+
+  it('buffer defaults suit S3 (64MiB chunks, 5m flush); the output’s buffer overrides them', () => {
+    const c = loadConfig(
+      `outputs:
+  - { type: s3, id: a, bucket: logs }
+  - { type: s3, id: b, bucket: logs, buffer: { flush_interval: 1m, chunk_limit_size: 16MiB } }
+`,
+      'estuary.yaml',
+      registry,
+      {},
+    );
+    assert.equal(c.outputs[0]!.buffer.chunkLimitSize, 64 * MiB);
+    assert.equal(c.outputs[0]!.buffer.flushIntervalMs, 300_000);
+    assert.equal(c.outputs[1]!.buffer.chunkLimitSize, 16 * MiB);
+    assert.equal(c.outputs[1]!.buffer.flushIntervalMs, 60_000);
+  });
+});
+
+describe('key_format', () => {
+  const T = { sec: 1_700_000_000, nsec: 0 }; // 2023-11-14T22:13:20Z
+
+  it('accepts the default and Fluent Bit forms', () => {
+    for (const f of [
+      'estuary/$TAG/dt=%Y-%m-%d/%H/${chunk_id}.json.gz',
+      '/fluent-bit-logs/$TAG[2]/$TAG[0]/%Y/%m/%d/%H/%M/%S/$UUID.gz'.slice(1),
+      '${hostname}-$UUID',
+    ])
+      assert.equal(checkKeyFormat(f), undefined, f);
+    assert.match(checkKeyFormat('/a/${chunk_id}')!, /must not start with "\/"/);
+    assert.match(
+      checkKeyFormat("$kubernetes['namespace_name']/${chunk_id}")!,
+      /record fields are not supported yet/,
+    );
+  });
+
+  it('$TAG[n] splits on each delimiter character; a part past the end is "_"', () => {
+    const k = new KeyFormat('$TAG[0]/$TAG[1]/$TAG[2]/$TAG[3]/${chunk_id}', '._');
+    assert.equal(closeKey(k.resolveAt('kube.var_log', T.sec, T.nsec), 'c', 0), 'kube/var/log/_/c-0');
+  });
+
+  it('tag values cannot add path levels, climb with .., or carry control characters', () => {
+    const k = new KeyFormat('logs/$TAG/${chunk_id}', '.');
+    assert.equal(closeKey(k.resolveAt('a/../b\u0000c', T.sec, T.nsec), 'c', 0), 'logs/a____b_c/c-0');
+  });
+
+  it('strftime comes from each record’s time; a % in a tag is not a directive', () => {
+    const k = new KeyFormat('%Y/%m/%d/%H/$TAG/${chunk_id}', '.');
+    assert.equal(closeKey(k.resolveAt('100%H', T.sec, T.nsec), 'c', 2), '2023/11/14/22/100%H/c-2');
+    assert.equal(closeKey(k.resolveAt('100%H', T.sec + 3600, 0), 'c', 3), '2023/11/14/23/100%H/c-3');
+  });
+
+  it('$UUID is fixed by the chunk and part, and differs between them', () => {
+    const k = new KeyFormat('$UUID', '.');
+    const open = k.resolveAt('t', T.sec, T.nsec);
+    assert.equal(closeKey(open, 'chunk-a', 0), closeKey(open, 'chunk-a', 0));
+    assert.notEqual(closeKey(open, 'chunk-a', 0), closeKey(open, 'chunk-a', 1));
+    assert.notEqual(closeKey(open, 'chunk-a', 0), closeKey(open, 'chunk-b', 0));
+  });
+});

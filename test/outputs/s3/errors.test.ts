@@ -1,0 +1,238 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { pino } from 'pino';
+import { makeChunk } from '../../../src/buffer/chunk.ts';
+import { makeBatch } from '../../../src/core/batch.ts';
+import type { Entry } from '../../../src/core/entry.ts';
+import { HaltError, RetryableError } from '../../../src/core/errors.ts';
+import { EventTime } from '../../../src/core/event-time.ts';
+import { Metrics } from '../../../src/metrics/registry.ts';
+import type { Chunk, Output } from '../../../src/outputs/output.ts';
+import { s3Output } from '../../../src/outputs/s3/index.ts';
+import { NO_DEADLINE } from '../../support/outputs.ts';
+import { S3Fake, s3Error } from '../../support/s3-fake.ts';
+import { settlesWithin, waitFor } from '../../support/wait.ts';
+
+/**
+ * What s3rver cannot show — credentials refused, throttling, a multipart upload failing half-way,
+ * the checksum headers — against a fake that answers with S3's XML error shapes, driven through
+ * the SDK as the output uses it.
+ */
+
+const SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY';
+const T = new EventTime(1_700_000_000, 0);
+const MiB = 1024 * 1024;
+
+process.env.AWS_EC2_METADATA_DISABLED = 'true';
+process.env.AWS_REGION = 'eu-west-1';
+process.env.AWS_SECRET_ACCESS_KEY = SECRET;
+
+let fake: S3Fake;
+const outputs: Output[] = [];
+let logged = '';
+
+before(async () => {
+  fake = await S3Fake.start({ buckets: ['logs'], keys: ['FAKEKEY', 'DENIEDKEY'] });
+  fake.deniedKeys.add('DENIEDKEY');
+});
+
+afterEach(async () => {
+  for (const o of outputs.splice(0)) await o.stop?.();
+  fake.script = () => undefined;
+  fake.requests.length = 0;
+  delete process.env.AWS_SESSION_TOKEN;
+});
+
+after(async () => {
+  await fake.close();
+  assert.ok(!logged.includes(SECRET), 'the secret key is never logged');
+});
+
+/** Every log line of every output, at debug, for the check that no secret is in them. */
+const logger = pino(
+  { level: 'debug' },
+  new Writable({
+    write(line: Buffer, _enc, callback) {
+      logged += line.toString();
+      callback();
+    },
+  }),
+);
+
+function s3(options: Record<string, unknown> = {}, accessKeyId = 'FAKEKEY'): Output {
+  process.env.AWS_ACCESS_KEY_ID = accessKeyId;
+  const output = s3Output.create(
+    s3Output.schema.parse({ bucket: 'logs', endpoint: fake.url, force_path_style: true, ...options }),
+    { id: 's3.fake', logger, metrics: new Metrics(), configDir: '/' },
+  );
+  outputs.push(output);
+  return output;
+}
+
+function chunkOf(n: number, id = 'c1', pad = 0): Chunk {
+  const entries: Entry[] = Array.from({ length: n }, (_, i) => ({
+    time: T,
+    record: { seq: i, ...(pad > 0 ? { pad: 'y'.repeat(pad) } : {}) },
+  }));
+  return makeChunk(id, [makeBatch('app.web', entries)], 0);
+}
+
+async function failure(output: Output, chunk = chunkOf(2)): Promise<unknown> {
+  const outcome = await settlesWithin(output.write(chunk, NO_DEADLINE), 10_000);
+  assert.notEqual(outcome.error, undefined, 'the write fails');
+  assert.ok(!String(outcome.error).includes(SECRET), 'no secret in the error');
+  return outcome.error;
+}
+
+describe('s3 output: what each answer of S3 means', () => {
+  it('a PutObject carries the object, its Content-Type and Content-Encoding, and a checksum', async () => {
+    const output = s3();
+    assert.equal(await output.write(chunkOf(3), NO_DEADLINE), undefined);
+    const put = fake.requests.find((r) => r.op === 'PutObject')!;
+    assert.equal(put.key, 'estuary/app.web/dt=2023-11-14/22/c1-0.json.gz');
+    assert.equal(put.headers['content-type'], 'application/x-ndjson');
+    assert.equal(put.headers['content-encoding'], 'gzip');
+    assert.ok(
+      Object.keys(put.headers).some((h) => h.startsWith('x-amz-checksum-')),
+      'when_supported: the SDK checksum is sent',
+    );
+    assert.equal(gunzipSync(put.body).toString(), '{"seq":0}\n{"seq":1}\n{"seq":2}\n');
+  });
+
+  it('checksum: when_required sends no checksum header on PutObject', async () => {
+    const output = s3({ checksum: 'when_required' });
+    assert.equal(await output.write(chunkOf(1), NO_DEADLINE), undefined);
+    const put = fake.requests.find((r) => r.op === 'PutObject')!;
+    assert.deepEqual(
+      Object.keys(put.headers).filter((h) => h.startsWith('x-amz-checksum-')),
+      [],
+    );
+  });
+
+  it('503 SlowDown is retried, once (the SDK does not retry by itself)', async () => {
+    fake.script = () => s3Error(503, 'SlowDown', 'Please reduce your request rate.');
+    const error = await failure(s3());
+    assert.ok(error instanceof RetryableError, String(error));
+    assert.match(error.message, /SlowDown/);
+    assert.equal(fake.requests.length, 1);
+  });
+
+  it('500 InternalError is retried; a Retry-After is passed on', async () => {
+    fake.script = () =>
+      s3Error(500, 'InternalError', 'We encountered an internal error.', { 'retry-after': '3' });
+    const error = await failure(s3());
+    assert.ok(error instanceof RetryableError, String(error));
+    assert.equal(error.retryAfterMs, 3000);
+  });
+
+  it('AccessDenied halts, saying what to check', async () => {
+    const error = await failure(s3({}, 'DENIEDKEY'));
+    assert.ok(error instanceof HaltError, String(error));
+    assert.match(error.message, /AccessDenied.*IAM policy/);
+  });
+
+  it('an unknown access key (InvalidAccessKeyId) halts', async () => {
+    const error = await failure(s3({}, 'UNKNOWNKEY'));
+    assert.ok(error instanceof HaltError, String(error));
+    assert.match(error.message, /InvalidAccessKeyId/);
+  });
+
+  it('an expired session token (ExpiredToken) halts', async () => {
+    process.env.AWS_SESSION_TOKEN = 'expired';
+    const error = await failure(s3());
+    assert.ok(error instanceof HaltError, String(error));
+    assert.match(error.message, /ExpiredToken/);
+  });
+
+  it('a refused connection is retried', async () => {
+    const output = s3({ endpoint: 'http://127.0.0.1:1' });
+    const error = await failure(output);
+    assert.ok(error instanceof RetryableError, String(error));
+  });
+
+  it('no answer within request_timeout is retried', async () => {
+    fake.script = () => 'hang';
+    const outcome = await settlesWithin(
+      s3({ request_timeout: '300ms' }).write(chunkOf(1), NO_DEADLINE),
+      5000,
+    );
+    assert.ok(outcome.error instanceof RetryableError, String(outcome.error));
+    assert.ok(outcome.ms < 2000, `gave up after ${outcome.ms}ms`);
+  });
+
+  it('above upload_chunk_size: a multipart upload in parts of that size', async () => {
+    const output = s3({ compression: 'none', upload_chunk_size: '5MiB' });
+    assert.equal(await output.write(chunkOf(12, 'c-mp', MiB), NO_DEADLINE), undefined);
+    assert.deepEqual(
+      fake.ops().filter((op) => op !== 'UploadPart'),
+      ['CreateMultipartUpload', 'CompleteMultipartUpload'],
+    );
+    assert.equal(fake.ops().filter((op) => op === 'UploadPart').length, 3);
+    const object = fake.objects.get('logs/estuary/app.web/dt=2023-11-14/22/c-mp-0.json.gz')!;
+    assert.equal(object.body.toString().trimEnd().split('\n').length, 12);
+  });
+
+  it('use_put_object: one PutObject whatever the size', async () => {
+    const output = s3({ compression: 'none', use_put_object: true });
+    assert.equal(await output.write(chunkOf(7, 'c-put', MiB), NO_DEADLINE), undefined);
+    assert.deepEqual(fake.ops(), ['PutObject']);
+  });
+
+  it('a multipart upload failing half-way is aborted (no orphaned parts), and the retry uploads it whole', async () => {
+    const output = s3({ compression: 'none' });
+    let parts = 0;
+    fake.script = (r) =>
+      r.op === 'UploadPart' && ++parts === 2
+        ? s3Error(500, 'InternalError', 'We encountered an internal error.')
+        : undefined;
+    const error = await failure(output, chunkOf(12, 'c-abort', MiB));
+    assert.ok(error instanceof RetryableError, String(error));
+    assert.ok(fake.ops().includes('AbortMultipartUpload'), fake.ops().join());
+    assert.equal(fake.uploads.size, 0, 'no upload left open');
+    assert.equal(await output.write(chunkOf(12, 'c-abort', MiB), NO_DEADLINE), undefined);
+    const object = fake.objects.get('logs/estuary/app.web/dt=2023-11-14/22/c-abort-0.json.gz')!;
+    assert.equal(object.body.toString().trimEnd().split('\n').length, 12);
+    assert.equal(fake.uploads.size, 0);
+  });
+
+  it('the write signal ends a multipart upload at once; S3 is told to abort it when its parts settle', async () => {
+    // lib-storage sends parts without the signal: a hung part lasts until request_timeout.
+    const output = s3({ compression: 'none', request_timeout: '500ms' });
+    fake.script = (r) => (r.op === 'UploadPart' ? 'hang' : undefined);
+    const deadline = new AbortController();
+    const write = output.write(chunkOf(12, 'c-deadline', MiB), { signal: deadline.signal });
+    await waitFor(() => fake.ops().includes('UploadPart'), { what: 'a part to be sent' });
+    deadline.abort(new Error('write_timeout'));
+    const outcome = await settlesWithin(write, 1000);
+    assert.ok(outcome.error instanceof RetryableError, String(outcome.error));
+    fake.script = () => undefined;
+    await waitFor(() => fake.uploads.size === 0, { what: 'the multipart upload to be aborted' });
+  });
+
+  it('records whose tag makes a key past 1024 bytes are rejected; the others are uploaded', async () => {
+    const long = `app.${'x'.repeat(1100)}`;
+    const entries = (n: number) => Array.from({ length: n }, (_, i) => ({ time: T, record: { seq: i } }));
+    const chunk = makeChunk('c-long', [makeBatch(long, entries(2)), makeBatch('app.web', entries(1))], 0);
+    const result = await s3().write(chunk, NO_DEADLINE);
+    assert.deepEqual(
+      result?.reject?.map((r) => [r.entry.tag, r.entry.record.seq]),
+      [
+        [long, 0],
+        [long, 1],
+      ],
+    );
+    assert.match(result!.reject![0]!.reason, /key longer than S3's 1024 bytes$/);
+    assert.deepEqual(
+      fake.requests.map((r) => r.key),
+      ['estuary/app.web/dt=2023-11-14/22/c-long-1.json.gz'],
+    );
+  });
+
+  it('a missing bucket halts', async () => {
+    const error = await failure(s3({ bucket: 'not-there' }));
+    assert.ok(error instanceof HaltError, String(error));
+    assert.match(error.message, /NoSuchBucket/);
+  });
+});

@@ -1,0 +1,225 @@
+import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
+import { after, before, describe, it } from 'node:test';
+import { makeChunk } from '../../../src/buffer/chunk.ts';
+import { type Batch, encodeEntry, makeBatch } from '../../../src/core/batch.ts';
+import type { Entry } from '../../../src/core/entry.ts';
+import { HaltError } from '../../../src/core/errors.ts';
+import { EventTime } from '../../../src/core/event-time.ts';
+import { eventTimeBytes } from '../../../src/core/msgpack.ts';
+import { silentLogger } from '../../../src/logger.ts';
+import { Metrics } from '../../../src/metrics/registry.ts';
+import type { Output } from '../../../src/outputs/output.ts';
+import { s3Output } from '../../../src/outputs/s3/index.ts';
+import { NO_DEADLINE } from '../../support/outputs.ts';
+import { S3rverServer, useTestCredentials } from '../../support/s3rver.ts';
+
+/** Through a real S3-compatible server (s3rver), read back with the official client. */
+
+useTestCredentials();
+
+// 2023-11-14T22:13:20Z and an hour later.
+const T = new EventTime(1_700_000_000, 123_456_789);
+const T2 = new EventTime(1_700_003_600, 5);
+
+let server: S3rverServer;
+let bucketSeq = 0;
+const outputs: Output[] = [];
+
+before(async () => {
+  server = await S3rverServer.start();
+});
+
+after(async () => {
+  for (const o of outputs) await o.stop?.();
+  await server.stop();
+});
+
+async function newBucket(): Promise<string> {
+  const name = `logs-${++bucketSeq}`;
+  await server.createBucket(name);
+  return name;
+}
+
+function s3(options: Record<string, unknown>): Output {
+  const output = s3Output.create(
+    s3Output.schema.parse({ endpoint: server.url, force_path_style: true, ...options }),
+    { id: 's3.test', logger: silentLogger(), metrics: new Metrics(), configDir: '/' },
+  );
+  outputs.push(output);
+  return output;
+}
+
+function records(n: number, tag: string, time = T, from = 0): Entry[] {
+  return Array.from({ length: n }, (_, i) => ({
+    time,
+    record: { seq: from + i, tag, msg: `GET /item/${from + i} 200`, nested: { ok: true, n: i } },
+  }));
+}
+
+describe('s3 output against s3rver', () => {
+  it('keys follow the default template; objects are gzip JSON lines with their content headers', async () => {
+    const bucket = await newBucket();
+    const output = s3({ bucket });
+    await output.start?.();
+    const chunk = makeChunk(
+      'c-keys',
+      [
+        makeBatch('app.web', records(3, 'app.web')),
+        makeBatch('app.api', records(2, 'app.api')),
+        makeBatch('app.web', records(1, 'app.web', T2, 3)),
+      ],
+      0,
+    );
+    assert.equal(await output.write(chunk, NO_DEADLINE), undefined);
+    assert.deepEqual(await server.keys(bucket), [
+      'estuary/app.api/dt=2023-11-14/22/c-keys-1.json.gz',
+      'estuary/app.web/dt=2023-11-14/22/c-keys-0.json.gz',
+      'estuary/app.web/dt=2023-11-14/23/c-keys-2.json.gz',
+    ]);
+    const object = await server.get(bucket, 'estuary/app.web/dt=2023-11-14/22/c-keys-0.json.gz');
+    assert.equal(object.contentType, 'application/x-ndjson');
+    assert.equal(object.contentEncoding, 'gzip');
+    assert.deepEqual(
+      await server.records(bucket, 'estuary/app.web/dt=2023-11-14/22/c-keys-0.json.gz'),
+      records(3, 'app.web').map((e) => e.record),
+    );
+  });
+
+  it('every record arrives once: 5,000 records of 5 tags over 3 hours, downloaded and counted', async () => {
+    const bucket = await newBucket();
+    const output = s3({ bucket, key_format: 'logs/$TAG[1]/%Y/%m/%d/%H/${chunk_id}.json.gz' });
+    await output.start?.();
+    const batches: Batch[] = [];
+    const sent: Record<string, unknown>[] = [];
+    for (let i = 0; i < 50; i++) {
+      const tag = `app.svc${i % 5}`;
+      const time = new EventTime(1_700_000_000 + (i % 3) * 3600, i);
+      const entries = records(100, tag, time, i * 100);
+      sent.push(...entries.map((e) => e.record));
+      batches.push(makeBatch(tag, entries));
+    }
+    assert.equal(await output.write(makeChunk('c-count', batches, 0), NO_DEADLINE), undefined);
+    const keys = await server.keys(bucket);
+    assert.equal(keys.length, 15, keys.join('\n'));
+    for (const key of keys) assert.match(key, /^logs\/svc\d\/2023\/11\/1[45]\/\d\d\/c-count-\d+\.json\.gz$/);
+    const got = (await Promise.all(keys.map((k) => server.records(bucket, k)))).flat();
+    const bySeq = (a: Record<string, unknown>, b: Record<string, unknown>) =>
+      (a.seq as number) - (b.seq as number);
+    assert.equal(got.length, 5000);
+    assert.deepEqual(got.sort(bySeq), sent.sort(bySeq));
+  });
+
+  it('$TAG[n] on custom delimiters, $UUID fixed by the chunk, ${hostname}, uncompressed', async () => {
+    const bucket = await newBucket();
+    const output = s3({
+      bucket,
+      key_format: '$TAG[0]/$TAG[2]/${hostname}/%Y%m%d-$UUID.jsonl',
+      key_format_tag_delimiters: '.-',
+      compression: 'none',
+    });
+    await output.start?.();
+    const chunk = makeChunk('c-uuid', [makeBatch('kube.var-log', records(4, 'kube.var-log'))], 0);
+    assert.equal(await output.write(chunk, NO_DEADLINE), undefined);
+    const keys = await server.keys(bucket);
+    assert.equal(keys.length, 1);
+    const host = hostname().replace(/[/\\]/g, '_');
+    assert.match(
+      keys[0]!,
+      new RegExp(
+        `^kube/log/${host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/20231114-[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\\.jsonl$`,
+      ),
+    );
+    const object = await server.get(bucket, keys[0]!);
+    assert.equal(object.contentEncoding, undefined);
+    assert.equal(object.body.toString().split('\n').length, 5, 'four lines, each ending in \\n');
+    // A retry of the same chunk makes the same key.
+    assert.equal(await output.write(makeChunk('c-uuid', chunk.batches, 1), NO_DEADLINE), undefined);
+    assert.deepEqual(await server.keys(bucket), keys);
+  });
+
+  it('a retried chunk overwrites its own objects: same keys, every record once', async () => {
+    const bucket = await newBucket();
+    const first = s3({ bucket });
+    await first.start?.();
+    const batches = [
+      makeBatch('app.web', records(10, 'app.web')),
+      makeBatch('app.api', records(5, 'app.api')),
+    ];
+    await first.write(makeChunk('c-retry', batches, 0), NO_DEADLINE);
+    const keys = await server.keys(bucket);
+    // Another replica retrying the chunk after a crash: a new output, the same chunk.
+    const second = s3({ bucket });
+    await second.start?.();
+    await second.write(makeChunk('c-retry', batches, 3), NO_DEADLINE);
+    assert.deepEqual(await server.keys(bucket), keys);
+    const got = (await Promise.all(keys.map((k) => server.records(bucket, k)))).flat();
+    assert.equal(got.length, 15);
+  });
+
+  it('a record that cannot be encoded is rejected alone; the others are uploaded', async () => {
+    const bucket = await newBucket();
+    const output = s3({ bucket });
+    await output.start?.();
+    const payload = Buffer.concat([
+      encodeEntry({ time: T, record: { ok: 0 } }),
+      deepEntryBytes(),
+      encodeEntry({ time: T, record: { ok: 2 } }),
+    ]);
+    const batch: Batch = { tag: 'app.deep', payload, count: 3, bytes: payload.length };
+    const result = await output.write(makeChunk('c-deep', [batch], 0), NO_DEADLINE);
+    assert.equal(result?.reject?.length, 1);
+    assert.match(result!.reject![0]!.reason, /^cannot encode the record: /);
+    const keys = await server.keys(bucket);
+    assert.deepEqual(await server.records(bucket, keys[0]!), [{ ok: 0 }, { ok: 2 }]);
+  });
+
+  it('an object above upload_chunk_size goes up in parts (multipart) and arrives whole', async () => {
+    const bucket = await newBucket();
+    const output = s3({
+      bucket,
+      compression: 'none',
+      upload_chunk_size: '5MiB',
+      key_format: 'big/${chunk_id}.jsonl',
+    });
+    await output.start?.();
+    const pad = 'x'.repeat(1000);
+    const entries = Array.from({ length: 7000 }, (_, i) => ({ time: T, record: { seq: i, pad } }));
+    assert.equal(
+      await output.write(makeChunk('c-big', [makeBatch('app.big', entries)], 0), NO_DEADLINE),
+      undefined,
+    );
+    const object = await server.get(bucket, 'big/c-big-0.jsonl');
+    assert.ok(object.body.length > 5 * 1024 * 1024 + 1, `${object.body.length} bytes`);
+    const lines = object.body.toString().trimEnd().split('\n');
+    assert.equal(lines.length, 7000);
+    assert.deepEqual(JSON.parse(lines[6999]!), { seq: 6999, pad });
+  });
+
+  it('a missing bucket halts (the data waits); once the bucket exists the same chunk goes through', async () => {
+    const bucket = `logs-missing-${++bucketSeq}`;
+    const output = s3({ bucket });
+    await output.start?.();
+    const chunk = makeChunk('c-halt', [makeBatch('app.web', records(2, 'app.web'))], 0);
+    await assert.rejects(output.write(chunk, NO_DEADLINE), (err: unknown) => {
+      assert.ok(err instanceof HaltError, String(err));
+      assert.match(err.message, /NoSuchBucket/);
+      assert.match(err.message, /create the bucket/);
+      return true;
+    });
+    await server.createBucket(bucket);
+    assert.equal(await output.write(makeChunk('c-halt', chunk.batches, 1), NO_DEADLINE), undefined);
+    assert.deepEqual(await server.keys(bucket), ['estuary/app.web/dt=2023-11-14/22/c-halt-0.json.gz']);
+  });
+});
+
+/** `[T, {"a": [[…[1]…]]}]`, 3,000 deep: msgpack holds it, JSON writing refuses it (every time). */
+function deepEntryBytes(depth = 3000): Buffer {
+  return Buffer.concat([
+    Buffer.from([0x92]),
+    eventTimeBytes(T),
+    Buffer.from([0x81, 0xa1, 0x61]),
+    Buffer.alloc(depth - 1, 0x91),
+    Buffer.from([0x01]),
+  ]);
+}
