@@ -7,6 +7,9 @@ import { describe, it } from 'node:test';
 import { builtinRegistry } from '../../../src/builtins.ts';
 import { ConfigError } from '../../../src/config/errors.ts';
 import { loadConfig } from '../../../src/config/load.ts';
+import { silentLogger } from '../../../src/logger.ts';
+import { Metrics } from '../../../src/metrics/registry.ts';
+import { s3Output } from '../../../src/outputs/s3/index.ts';
 import { checkKeyFormat, closeKey, KeyFormat } from '../../../src/outputs/s3/key-format.ts';
 
 const registry = builtinRegistry();
@@ -81,6 +84,30 @@ describe('s3 output configuration', () => {
     assert.equal(c.outputs[0]!.buffer.flushIntervalMs, 300_000);
     assert.equal(c.outputs[1]!.buffer.chunkLimitSize, 16 * MiB);
     assert.equal(c.outputs[1]!.buffer.flushIntervalMs, 60_000);
+  });
+});
+
+describe('region', () => {
+  it('without region, AWS_REGION or AWS_DEFAULT_REGION the output does not start, saying what to set', async () => {
+    const saved = { r: process.env.AWS_REGION, d: process.env.AWS_DEFAULT_REGION };
+    delete process.env.AWS_REGION;
+    delete process.env.AWS_DEFAULT_REGION;
+    try {
+      const output = s3Output.create(s3Output.schema.parse({ bucket: 'logs' }), {
+        id: 's3.noregion',
+        logger: silentLogger(),
+        metrics: new Metrics(),
+        configDir: '/',
+      });
+      await assert.rejects(
+        output.start!(),
+        /s3\.noregion: no region: set `region` or the AWS_REGION environment variable/,
+      );
+      await output.stop?.();
+    } finally {
+      if (saved.r !== undefined) process.env.AWS_REGION = saved.r;
+      if (saved.d !== undefined) process.env.AWS_DEFAULT_REGION = saved.d;
+    }
   });
 });
 
