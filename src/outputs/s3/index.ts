@@ -146,7 +146,14 @@ export class S3Output implements Output {
     for (const batch of chunk.batches) {
       const cursor = new EntryCursor(batch.payload);
       while (cursor.next()) {
-        const openKey = this.keys.resolveAt(batch.tag, cursor.sec, cursor.nsec);
+        const openKey = this.keys.resolveAt(
+          batch.tag,
+          cursor.sec,
+          cursor.nsec,
+          cursor.payload,
+          cursor.recordStart,
+          () => cursor.decode(batch.tag).record,
+        );
         if (group?.openKey !== openKey) {
           group = byKey.get(openKey);
           if (!group) {

@@ -1,12 +1,17 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
+import type { LogRecord } from '../../core/entry.ts';
 import { EventTime } from '../../core/event-time.ts';
+import { keyPath } from '../../core/msgpack-fields.ts';
+import { getPath, parseRecordPath } from '../../core/record-path.ts';
 import { strftime } from '../../core/strftime.ts';
+import { bytePathUsable, findPath, scalarAt, UNSURE } from '../elasticsearch/record-fields.ts';
 import { sanitize } from '../file/path-template.ts';
 
 /**
  * Object keys from Fluent Bit's `s3_key_format` vocabulary: `$TAG`, `$TAG[n]` (the tag split on
- * any of `key_format_tag_delimiters`), `$UUID`, strftime directives of each record's time, and
+ * any of `key_format_tag_delimiters`), `$UUID`, strftime directives of each record's time,
+ * record fields in the record-accessor form (`$kubernetes['namespace_name']`, `$level`), and
  * ours, `${chunk_id}` and `${hostname}`.
  *
  * Keys are made in two steps. A record's key is resolved with the chunk's part left open, the
@@ -28,9 +33,18 @@ type Token =
   | { kind: 'tag' }
   | { kind: 'tag_part'; index: number }
   | { kind: 'mark'; mark: string }
-  | { kind: 'hostname' };
+  | { kind: 'hostname' }
+  | FieldToken;
 
-const TOKEN = /\$TAG\[(\d+)\]|\$TAG|\$UUID|\$\{([^}]*)\}|\$/g;
+interface FieldToken {
+  kind: 'field';
+  path: string[];
+  /** The path as the UTF-8 keys findPath compares; undefined when only the decoded record can tell. */
+  bytes: Uint8Array[] | undefined;
+}
+
+const TOKEN =
+  /\$TAG\[(\d+)\]|\$TAG(?!\w)|\$UUID(?!\w)|\$\{([^}]*)\}|(\$[A-Za-z_]\w*(?:\[\s*(?:'[^']*'|"[^"]*"|\d+)\s*\])*)|\$/g;
 
 /** The template's tokens, or why it is not a usable key format. */
 function tokenize(template: string): Token[] | string {
@@ -42,16 +56,19 @@ function tokenize(template: string): Token[] | string {
   for (const m of template.matchAll(TOKEN)) {
     text(template.slice(last, m.index));
     last = m.index + m[0].length;
-    const [whole, index, inner] = m;
+    const [whole, index, inner, field] = m;
     if (index !== undefined) tokens.push({ kind: 'tag_part', index: Number(index) });
-    else if (whole === '$TAG') tokens.push({ kind: 'tag' });
+    else if (field !== undefined) {
+      const path = parseRecordPath(field);
+      tokens.push({ kind: 'field', path, bytes: bytePathUsable(path) ? keyPath(path) : undefined });
+    } else if (whole === '$TAG') tokens.push({ kind: 'tag' });
     else if (whole === '$UUID') tokens.push({ kind: 'mark', mark: UUID_MARK });
     else if (inner === 'chunk_id') tokens.push({ kind: 'mark', mark: CHUNK_MARK });
     else if (inner === 'hostname') tokens.push({ kind: 'hostname' });
     else if (inner !== undefined)
       return `unknown placeholder \${${inner}} (known: \${chunk_id}, \${hostname})`;
     else
-      return `unknown placeholder at "${template.slice(m.index, m.index + 24)}" (known: $TAG, $TAG[n], $UUID, \${chunk_id}, \${hostname}; record fields are not supported yet)`;
+      return `unknown placeholder at "${template.slice(m.index, m.index + 24)}" (known: $TAG, $TAG[n], $UUID, $field, $field['sub'], \${chunk_id}, \${hostname})`;
   }
   text(template.slice(last));
   return tokens;
@@ -81,6 +98,9 @@ export class KeyFormat {
   private readonly subSecond: boolean;
   private readonly timed: boolean;
   private readonly tagParts = new Map<string, string[]>();
+  /** Record fields vary from record to record: no key is reused then, only the dates. */
+  private readonly fields: boolean;
+  private readonly datedCache = new Map<string, { sec: number; value: string }>();
   // The last key resolved: a chunk's records mostly share a tag and a second.
   private lastTag: string | undefined;
   private lastSec = -1;
@@ -95,17 +115,29 @@ export class KeyFormat {
     );
     this.subSecond = /%[LN]/.test(template);
     this.timed = tokens.some((t) => t.kind === 'text' && t.timed);
+    this.fields = tokens.some((t) => t.kind === 'field');
   }
 
-  /** The key of a record of `tag` at this time, with the chunk's part still open. */
-  resolveAt(tag: string, sec: number, nsec: number): string {
-    if (!this.subSecond && tag === this.lastTag && (sec === this.lastSec || !this.timed)) return this.lastKey;
-    const time = new EventTime(sec, nsec);
+  /**
+   * The key of a record of `tag` at this time, with the chunk's part still open. The record is
+   * the map at `start` in `src`; `decode` gives it whole, for the rare field the bytes cannot
+   * tell (a path through an array, a number key).
+   */
+  resolveAt(
+    tag: string,
+    sec: number,
+    nsec: number,
+    src: Uint8Array,
+    start: number,
+    decode: () => LogRecord,
+  ): string {
+    const cacheable = !this.fields && !this.subSecond;
+    if (cacheable && tag === this.lastTag && (sec === this.lastSec || !this.timed)) return this.lastKey;
     let key = '';
     for (const t of this.tokens) {
       switch (t.kind) {
         case 'text':
-          key += t.timed ? strftime(t.text, time) : t.text;
+          key += t.timed ? this.dated(t.text, sec, nsec) : t.text;
           break;
         case 'tag':
           key += this.parts(tag)[0];
@@ -121,12 +153,30 @@ export class KeyFormat {
         case 'hostname':
           key += this.host;
           break;
+        case 'field':
+          key += fieldValue(t, src, start, decode);
+          break;
       }
     }
     this.lastTag = tag;
     this.lastSec = sec;
     this.lastKey = key;
     return key;
+  }
+
+  /** strftime of a text token, kept for the second: a chunk's records mostly share a few. */
+  private dated(text: string, sec: number, nsec: number): string {
+    if (this.subSecond) return strftime(text, new EventTime(sec, nsec));
+    let bySecond = this.datedCache.get(text);
+    if (!bySecond) {
+      bySecond = { sec: -1, value: '' };
+      this.datedCache.set(text, bySecond);
+    }
+    if (bySecond.sec !== sec) {
+      bySecond.sec = sec;
+      bySecond.value = strftime(text, new EventTime(sec, nsec));
+    }
+    return bySecond.value;
   }
 
   /** Tags come from the network: their values are made inert (no `/`, no `..`, no control characters). */
@@ -139,6 +189,22 @@ export class KeyFormat {
     }
     return parts;
   }
+}
+
+/**
+ * A record field as a key segment: strings made inert like tags (no `/`, `..` or control
+ * characters), numbers and booleans as written, `_` when the record lacks it (or holds a map,
+ * an array or null there).
+ */
+function fieldValue(t: FieldToken, src: Uint8Array, start: number, decode: () => LogRecord): string {
+  let value: unknown;
+  const at = t.bytes === undefined ? UNSURE : findPath(src, start, src.length, t.bytes);
+  if (at === UNSURE) value = getPath(decode(), t.path);
+  else if (at >= 0) value = scalarAt(src, at, src.length);
+  if (typeof value === 'string') return sanitize(value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean')
+    return String(value);
+  return '_';
 }
 
 /** The final key of the chunk's `part`-th object, from its open key. */

@@ -7,6 +7,8 @@ import { describe, it } from 'node:test';
 import { builtinRegistry } from '../../../src/builtins.ts';
 import { ConfigError } from '../../../src/config/errors.ts';
 import { loadConfig } from '../../../src/config/load.ts';
+import type { LogRecord } from '../../../src/core/entry.ts';
+import { pack } from '../../../src/core/msgpack.ts';
 import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { s3Output } from '../../../src/outputs/s3/index.ts';
@@ -56,14 +58,14 @@ describe('s3 output configuration', () => {
     const errors = errorsOf(`outputs:
   - type: s3
     bucket: Logs_Bucket
-    key_format: "x/$NAME/\${chunk_id}"
+    key_format: "x/$-/\${chunk_id}"
     upload_chunk_size: 1MiB
     compression: brotli
     storage_class: GLACIER
 `);
     assert.deepEqual(errors.map((e) => e.replace(/: .*?: /, ' | ').replace(/ \(.*$/, '')).sort(), [
       'estuary.yaml:3 | expected an S3 bucket name',
-      'estuary.yaml:4 | unknown placeholder at "$NAME/${chunk_id}"',
+      'estuary.yaml:4 | unknown placeholder at "$-/${chunk_id}"',
       'estuary.yaml:5 | expected 5MiB to 50MiB',
       'estuary.yaml:6 | expected one of "gzip", "none", got "brotli"',
       'estuary.yaml:7 | unknown key',
@@ -113,6 +115,9 @@ describe('region', () => {
 
 describe('key_format', () => {
   const T = { sec: 1_700_000_000, nsec: 0 }; // 2023-11-14T22:13:20Z
+  /** The open key of a record (`{}` unless given) of `tag` at `sec`. */
+  const at = (k: KeyFormat, tag: string, sec: number, record: LogRecord = {}) =>
+    k.resolveAt(tag, sec, 0, pack(record), 0, () => record);
 
   it('accepts the default and Fluent Bit forms', () => {
     for (const f of [
@@ -122,31 +127,54 @@ describe('key_format', () => {
     ])
       assert.equal(checkKeyFormat(f), undefined, f);
     assert.match(checkKeyFormat('/a/${chunk_id}')!, /must not start with "\/"/);
-    assert.match(
-      checkKeyFormat("$kubernetes['namespace_name']/${chunk_id}")!,
-      /record fields are not supported yet/,
-    );
+    assert.equal(checkKeyFormat("ns=$kubernetes['namespace_name']/$level/${chunk_id}"), undefined);
+    assert.match(checkKeyFormat('a/$/${chunk_id}')!, /unknown placeholder at "\$\/\$\{chunk_id\}"/);
   });
 
   it('$TAG[n] splits on each delimiter character; a part past the end is "_"', () => {
     const k = new KeyFormat('$TAG[0]/$TAG[1]/$TAG[2]/$TAG[3]/${chunk_id}', '._');
-    assert.equal(closeKey(k.resolveAt('kube.var_log', T.sec, T.nsec), 'c', 0), 'kube/var/log/_/c-0');
+    assert.equal(closeKey(at(k, 'kube.var_log', T.sec), 'c', 0), 'kube/var/log/_/c-0');
   });
 
   it('tag values cannot add path levels, climb with .., or carry control characters', () => {
     const k = new KeyFormat('logs/$TAG/${chunk_id}', '.');
-    assert.equal(closeKey(k.resolveAt('a/../b\u0000c', T.sec, T.nsec), 'c', 0), 'logs/a____b_c/c-0');
+    assert.equal(closeKey(at(k, 'a/../b\u0000c', T.sec), 'c', 0), 'logs/a____b_c/c-0');
   });
 
   it('strftime comes from each record’s time; a % in a tag is not a directive', () => {
     const k = new KeyFormat('%Y/%m/%d/%H/$TAG/${chunk_id}', '.');
-    assert.equal(closeKey(k.resolveAt('100%H', T.sec, T.nsec), 'c', 2), '2023/11/14/22/100%H/c-2');
-    assert.equal(closeKey(k.resolveAt('100%H', T.sec + 3600, 0), 'c', 3), '2023/11/14/23/100%H/c-3');
+    assert.equal(closeKey(at(k, '100%H', T.sec), 'c', 2), '2023/11/14/22/100%H/c-2');
+    assert.equal(closeKey(at(k, '100%H', T.sec + 3600), 'c', 3), '2023/11/14/23/100%H/c-3');
+  });
+
+  it("record fields: $kubernetes['namespace_name'], $level; inert; `_` when missing or not a scalar", () => {
+    const k = new KeyFormat("ns=$kubernetes['namespace_name']/lvl=$level/c=$code/${chunk_id}", '.');
+    const key = (record: LogRecord) => closeKey(at(k, 't', T.sec, record), 'c', 0);
+    assert.equal(
+      key({ kubernetes: { namespace_name: 'shop' }, level: 'info', code: 200 }),
+      'ns=shop/lvl=info/c=200/c-0',
+    );
+    assert.equal(
+      key({ kubernetes: { namespace_name: '../etc' }, level: { x: 1 } }),
+      'ns=___etc/lvl=_/c=_/c-0',
+    );
+    assert.equal(key({}), 'ns=_/lvl=_/c=_/c-0');
+    // A number key cannot be matched from the bytes: the decoded record answers.
+    const byIndex = new KeyFormat('$items[0]/${chunk_id}', '.');
+    const record = { items: ['first', 'second'] };
+    assert.equal(
+      closeKey(
+        byIndex.resolveAt('t', T.sec, 0, pack(record), 0, () => record),
+        'c',
+        0,
+      ),
+      'first/c-0',
+    );
   });
 
   it('$UUID is fixed by the chunk and part, and differs between them', () => {
     const k = new KeyFormat('$UUID', '.');
-    const open = k.resolveAt('t', T.sec, T.nsec);
+    const open = at(k, 't', T.sec);
     assert.equal(closeKey(open, 'chunk-a', 0), closeKey(open, 'chunk-a', 0));
     assert.notEqual(closeKey(open, 'chunk-a', 0), closeKey(open, 'chunk-a', 1));
     assert.notEqual(closeKey(open, 'chunk-a', 0), closeKey(open, 'chunk-b', 0));

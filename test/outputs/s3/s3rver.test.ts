@@ -138,6 +138,32 @@ describe('s3 output against s3rver', () => {
     assert.deepEqual(await server.keys(bucket), keys);
   });
 
+  it("record fields in the key: Hive partitions by $kubernetes['namespace_name']", async () => {
+    const bucket = await newBucket();
+    const output = s3({
+      bucket,
+      key_format: "k8s/ns=$kubernetes['namespace_name']/dt=%Y-%m-%d/${chunk_id}.json.gz",
+    });
+    await output.start?.();
+    const entries = ['shop', 'auth', 'shop', 'shop'].map((ns, i) => ({
+      time: T,
+      record: { i, kubernetes: { namespace_name: ns, pod_name: `p${i}` } },
+    }));
+    assert.equal(
+      await output.write(makeChunk('c-ns', [makeBatch('kube.var.log', entries)], 0), NO_DEADLINE),
+      undefined,
+    );
+    assert.deepEqual(await server.keys(bucket), [
+      'k8s/ns=auth/dt=2023-11-14/c-ns-1.json.gz',
+      'k8s/ns=shop/dt=2023-11-14/c-ns-0.json.gz',
+    ]);
+    const shop = await server.records(bucket, 'k8s/ns=shop/dt=2023-11-14/c-ns-0.json.gz');
+    assert.deepEqual(
+      shop.map((r) => r.i),
+      [0, 2, 3],
+    );
+  });
+
   it('a retried chunk overwrites its own objects: same keys, every record once', async () => {
     const bucket = await newBucket();
     const first = s3({ bucket });
