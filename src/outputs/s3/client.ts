@@ -1,4 +1,11 @@
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  type ObjectCannedACL,
+  PutObjectCommand,
+  type PutObjectCommandInput,
+  S3Client,
+  type ServerSideEncryption,
+  type StorageClass,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { AwsConfig } from '../../aws/config.ts';
 import { credentialsFor } from '../../aws/credentials.ts';
@@ -16,23 +23,45 @@ export interface ObjectUpload {
   contentEncoding: string | undefined;
 }
 
+/** What every object of an output is stored with (each unset: the bucket's default). */
+export interface ObjectSettings {
+  storageClass?: string | undefined;
+  serverSideEncryption?: string | undefined;
+  kmsKeyId?: string | undefined;
+  cannedAcl?: string | undefined;
+  /** Already in the URL-query form S3 takes (`team=web&env=prod`). */
+  tagging?: string | undefined;
+}
+
 export interface UploaderOptions {
   aws: AwsConfig;
   region: string;
   /** Larger bodies go up as a multipart upload in parts of this size. */
   partSize: number;
   usePutObject: boolean;
+  objects: ObjectSettings;
 }
 
 export class S3Uploader {
   private readonly client: S3Client;
   private readonly partSize: number;
   private readonly usePutObject: boolean;
+  private readonly settings: Partial<PutObjectCommandInput>;
 
   constructor(options: UploaderOptions) {
-    const { aws, region } = options;
+    const { aws, region, objects: o } = options;
     this.partSize = options.partSize;
     this.usePutObject = options.usePutObject;
+    // The config schema checked these against S3's values; a multipart upload takes them at its creation.
+    this.settings = {
+      ...(o.storageClass === undefined ? {} : { StorageClass: o.storageClass as StorageClass }),
+      ...(o.serverSideEncryption === undefined
+        ? {}
+        : { ServerSideEncryption: o.serverSideEncryption as ServerSideEncryption }),
+      ...(o.kmsKeyId === undefined ? {} : { SSEKMSKeyId: o.kmsKeyId }),
+      ...(o.cannedAcl === undefined ? {} : { ACL: o.cannedAcl as ObjectCannedACL }),
+      ...(o.tagging === undefined ? {} : { Tagging: o.tagging }),
+    };
     const checksum = aws.checksum === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
     this.client = new S3Client({
       region,
@@ -58,6 +87,7 @@ export class S3Uploader {
    */
   async put(object: ObjectUpload, signal: AbortSignal): Promise<void> {
     const params = {
+      ...this.settings,
       Bucket: object.bucket,
       Key: object.key,
       Body: object.body,

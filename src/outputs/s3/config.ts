@@ -32,17 +32,46 @@ export const s3Schema = z
     key_format_tag_delimiters: z.string().min(1).default('.'),
     /** `json_lines`: one record per line, as JSON. */
     format: z.enum(['json_lines']).default('json_lines'),
-    /** Object compression: `gzip` or `none`; Content-Encoding says which. */
-    compression: z.enum(['gzip', 'none']).default('gzip'),
+    /** Object compression: `gzip`, `zstd` or `none`; Content-Encoding says which. */
+    compression: z.enum(['gzip', 'zstd', 'none']).default('gzip'),
     /** Objects larger than this go up in parts of this size (multipart upload); smaller ones in one PutObject. */
     upload_chunk_size: size()
       .refine((n) => n >= 5 * MiB && n <= 50 * MiB, 'expected 5MiB to 50MiB (S3 parts are at least 5MiB)')
       .default(5 * MiB),
     /** Always one PutObject, whatever the size (up to S3's 5GiB for one request). */
     use_put_object: z.boolean().default(false),
+    /** Storage class of the objects (`STANDARD_IA`, `INTELLIGENT_TIERING`, `GLACIER_IR`…); unset: the bucket's default. */
+    storage_class: z
+      .string()
+      .regex(/^[A-Z][A-Z0-9_]*$/, 'expected a storage class like STANDARD_IA or INTELLIGENT_TIERING')
+      .optional(),
+    /** Server-side encryption: `AES256` (S3-managed keys), `aws:kms` or `aws:kms:dsse`; unset: the bucket's default. */
+    server_side_encryption: z.enum(['AES256', 'aws:kms', 'aws:kms:dsse']).optional(),
+    /** The KMS key (id, ARN or alias) for `aws:kms`; unset: the account's `aws/s3` key. */
+    kms_key_id: z.string().min(1).optional(),
+    /** A canned ACL for each object (`bucket-owner-full-control` for a bucket of another account). */
+    canned_acl: z
+      .enum([
+        'private',
+        'public-read',
+        'public-read-write',
+        'authenticated-read',
+        'aws-exec-read',
+        'bucket-owner-read',
+        'bucket-owner-full-control',
+      ])
+      .optional(),
+    /** Object tags (at most 10), for lifecycle rules and cost allocation. */
+    tagging: z
+      .record(z.string().min(1).max(128), z.string().max(256))
+      .refine((tags) => Object.keys(tags).length <= 10, 'S3 takes at most 10 tags per object')
+      .optional(),
   })
   .superRefine((c, ctx) => {
-    checkAwsConfig(c, (key, message) => ctx.addIssue({ code: 'custom', path: [key], message }));
+    const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
+    checkAwsConfig(c, issue);
+    if (c.kms_key_id !== undefined && !c.server_side_encryption?.startsWith('aws:kms'))
+      issue('kms_key_id', 'kms_key_id goes with server_side_encryption aws:kms (or aws:kms:dsse)');
   });
 
 export type S3Config = z.output<typeof s3Schema>;

@@ -1,5 +1,5 @@
 import { promisify } from 'node:util';
-import { gzip as gzipCallback } from 'node:zlib';
+import { gzip as gzipCallback, zstdCompress as zstdCallback } from 'node:zlib';
 import { resolveRegion } from '../../aws/config.ts';
 import { classifyAwsError } from '../../aws/errors.ts';
 import { decodeSpans, EntryCursor, type EntrySpan } from '../../core/entry-cursor.ts';
@@ -14,7 +14,11 @@ import type { S3Uploader } from './client.ts';
 import { type S3Config, s3Schema } from './config.ts';
 import { closeKey, KeyFormat } from './key-format.ts';
 
-const gzip = promisify(gzipCallback);
+// In libuv's thread pool: a 64MiB chunk's JSON compressed on the event loop would stall every input.
+const COMPRESS = {
+  gzip: promisify(gzipCallback),
+  zstd: promisify(zstdCallback),
+} as const;
 const MiB = 1024 * 1024;
 
 /** Amazon S3 (and S3-compatible stores): one object per key a chunk's records resolve to. */
@@ -81,6 +85,13 @@ export class S3Output implements Output {
       region,
       partSize: this.config.upload_chunk_size,
       usePutObject: this.config.use_put_object,
+      objects: {
+        storageClass: this.config.storage_class,
+        serverSideEncryption: this.config.server_side_encryption,
+        kmsKeyId: this.config.kms_key_id,
+        cannedAcl: this.config.canned_acl,
+        tagging: this.config.tagging && new URLSearchParams(this.config.tagging).toString(),
+      },
     });
     return this.uploader;
   }
@@ -107,15 +118,15 @@ export class S3Output implements Output {
       if (signal.aborted) throw abortError(signal, at);
       try {
         const lines = group.out.view();
-        const gzipped = this.config.compression === 'gzip';
-        const body = gzipped ? await gzip(lines) : lines;
+        const { compression } = this.config;
+        const body = compression === 'none' ? lines : await COMPRESS[compression](lines);
         await uploader.put(
           {
             bucket: this.config.bucket,
             key,
             body,
             contentType: 'application/x-ndjson',
-            contentEncoding: gzipped ? 'gzip' : undefined,
+            contentEncoding: compression === 'none' ? undefined : compression,
           },
           signal,
         );

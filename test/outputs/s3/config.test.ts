@@ -61,15 +61,29 @@ describe('s3 output configuration', () => {
     key_format: "x/$-/\${chunk_id}"
     upload_chunk_size: 1MiB
     compression: brotli
-    storage_class: GLACIER
+    s3_key_format: x
 `);
     assert.deepEqual(errors.map((e) => e.replace(/: .*?: /, ' | ').replace(/ \(.*$/, '')).sort(), [
       'estuary.yaml:3 | expected an S3 bucket name',
       'estuary.yaml:4 | unknown placeholder at "$-/${chunk_id}"',
       'estuary.yaml:5 | expected 5MiB to 50MiB',
-      'estuary.yaml:6 | expected one of "gzip", "none", got "brotli"',
+      'estuary.yaml:6 | expected one of "gzip", "zstd", "none", got "brotli"',
       'estuary.yaml:7 | unknown key',
     ]);
+  });
+
+  it('kms_key_id goes with aws:kms; tagging takes at most 10 tags', () => {
+    assert.match(
+      errorsOf(
+        'outputs:\n  - { type: s3, bucket: logs, kms_key_id: alias/x, server_side_encryption: AES256 }\n',
+      )[0]!,
+      /^estuary\.yaml:2: outputs\[0\]\.kms_key_id: kms_key_id goes with server_side_encryption aws:kms/,
+    );
+    const tags = Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`t${i}`, 'v']));
+    assert.match(
+      errorsOf(`outputs:\n  - { type: s3, bucket: logs, tagging: ${JSON.stringify(tags)} }\n`)[0]!,
+      /outputs\[0\]\.tagging: S3 takes at most 10 tags per object/,
+    );
   });
 
   it('buffer defaults suit S3 (64MiB chunks, 5m flush); the output’s buffer overrides them', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, zstdDecompressSync } from 'node:zlib';
 import { pino } from 'pino';
 import { makeChunk } from '../../../src/buffer/chunk.ts';
 import { makeBatch } from '../../../src/core/batch.ts';
@@ -109,6 +109,40 @@ describe('s3 output: what each answer of S3 means', () => {
       Object.keys(put.headers).filter((h) => h.startsWith('x-amz-checksum-')),
       [],
     );
+  });
+
+  it('storage class, encryption, ACL and tags go on every object, single or multipart', async () => {
+    const settings = {
+      storage_class: 'STANDARD_IA',
+      server_side_encryption: 'aws:kms',
+      kms_key_id: 'alias/logs',
+      canned_acl: 'bucket-owner-full-control',
+      tagging: { team: 'web', 'cost center': 'a&b' },
+      compression: 'none',
+    };
+    const output = s3(settings);
+    assert.equal(await output.write(chunkOf(1, 'c-small'), NO_DEADLINE), undefined);
+    assert.equal(await output.write(chunkOf(12, 'c-large', MiB), NO_DEADLINE), undefined);
+    const creating = fake.requests.filter((r) => r.op === 'PutObject' || r.op === 'CreateMultipartUpload');
+    assert.deepEqual(
+      creating.map((r) => r.op),
+      ['PutObject', 'CreateMultipartUpload'],
+    );
+    for (const r of creating) {
+      assert.equal(r.headers['x-amz-storage-class'], 'STANDARD_IA');
+      assert.equal(r.headers['x-amz-server-side-encryption'], 'aws:kms');
+      assert.equal(r.headers['x-amz-server-side-encryption-aws-kms-key-id'], 'alias/logs');
+      assert.equal(r.headers['x-amz-acl'], 'bucket-owner-full-control');
+      assert.equal(r.headers['x-amz-tagging'], 'team=web&cost+center=a%26b');
+    }
+  });
+
+  it('zstd: the object is zstd-compressed and says so', async () => {
+    const output = s3({ compression: 'zstd' });
+    assert.equal(await output.write(chunkOf(2), NO_DEADLINE), undefined);
+    const put = fake.requests.find((r) => r.op === 'PutObject')!;
+    assert.equal(put.headers['content-encoding'], 'zstd');
+    assert.equal(zstdDecompressSync(put.body).toString(), '{"seq":0}\n{"seq":1}\n');
   });
 
   it('503 SlowDown is retried, once (the SDK does not retry by itself)', async () => {
