@@ -30,8 +30,10 @@ export const s3Schema = z
       .default(DEFAULT_KEY_FORMAT),
     /** Characters `$TAG[n]` splits the tag on (each one is a delimiter). */
     key_format_tag_delimiters: z.string().min(1).default('.'),
-    /** `json_lines`: one record per line, as JSON. */
-    format: z.enum(['json_lines']).default('json_lines'),
+    /** `json_lines`: one record per line, as JSON; `plain`: the `log_key` field of each record per line. */
+    format: z.enum(['json_lines', 'plain']).default('json_lines'),
+    /** The field `format: plain` writes (Fluent Bit's `log_key`): a string as it is, anything else as JSON. */
+    log_key: z.string().min(1).optional(),
     /** Object compression: `gzip`, `zstd` or `none`; Content-Encoding says which. */
     compression: z.enum(['gzip', 'zstd', 'none']).default('gzip'),
     /** Objects larger than this go up in parts of this size (multipart upload); smaller ones in one PutObject. */
@@ -70,6 +72,7 @@ export const s3Schema = z
   .superRefine((c, ctx) => {
     const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
     checkAwsConfig(c, issue);
+    if (c.log_key !== undefined && c.format !== 'plain') issue('log_key', 'log_key goes with format: plain');
     if (c.kms_key_id !== undefined && !c.server_side_encryption?.startsWith('aws:kms'))
       issue('kms_key_id', 'kms_key_id goes with server_side_encryption aws:kms (or aws:kms:dsse)');
   });

@@ -13,6 +13,7 @@ import type { Chunk, Output, Rejection, WriteOptions, WriteResult } from '../out
 import type { S3Uploader } from './client.ts';
 import { type S3Config, s3Schema } from './config.ts';
 import { closeKey, KeyFormat } from './key-format.ts';
+import { NoLogKeyError, PlainWriter } from './plain.ts';
 
 // In libuv's thread pool: a 64MiB chunk's JSON compressed on the event loop would stall every input.
 const COMPRESS = {
@@ -125,7 +126,8 @@ export class S3Output implements Output {
             bucket: this.config.bucket,
             key,
             body,
-            contentType: 'application/x-ndjson',
+            contentType:
+              this.config.format === 'plain' ? 'text/plain; charset=utf-8' : 'application/x-ndjson',
             contentEncoding: compression === 'none' ? undefined : compression,
           },
           signal,
@@ -152,7 +154,8 @@ export class S3Output implements Output {
   private plan(chunk: Chunk): { groups: Group[]; rejected: Rejection[] } {
     const byKey = new Map<string, Group>();
     const rejected: Rejection[] = [];
-    const writer = new LineWriter('record');
+    const json = new LineWriter('record');
+    const plain = this.config.format === 'plain' ? new PlainWriter(this.config.log_key ?? 'log') : undefined;
     let group: Group | undefined;
     for (const batch of chunk.batches) {
       const cursor = new EntryCursor(batch.payload);
@@ -175,10 +178,12 @@ export class S3Output implements Output {
           }
         }
         try {
-          writer.write(group.out, batch.tag, cursor);
+          if (plain) plain.write(group.out, cursor, () => cursor.decode(batch.tag).record);
+          else json.write(group.out, batch.tag, cursor);
         } catch (err) {
-          // The same on every try (an unknown ext type): only this record is refused.
-          rejected.push({ entry: cursor.decode(batch.tag), reason: encodeFailure(err) });
+          // The same on every try (an unknown ext type, no log_key): only this record is refused.
+          const reason = err instanceof NoLogKeyError ? err.message : encodeFailure(err);
+          rejected.push({ entry: cursor.decode(batch.tag), reason });
           continue;
         }
         group.count += 1;

@@ -72,6 +72,13 @@ describe('s3 output configuration', () => {
     ]);
   });
 
+  it('log_key goes with format: plain', () => {
+    assert.match(
+      errorsOf('outputs:\n  - { type: s3, bucket: logs, log_key: message }\n')[0]!,
+      /^estuary\.yaml:2: outputs\[0\]\.log_key: log_key goes with format: plain$/,
+    );
+  });
+
   it('kms_key_id goes with aws:kms; tagging takes at most 10 tags', () => {
     assert.match(
       errorsOf(

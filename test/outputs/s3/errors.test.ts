@@ -145,6 +145,34 @@ describe('s3 output: what each answer of S3 means', () => {
     assert.equal(zstdDecompressSync(put.body).toString(), '{"seq":0}\n{"seq":1}\n');
   });
 
+  it('format plain: the log_key field per line, strings as written, other values as JSON; records without it rejected', async () => {
+    const output = s3({ format: 'plain', log_key: 'message', compression: 'none' });
+    const entries: Entry[] = [
+      { time: T, record: { message: 'GET /cart 200 "ok" é', level: 'info' } },
+      { time: T, record: { level: 'debug' } },
+      { time: T, record: { message: { nested: [1, 2] } } },
+      { time: T, record: { message: 42 } },
+    ];
+    const result = await output.write(makeChunk('c-plain', [makeBatch('app.web', entries)], 0), NO_DEADLINE);
+    assert.deepEqual(
+      result?.reject?.map((r) => [r.entry.record, r.reason]),
+      [[{ level: 'debug' }, 'the record has no "message" field (log_key)']],
+    );
+    const put = fake.requests.find((r) => r.op === 'PutObject')!;
+    assert.equal(put.headers['content-type'], 'text/plain; charset=utf-8');
+    assert.equal(put.body.toString(), 'GET /cart 200 "ok" é\n{"nested":[1,2]}\n42\n');
+  });
+
+  it('format plain takes `log` by default', async () => {
+    const output = s3({ format: 'plain', compression: 'none' });
+    const entries: Entry[] = [{ time: T, record: { log: 'line one', stream: 'stdout' } }];
+    assert.equal(
+      await output.write(makeChunk('c-log', [makeBatch('app.web', entries)], 0), NO_DEADLINE),
+      undefined,
+    );
+    assert.equal(fake.requests.find((r) => r.op === 'PutObject')!.body.toString(), 'line one\n');
+  });
+
   it('503 SlowDown is retried, once (the SDK does not retry by itself)', async () => {
     fake.script = () => s3Error(503, 'SlowDown', 'Please reduce your request rate.');
     const error = await failure(s3());
