@@ -148,8 +148,8 @@ export class S3Output implements Output {
   }
 
   /**
-   * The chunk's records grouped by their key, in the order each key first comes. Groups whose
-   * records could all not be written keep their place, so the parts of the others do not move.
+   * The chunk's records grouped by their key, in the order each key first comes. A group none
+   * of whose records could be written keeps its place, so the numbers of the others stay fixed.
    */
   private plan(chunk: Chunk): { groups: Group[]; rejected: Rejection[] } {
     const byKey = new Map<string, Group>();
