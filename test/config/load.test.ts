@@ -70,7 +70,7 @@ outputs:
       'estuary.yaml:4: service.buffer.chunk_limit_size: expected a size like 8MiB or 512KiB, got "eight"',
       'estuary.yaml:7: inputs[0].port: expected a port number 0-65535, got "not a port"',
       'estuary.yaml:8: inputs[0].colour: unknown key',
-      'estuary.yaml:10: outputs[0].type: unknown output type "nope" (known: elasticsearch, file, forward, loki, null, stdout)',
+      'estuary.yaml:10: outputs[0].type: unknown output type "nope" (known: elasticsearch, file, forward, loki, null, s3, stdout)',
       'estuary.yaml:12: outputs[1].buffer.flush_interval: expected a duration like 500ms, 5s or 72h, got "soon"',
     ]);
   });
