@@ -109,6 +109,19 @@ export class Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry],
   });
+  readonly s3Objects = new Counter({
+    name: 'estuary_s3_objects_total',
+    help: 'Objects the s3 output uploaded (result="ok") or failed to (result="error"); a retried chunk uploads its objects again, under the same keys.',
+    labelNames: [...PLUGIN, 'result'],
+    registers: [this.registry],
+  });
+  readonly s3ObjectBytes = new Histogram({
+    name: 'estuary_s3_object_bytes',
+    help: 'Size of the objects the s3 output uploaded, compressed as stored.',
+    labelNames: PLUGIN,
+    buckets: [1024, 16_384, 262_144, 1_048_576, 4_194_304, 16_777_216, 67_108_864, 268_435_456],
+    registers: [this.registry],
+  });
   readonly recordsDropped = new Counter({
     name: 'estuary_records_dropped_total',
     help: 'Records dropped, by plugin and reason (overflow, dead_letter_full, filtered, shutdown, …).',

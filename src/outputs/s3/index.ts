@@ -6,6 +6,7 @@ import { decodeSpans, EntryCursor, type EntrySpan } from '../../core/entry-curso
 import { HaltError, type WriteError } from '../../core/errors.ts';
 import { JsonBuffer } from '../../core/json-buffer.ts';
 import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics/registry.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import { abortError, untilAborted } from '../abort.ts';
 import { encodeFailure, LineWriter, outputSizeHint } from '../format.ts';
@@ -51,12 +52,23 @@ export class S3Output implements Output {
   private readonly logger: Logger;
   private readonly keys: KeyFormat;
   private uploader: S3Uploader | undefined;
+  private readonly uploaded: {
+    ok: ReturnType<Metrics['s3Objects']['labels']>;
+    error: ReturnType<Metrics['s3Objects']['labels']>;
+    bytes: ReturnType<Metrics['s3ObjectBytes']['labels']>;
+  };
 
   constructor(config: S3Config, deps: ComponentDeps) {
     this.id = deps.id;
     this.config = config;
     this.logger = deps.logger;
     this.keys = new KeyFormat(config.key_format, config.key_format_tag_delimiters);
+    const labels = { plugin_id: deps.id, type: 's3' };
+    this.uploaded = {
+      ok: deps.metrics.s3Objects.labels({ ...labels, result: 'ok' }),
+      error: deps.metrics.s3Objects.labels({ ...labels, result: 'error' }),
+      bytes: deps.metrics.s3ObjectBytes.labels(labels),
+    };
   }
 
   /** Loads the SDK and builds the client; contacts nothing, so Estuary starts while S3 is unreachable. */
@@ -132,11 +144,14 @@ export class S3Output implements Output {
           },
           signal,
         );
+        this.uploaded.ok.inc();
+        this.uploaded.bytes.observe(body.length);
         this.logger.debug(
           { chunk_id: chunk.id, key, records: group.count, bytes: body.length },
           'object uploaded',
         );
       } catch (err) {
+        this.uploaded.error.inc();
         const error = signal.aborted ? abortError(signal, at) : classifyAwsError(err, at);
         failures.push(error);
         // A halt (credentials, a missing bucket) holds for every object: no use trying the rest.

@@ -41,10 +41,10 @@ async function newBucket(): Promise<string> {
   return name;
 }
 
-function s3(options: Record<string, unknown>): Output {
+function s3(options: Record<string, unknown>, metrics = new Metrics()): Output {
   const output = s3Output.create(
     s3Output.schema.parse({ endpoint: server.url, force_path_style: true, ...options }),
-    { id: 's3.test', logger: silentLogger(), metrics: new Metrics(), configDir: '/' },
+    { id: 's3.test', logger: silentLogger(), metrics, configDir: '/' },
   );
   outputs.push(output);
   return output;
@@ -88,7 +88,8 @@ describe('s3 output against s3rver', () => {
 
   it('every record arrives once: 5,000 records of 5 tags over 3 hours, downloaded and counted', async () => {
     const bucket = await newBucket();
-    const output = s3({ bucket, key_format: 'logs/$TAG[1]/%Y/%m/%d/%H/${chunk_id}.json.gz' });
+    const metrics = new Metrics();
+    const output = s3({ bucket, key_format: 'logs/$TAG[1]/%Y/%m/%d/%H/${chunk_id}.json.gz' }, metrics);
     await output.start?.();
     const batches: Batch[] = [];
     const sent: Record<string, unknown>[] = [];
@@ -108,6 +109,10 @@ describe('s3 output against s3rver', () => {
       (a.seq as number) - (b.seq as number);
     assert.equal(got.length, 5000);
     assert.deepEqual(got.sort(bySeq), sent.sort(bySeq));
+    // estuary_s3_objects_total and estuary_s3_object_bytes count the same 15 objects.
+    const text = await metrics.registry.metrics();
+    assert.match(text, /estuary_s3_objects_total\{plugin_id="s3\.test",type="s3",result="ok"\} 15/);
+    assert.match(text, /estuary_s3_object_bytes_count\{plugin_id="s3\.test",type="s3"\} 15/);
   });
 
   it('$TAG[n] on custom delimiters, $UUID fixed by the chunk, ${hostname}, uncompressed', async () => {
