@@ -535,19 +535,7 @@ export class ForwardConnection {
 
   /** One message alone: its `size` frame bytes are given back once it is staged, acked or dropped. */
   private ingest(message: ParsedMessage, json: boolean, size: number): Promise<void> {
-    if (message.body.kind !== 'compressed') return this.own(size, () => this.ingestAlone(message, json));
-    // A compressed payload may inflate to max_decompressed_size: room for that much is taken
-    // from the in-flight budget before it is inflated (waiting, the socket paused, as for a
-    // read) and held until it is staged, so many connections' bombs at once cannot add up.
-    const room = this.ctx.maxDecompressedSize;
-    return this.own(size, async () => {
-      try {
-        await this.lease.take(room, { signal: this.closing.signal });
-      } catch {
-        return; // Closing: not acked, so the sender sends it again elsewhere.
-      }
-      await this.own(room, () => this.ingestAlone(message, json));
-    });
+    return this.own(size, () => this.ingestAlone(message, json));
   }
 
   private async ingestAlone(message: ParsedMessage, json: boolean): Promise<void> {
