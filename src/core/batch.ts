@@ -32,6 +32,8 @@ export function makeBatch(tag: string, entries: readonly Entry[]): Batch {
 /** Accepts integer seconds, float seconds or an EventTime, as Fluentd peers send them. */
 export function toEventTime(value: unknown): EventTime | undefined {
   if (value instanceof EventTime) return value;
+  // Past 2^53 the decoder gives a BigInt; read as EntryCursor reads it, so both agree.
+  if (typeof value === 'bigint') return value >= 0n ? new EventTime(Number(value), 0) : undefined;
   if (typeof value === 'number' && Number.isFinite(value) && value >= 0) {
     return Number.isInteger(value) ? new EventTime(value, 0) : EventTime.fromSeconds(value);
   }

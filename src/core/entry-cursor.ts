@@ -110,7 +110,7 @@ export class EntryCursor {
       this.recordStart = p;
       this.knownRecordEnd = -1;
       this.nextAt = -1;
-      readHeader(src, p, end, h);
+      if (readHeader(src, p, end, h) < 0) throw new InputError('entry has no record');
       const isGroupMarker = this.sec === FLUENT_BIT_GROUP_START || this.sec === FLUENT_BIT_GROUP_END;
       if (!isGroupMarker) {
         if (h.type !== MAP) throw new InputError('entry record is not a map');

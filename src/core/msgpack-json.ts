@@ -602,6 +602,8 @@ let isoHead = '';
 /** `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, as EventTime.toIso writes it; the seconds part is cached. */
 export function writeIsoTime(out: JsonBuffer, sec: number, nsec: number): void {
   if (sec !== isoSec) {
+    // What a Date holds; a time past it (buffered before inputs refused such times) is the record's.
+    if (!(sec >= 0 && sec < 8_640_000_000_000)) throw new EncodeError(`time ${sec} s is out of range`);
     isoHead = new EventTime(sec, 0).toIso().slice(0, 20);
     isoSec = sec;
   }

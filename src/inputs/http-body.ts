@@ -8,7 +8,16 @@ import { type InflightLease, inflightFull } from '../core/inflight.ts';
 import { parseJson } from '../core/json-parse.ts';
 import { unpackStream } from '../core/msgpack.ts';
 import { FrameError } from '../protocol/forward/errors.ts';
-import { ARRAY, BIN, EXT, newHeader, readHeader, STR, skipValue } from '../protocol/forward/msgpack-scan.ts';
+import {
+  ARRAY,
+  BIN,
+  EXT,
+  MAP,
+  newHeader,
+  readHeader,
+  STR,
+  skipValue,
+} from '../protocol/forward/msgpack-scan.ts';
 
 /**
  * Decoding of HTTP input bodies, as Fluentd's in_http and Fluent Bit's out_http send them:
@@ -357,9 +366,14 @@ export function msgpackShape(body: Buffer, maxDepth: number): BodyShape {
   let records = 0;
   try {
     for (let pos = 0; pos < body.length; ) {
-      // A map is a record; an array holds records (or is one [time, record] entry).
-      readHeader(body, pos, body.length, h);
-      records += h.type === ARRAY ? h.length : 1;
+      // A map is one record, so is a [time, record] entry (Fluent Bit); an array of maps is many.
+      const inner = readHeader(body, pos, body.length, h);
+      let count = 1;
+      if (h.type === ARRAY) {
+        count = h.length;
+        if (count > 0 && readHeader(body, inner, body.length, h) >= 0 && h.type !== MAP) count = 1;
+      }
+      records += count;
       const end = skipValue(body, pos, body.length, maxDepth);
       for (let p = pos; p < end; ) {
         p = readHeader(body, p, end, h);
@@ -391,9 +405,11 @@ function holdDecoded(shape: BodyShape, bodyBytes: number, options: DecodeOptions
   const lease = options.lease;
   if (!lease) return;
   const bytes = shape.values * VALUE_COST + shape.records * RECORD_COST + bodyBytes;
-  if (bytes > lease.limit) {
+  // With what the request holds already (its body, inflated): past the limit it could only
+  // ever get in alone, so it is told why rather than to retry.
+  if (lease.held + bytes > lease.limit) {
     throw new BodyError(
-      `decoding this body would hold about ${mib(bytes)} MiB, more than service.max_inflight_bytes (${mib(lease.limit)} MiB): send smaller requests`,
+      `decoding this body would hold about ${mib(lease.held + bytes)} MiB with the body itself, more than service.max_inflight_bytes (${mib(lease.limit)} MiB): send smaller requests`,
       413,
     );
   }

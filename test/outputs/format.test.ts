@@ -87,6 +87,22 @@ describe('formatLine', () => {
     );
   });
 
+  it('rejects alone an entry whose time no RFC 3339 can print (buffered as epoch nanoseconds)', () => {
+    const good = makeBatch('t', [{ time, record: { a: 1 } }]);
+    // [1.7e18 as uint64, {"bad":1}]: the decoder gives a BigInt time, the cursor a number.
+    const bad = Buffer.from('92cf17a2b3c4d5e6f70081a362616401', 'hex');
+    const payload = Buffer.concat([good.payload, bad, good.payload]);
+    const chunk = makeChunk('c', [{ tag: 't', payload, count: 3, bytes: payload.length }], 0);
+    for (const format of ['json', 'fluentd'] as const) {
+      const { bytes, rejected } = formatChunk(format, chunk);
+      assert.equal(bytes.toString().split('\n').length, 3, 'two lines written');
+      assert.equal(rejected.length, 1);
+      assert.deepEqual(rejected[0]!.entry.record, { bad: 1 });
+      assert.match(rejected[0]!.reason, /EncodeError: time \d+ s is out of range/);
+    }
+    assert.equal(formatChunk('record', chunk).rejected.length, 0);
+  });
+
   it('takes entries with integer and float times, as Fluentd peers send them', () => {
     // [1700000000, {"a":1}] and [1700000000.5, {"a":2}]
     const payload = Buffer.from('92ce6553f10081a1610192cb41d954fc40200000 81a16102'.replace(' ', ''), 'hex');

@@ -19,6 +19,7 @@ import {
   readHeader,
   STR,
   skipValue,
+  u32,
 } from './msgpack-scan.ts';
 
 /**
@@ -429,10 +430,11 @@ function judgeTime(buf: Uint8Array, pos: number, end: number, h: Header): number
   const body = readHeader(buf, pos, end, h);
   switch (h.type) {
     case INT:
-      // Fluentd takes 0 as "now"; a negative time cannot be represented, so it becomes now too.
-      return h.value > 0 ? OK : NOW;
+      // Fluentd takes 0 as "now"; a time an EventTime cannot hold (negative, or past its 32-bit
+      // seconds: epoch nanoseconds sent as an integer, say) becomes now too.
+      return h.value > 0 && h.value <= 0xffffffff ? OK : NOW;
     case FLOAT:
-      return Number.isFinite(h.value) && h.value > 0 ? OK : NOW;
+      return Number.isFinite(h.value) && h.value > 0 && h.value < 2 ** 32 ? OK : NOW;
     case NIL:
       return NOW;
     case EXT: {
@@ -447,10 +449,6 @@ function judgeTime(buf: Uint8Array, pos: number, end: number, h: Header): number
     default:
       throw new FrameError('malformed', `entry time is a ${typeName(h.type)}, not a number or EventTime`);
   }
-}
-
-function u32(buf: Uint8Array, pos: number): number {
-  return ((buf[pos]! << 24) >>> 0) + ((buf[pos + 1]! << 16) | (buf[pos + 2]! << 8) | buf[pos + 3]!);
 }
 
 /** The msgpack timestamp ext (-1) some libraries use, as an EventTime. */

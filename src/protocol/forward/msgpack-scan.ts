@@ -244,7 +244,7 @@ export class ScanState {
         else if (b === 0xcb) next = p + 9;
         else if (b === 0xcc || b === 0xd0) next = p + 2;
         else if (b === 0xcd || b === 0xd1) next = p + 3;
-        else if (b === 0xd7 && p + 1 < end && buf[p + 1] === 0) {
+        else if (b === 0xd7 && p + 10 <= end && buf[p + 1] === 0 && u32(buf, p + 6) <= 999_999_999) {
           // fixext 8 type 0: an EventTime, never a map key (the timestamp, -1, is checked below).
           const depth = left.length;
           if (!(depth > 0 && maps[depth - 1]! && left[depth - 1]! % 2 === 0)) next = p + 10;
@@ -281,6 +281,12 @@ export class ScanState {
             return -1;
           }
           if (h.type === EXT && h.value === -1) checkTimestamp(buf, next, h.length, at);
+          // An EventTime's nanoseconds past 999,999,999 would print as another time.
+          else if (h.type === EXT && h.value === 0 && u32(buf, next + 4) > 999_999_999)
+            throw new FrameError(
+              'malformed',
+              `EventTime ext at offset ${at} has nanoseconds past 999,999,999`,
+            );
           p = bodyEnd;
           break;
         }

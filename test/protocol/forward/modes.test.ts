@@ -118,6 +118,23 @@ describe('forward modes → entry stream', () => {
     for (const e of entries) assert.ok(e.time.compare(before) >= 0);
   });
 
+  it('a time an EventTime cannot hold (epoch nanoseconds as an integer or float) becomes now', async () => {
+    const nanos = Buffer.from('cf17a2b3c4d5e6f700', 'hex'); // ≈ 1.7e18
+    const frame = raw(
+      [0x92, 0xa1, 0x74, 0x93],
+      raw([0x92], nanos, pack({ a: 1 })),
+      pack([1.7e18, { b: 2 }]),
+      pack([2 ** 32, { c: 3 }]),
+    );
+    const before = EventTime.now();
+    const { stream, entries } = await decode(frame);
+    assert.equal(stream.count, 3);
+    for (const e of entries) {
+      assert.ok(e.time.compare(before) >= 0, `${e.time.sec}`);
+      assert.ok(e.time.sec < 2 ** 32);
+    }
+  });
+
   it('msgpack timestamp ext (-1) times become EventTimes', async () => {
     const ts64 = Buffer.alloc(8);
     ts64.writeUInt32BE((5 << 2) >>> 0, 0); // nsec 5, sec high bits 0
