@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { makeBatch } from '../../src/core/batch.ts';
 import { EventTime } from '../../src/core/event-time.ts';
-import { encodeForwardMode } from '../../src/protocol/forward/modes.ts';
+import { encodeForwardMode, encodePackedForward } from '../../src/protocol/forward/modes.ts';
 import { startEstuary } from '../support/estuary.ts';
 import { RawClient } from '../support/forward-client.ts';
 import { scriptedInstances } from '../support/outputs.ts';
@@ -131,5 +133,51 @@ outputs:
     await waitFor(async () => sample(await e.metrics(), 'estuary_inflight_bytes').value === 0, {
       what: 'the unfinished message given back',
     });
+  });
+
+  it('what a compressed message inflates to is taken from the budget as it inflates, and held until it is staged', async () => {
+    const LIMIT = 1024 * KiB;
+    const port = await freePort();
+    const e = await startEstuary(`
+service:
+  max_inflight_bytes: 1MiB
+  shutdown_timeout: 2s
+  buffer: { type: memory, flush_interval: 50ms }
+inputs:
+  - { type: forward, listen: 127.0.0.1, port: ${port}, max_decompressed_size: 512KiB }
+outputs:
+  - { type: scripted, id: zipped }
+`);
+    running.push(e);
+    const out = scriptedInstances.get('zipped')!;
+    let unblock!: () => void;
+    out.script.push({ hold: new Promise<void>((r) => (unblock = r)) });
+    // Four senders, each ~1 KiB of gzip that inflates to ~400 KiB: 1.6 MiB in all, counted
+    // against a 1 MiB budget only if the room is taken before inflating.
+    const SENDERS = 4;
+    const ENTRIES = 200;
+    const senders: RawClient[] = [];
+    for (let s = 0; s < SENDERS; s++) senders.push(await RawClient.connect({ port }));
+    clients.push(...senders);
+    senders.forEach((c, s) => {
+      const entries = makeBatch(
+        'zipped',
+        Array.from({ length: ENTRIES }, (_, i) => ({ time: T, record: { s, i, pad: 'z'.repeat(2 * KiB) } })),
+      ).payload;
+      const zipped = gzipSync(entries);
+      assert.ok(zipped.length < 8 * KiB && entries.length > 380 * KiB);
+      void c.send(
+        encodePackedForward('zipped', zipped, { compressed: 'gzip', chunk: `z${s}`, size: ENTRIES }),
+      );
+    });
+    unblock();
+    for (const [s, c] of senders.entries()) assert.deepEqual(await c.frame(0), { ack: `z${s}` });
+    await waitFor(() => out.delivered.length === SENDERS * ENTRIES, { what: 'every record delivered' });
+    // A payload held what it inflated to (~400 KiB; its frame alone is a few KiB) until it
+    // was staged, and the four together stayed within the budget plus one payload (the one
+    // allowed to finish, as for a message read in pieces).
+    assert.ok(e.app.inflight.peak >= 380 * KiB, `peak ${e.app.inflight.peak}`);
+    assert.ok(e.app.inflight.peak <= LIMIT + 512 * KiB, `peak ${e.app.inflight.peak}`);
+    await waitFor(() => e.app.inflight.bytes === 0, { what: 'the room given back' });
   });
 });

@@ -250,6 +250,12 @@ describe('forward input — bad frames close only their connection', () => {
       ['too_large', Buffer.from([0x92, 0xa1, 0x74, 0xc6, 0x7f, 0xff, 0xff, 0xff])],
       ['too_deep', Buffer.alloc(100, 0x91)],
       ['malformed', encodePackedForward('t', pack([1, 2, 3]))],
+      // Inflating past max_decompressed_size (4 × 64 KiB), and a gzip payload that is no gzip.
+      ['too_large', encodePackedForward('t', gzipSync(Buffer.alloc(1024 * 1024)), { compressed: 'gzip' })],
+      [
+        'malformed',
+        encodePackedForward('t', Buffer.from([0x1f, 0x8b, 8, 0, 1, 2, 3, 4]), { compressed: 'gzip' }),
+      ],
     ];
     for (const [i, [reason, bytes]] of cases.entries()) {
       const bad = await RawClient.connect({ port: h.port });
@@ -266,7 +272,7 @@ describe('forward input — bad frames close only their connection', () => {
     assert.equal(good.closed, false);
     const line = h.logs.find((l) => l.msg === 'forward frame refused; connection closed');
     assert.match(String(line?.remote), /^127\.0\.0\.1:\d+$/);
-    assert.equal(await metricValue(h.metrics.inputRequests, { ...lbl, result: 'too_large' }), 1);
+    assert.equal(await metricValue(h.metrics.inputRequests, { ...lbl, result: 'too_large' }), 2);
     good.close();
   });
 

@@ -533,12 +533,31 @@ export class ForwardConnection {
     this.prepareEntries();
   }
 
-  /** One message alone: its `size` frame bytes are given back once it is staged, acked or dropped. */
+  /**
+   * One message alone: its `size` frame bytes, and what a compressed payload inflated to, are
+   * given back once it is staged, acked or dropped.
+   */
   private ingest(message: ParsedMessage, json: boolean, size: number): Promise<void> {
-    return this.own(size, () => this.ingestAlone(message, json));
+    return this.own(size, async () => {
+      const inflated = { bytes: 0 };
+      try {
+        await this.ingestAlone(message, json, inflated);
+      } catch (err) {
+        // Closing while waiting for room to inflate into: not acked, sent again elsewhere.
+        if (this.closing.signal.aborted) return;
+        throw err;
+      } finally {
+        this.owned -= inflated.bytes;
+        this.lease.release(inflated.bytes);
+      }
+    });
   }
 
-  private async ingestAlone(message: ParsedMessage, json: boolean): Promise<void> {
+  private async ingestAlone(
+    message: ParsedMessage,
+    json: boolean,
+    inflated: { bytes: number },
+  ): Promise<void> {
     const arrived = performance.now();
     const { ctx, peer } = this;
     const tag = ctx.tagFor(message.tag);
@@ -563,7 +582,13 @@ export class ForwardConnection {
     let stream: EntryStream;
     try {
       this.entryOptions ??= this.makeEntryOptions(await ctx.fieldsFor(peer));
-      stream = await toEntries(message, this.entryOptions);
+      // Inflated output is taken from the budget as it comes (waiting, the socket paused, as
+      // for a read), so many connections' payloads at once stay within it.
+      stream = await toEntries(message, this.entryOptions, async (bytes) => {
+        await this.lease.take(bytes, { signal: this.closing.signal });
+        inflated.bytes += bytes;
+        this.owned += bytes;
+      });
     } catch (err) {
       if (key) ctx.dedupeDone(key, false);
       throw err;

@@ -288,14 +288,58 @@ function sniffCompression(data: Uint8Array): 'gzip' | 'zstd' | undefined {
 const gunzip = promisify(zlib.gunzip);
 const zstdDecompress = promisify(zlib.zstdDecompress);
 
-/** Decompresses (off the event loop) and checks the entries; the result owns its bytes. */
-export async function toEntries(message: ParsedMessage, options: EntryOptions): Promise<EntryStream> {
+/**
+ * Decompresses (off the event loop) and checks the entries; the result owns its bytes.
+ * `hold`, when given, is called for every piece of inflated output before it is kept (it
+ * waits for room in the in-flight budget), so a payload costs the budget what it inflates to.
+ */
+export async function toEntries(
+  message: ParsedMessage,
+  options: EntryOptions,
+  hold?: (bytes: number) => Promise<void>,
+): Promise<EntryStream> {
   const { body } = message;
   if (body.kind === 'compressed') {
-    const data = await decompress(body.data, body.codec, options.maxDecompressedSize);
+    const data = hold
+      ? await inflateHeld(body.data, body.codec, options.maxDecompressedSize, hold)
+      : await decompress(body.data, body.codec, options.maxDecompressedSize);
     return scanEntries(data, 0, data.length, options, true);
   }
   return entriesOf(body, options);
+}
+
+/** 64 KiB pieces: each is one take from the budget. */
+const INFLATE_CHUNK = 64 * 1024;
+
+/** decompress, a piece at a time, each piece held (`hold`) before it is kept. */
+async function inflateHeld(
+  data: Uint8Array,
+  codec: 'gzip' | 'zstd',
+  max: number,
+  hold: (bytes: number) => Promise<void>,
+): Promise<Buffer> {
+  if (data.length === 0) return Buffer.alloc(0);
+  const stream =
+    codec === 'gzip'
+      ? zlib.createGunzip({ chunkSize: INFLATE_CHUNK })
+      : zlib.createZstdDecompress({ chunkSize: INFLATE_CHUNK });
+  stream.end(data);
+  const pieces: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const piece of stream as AsyncIterable<Buffer>) {
+      size += piece.length;
+      if (size > max)
+        throw new FrameError('too_large', `${codec} payload is larger than ${max} bytes decompressed`);
+      await hold(piece.length);
+      pieces.push(piece);
+    }
+  } catch (err) {
+    stream.destroy();
+    if (err instanceof FrameError || (err as { name?: string }).name === 'AbortError') throw err;
+    throw new FrameError('malformed', `${codec} payload is corrupt: ${(err as Error).message}`);
+  }
+  return Buffer.concat(pieces, size);
 }
 
 /**
