@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, describe, it, type TestContext } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { startEstuary } from '../support/estuary.ts';
 import { scriptedInstances } from '../support/outputs.ts';
 import {
+  assertAllDelivered,
   clusterNodes,
   ForwardLoad,
   info,
@@ -52,36 +53,6 @@ outputs:
     return cluster.nodes.find((n) => n.port === port);
   };
   return { cluster, e, load, sink, slot, byId };
-}
-
-/** Stops the load, waits for every acked record to be delivered, and asserts none was lost. */
-async function allDelivered(
-  t: TestContext,
-  load: ForwardLoad,
-  sink: { delivered: { record: Record<string, unknown> }[] },
-  summary: string,
-): Promise<void> {
-  await load.stop();
-  const acked = load.acked;
-  const delivered = () => new Set(sink.delivered.map((entry) => entry.record.id as string));
-  // Past the timeout, the counts below say what is missing.
-  await waitFor(
-    () => {
-      const got = delivered();
-      for (const id of acked) if (!got.has(id)) return false;
-      return true;
-    },
-    { timeoutMs: 20_000, what: 'every acked record delivered' },
-  ).catch(() => {});
-  const got = delivered();
-  const lost = [...acked].filter((id) => !got.has(id)).length;
-  const unknown = [...got].filter((id) => !load.sent.has(id)).length;
-  t.diagnostic(
-    `${summary}; acked ${acked.size}, delivered ${sink.delivered.length} (${got.size} distinct, ` +
-      `${sink.delivered.length - got.size} duplicates), lost ${lost}, tries without an ack ${load.unacked}`,
-  );
-  assert.equal(lost, 0, 'every acked record delivered');
-  assert.equal(unknown, 0, 'nothing delivered that was not sent');
 }
 
 /** Once every node of `nodes` says `node` serves `slot` and the cluster is ok. */
@@ -150,7 +121,7 @@ describe('redis buffer on a Cluster: the master of the output’s slot is SIGKIL
       timeoutMs: 15_000,
       what: '20000 more records acked once the old master is a replica again',
     });
-    await allDelivered(
+    await assertAllDelivered(
       t,
       load,
       sink,
@@ -185,7 +156,7 @@ describe('redis buffer on a Cluster: the output’s slot migrates to another mas
       timeoutMs: 15_000,
       what: '20000 more records acked after the move',
     });
-    await allDelivered(
+    await assertAllDelivered(
       t,
       load,
       sink,

@@ -1,9 +1,11 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TestContext } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import type { RedisSettings } from '../../src/buffer/redis/connection.ts';
@@ -564,6 +566,36 @@ export interface ForwardLoadOptions {
   tag?: string;
   /** A message not acked within this is sent again, on a new connection. */
   ackTimeoutMs?: number;
+}
+
+/** Stops the load, waits for every acked record to be delivered, and asserts none was lost. */
+export async function assertAllDelivered(
+  t: TestContext,
+  load: ForwardLoad,
+  sink: { delivered: { record: Record<string, unknown> }[] },
+  summary: string,
+): Promise<void> {
+  await load.stop();
+  const acked = load.acked;
+  const delivered = () => new Set(sink.delivered.map((entry) => entry.record.id as string));
+  // Past the timeout, the counts below say what is missing.
+  await waitFor(
+    () => {
+      const got = delivered();
+      for (const id of acked) if (!got.has(id)) return false;
+      return true;
+    },
+    { timeoutMs: 20_000, what: 'every acked record delivered' },
+  ).catch(() => {});
+  const got = delivered();
+  const lost = [...acked].filter((id) => !got.has(id)).length;
+  const unknown = [...got].filter((id) => !load.sent.has(id)).length;
+  t.diagnostic(
+    `${summary}; acked ${acked.size}, delivered ${sink.delivered.length} (${got.size} distinct, ` +
+      `${sink.delivered.length - got.size} duplicates), lost ${lost}, tries without an ack ${load.unacked}`,
+  );
+  assert.equal(lost, 0, 'every acked record delivered');
+  assert.equal(unknown, 0, 'nothing delivered that was not sent');
 }
 
 /**
