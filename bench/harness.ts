@@ -20,7 +20,7 @@ import { FileLineCounter } from './file-lines.ts';
 import type { LoadResult } from './load/forward.ts';
 import { MemoryMetricsSampler } from './memory-metrics.ts';
 import { ProcSampler, treeCpuSeconds } from './proc.ts';
-import { type BufferKind, estuaryConfig, type Ports, type Scenario } from './scenarios.ts';
+import { type BufferKind, estuaryConfig, type Ports, type Scenario, SINK_ENV } from './scenarios.ts';
 import type { SinkStats } from './sinks/stats.ts';
 import { buildSeries, type SeriesPoint } from './soak.ts';
 
@@ -342,7 +342,11 @@ function startServer(
   const log = server.kind === 'anchor' ? openSync(join(dir, 'server.log'), 'w') : undefined;
   const stdio: StdioOptions = log === undefined ? ['ignore', 'ignore', 'pipe'] : ['ignore', log, log];
   // Its own process group, so the SUT's workers (or an anchor's children) go with it.
-  const child = spawn(argv[0]!, argv.slice(1), { stdio, detached: true });
+  const child = spawn(argv[0]!, argv.slice(1), {
+    stdio,
+    detached: true,
+    env: { ...process.env, ...SINK_ENV[scenario.sink] },
+  });
   let tail = '';
   child.stderr?.on('data', (d: Buffer) => {
     process.stderr.write(d);

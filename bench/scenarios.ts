@@ -5,7 +5,7 @@
  */
 
 export type BufferKind = 'memory' | 'redis';
-export type SinkKind = 'forward' | 'elasticsearch' | 'loki' | 'file';
+export type SinkKind = 'forward' | 'elasticsearch' | 'loki' | 's3' | 'file';
 
 /**
  * The anchors' equivalent of a scenario: `forward` (in_forward → out_forward with acks to the
@@ -80,6 +80,14 @@ export const SCENARIOS: Scenario[] = [
     anchor: { none: 'Loki output: not set up for the anchors' },
   },
   {
+    id: 11,
+    name: 'forward PackedForward ×1000, ack → redis → S3 sink (gzip JSON lines)',
+    load: PACKED,
+    buffer: 'redis',
+    sink: 's3',
+    anchor: { none: 'S3 output: not set up for the anchors' },
+  },
+  {
     id: 4,
     name: 'forward Message mode, 1 record/message, ack → memory → forward sink',
     load: { kind: 'forward', mode: 'message', batch: 1 },
@@ -150,8 +158,26 @@ const SINK_OUTPUTS: Record<SinkKind, (port: number, outputDir: string) => string
     `{ type: elasticsearch, id: sink, hosts: ["http://127.0.0.1:${port}"], logstash_format: true, logstash_prefix: bench }`,
   loki: (port) =>
     `{ type: loki, id: sink, url: "http://127.0.0.1:${port}/loki/api/v1/push", labels: { job: bench }, include_tag: true }`,
+  // The s3 output's own defaults (64MiB chunks, 5 min) would make one or two objects a run: the
+  // service's 1 s and 8MiB (those of every other scenario) make dozens, each one PutObject.
+  s3: (port) =>
+    `{ type: s3, id: sink, bucket: bench, endpoint: "http://127.0.0.1:${port}", force_path_style: true, region: us-east-1, buffer: { chunk_limit_size: 8MiB, flush_interval: 1s } }`,
   file: (_port, outputDir) =>
     `{ type: file, id: sink, path: ${JSON.stringify(`${outputDir}/estuary.log`)}, format: record, fsync: false }`,
+};
+
+/**
+ * Environment the SUT runs with, per sink: the S3 output takes its credentials from the SDK's
+ * chain, of which the environment comes first (the sink does not check them) unless
+ * AWS_PROFILE is set, and must never wait on an EC2 metadata service.
+ */
+export const SINK_ENV: Partial<Record<SinkKind, Record<string, string>>> = {
+  s3: {
+    AWS_ACCESS_KEY_ID: 'bench',
+    AWS_SECRET_ACCESS_KEY: 'bench',
+    AWS_PROFILE: '',
+    AWS_EC2_METADATA_DISABLED: 'true',
+  },
 };
 
 export function estuaryConfig(options: {

@@ -15,11 +15,11 @@
  *
  *   node bench/sinks/elasticsearch-sink.ts --port 9200
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { EventTime } from '../../src/core/event-time.ts';
-import { SinkCounter } from './stats.ts';
+import { SinkCounter, serveHttp } from './stats.ts';
 
 const { values } = parseArgs({
   options: { port: { type: 'string', default: '9200' }, host: { type: 'string', default: '127.0.0.1' } },
@@ -117,16 +117,6 @@ function handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): void {
   } else answer(res, 404, JSON.stringify({ error: `no route for ${method} ${path}`, status: 404 }));
 }
 
-const server = createServer((req, res) => {
-  const parts: Buffer[] = [];
-  req.on('data', (d: Buffer) => parts.push(d));
-  req.on('end', () => {
-    try {
-      handle(req, res, parts.length === 1 ? parts[0]! : Buffer.concat(parts));
-    } catch (err) {
-      answer(res, 400, JSON.stringify({ error: String(err), status: 400 }));
-    }
-  });
-});
-server.keepAliveTimeout = 60_000;
-server.listen(Number(values.port), values.host, () => counter.report());
+serveHttp(counter, values, handle, (res, err) =>
+  answer(res, 400, JSON.stringify({ error: String(err), status: 400 })),
+);

@@ -12,12 +12,12 @@
  *
  *   node bench/sinks/loki-sink.ts --port 3100
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import snappy from 'snappyjs';
 import { EventTime } from '../../src/core/event-time.ts';
-import { SinkCounter } from './stats.ts';
+import { SinkCounter, serveHttp } from './stats.ts';
 
 const { values } = parseArgs({
   options: { port: { type: 'string', default: '3100' }, host: { type: 'string', default: '127.0.0.1' } },
@@ -149,16 +149,6 @@ function handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): void {
   }
 }
 
-const server = createServer((req, res) => {
-  const parts: Buffer[] = [];
-  req.on('data', (d: Buffer) => parts.push(d));
-  req.on('end', () => {
-    try {
-      handle(req, res, parts.length === 1 ? parts[0]! : Buffer.concat(parts));
-    } catch (err) {
-      answer(res, 400, `bench sink: unreadable push body: ${(err as Error).message}`);
-    }
-  });
-});
-server.keepAliveTimeout = 60_000;
-server.listen(Number(values.port), values.host, () => counter.report());
+serveHttp(counter, values, handle, (res, err) =>
+  answer(res, 400, `bench sink: unreadable push body: ${(err as Error).message}`),
+);

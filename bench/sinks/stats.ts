@@ -1,3 +1,4 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { EventTime } from '../../src/core/event-time.ts';
 import { LatencyHistogram } from '../latency.ts';
 
@@ -39,4 +40,29 @@ export class SinkCounter {
       setInterval(() => process.stdout.write(`${JSON.stringify(this.stats())}\n`), 1000).unref();
     }
   }
+}
+
+/**
+ * The HTTP sinks' server: each request's body read whole, then `handle`d; a body `handle`
+ * cannot read is `refuse`d (a 400 in the sink's error shape). Reports to the parent once it listens.
+ */
+export function serveHttp(
+  counter: SinkCounter,
+  address: { port: string | undefined; host: string | undefined },
+  handle: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void,
+  refuse: (res: ServerResponse, err: unknown) => void,
+): void {
+  const server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('end', () => {
+      try {
+        handle(req, res, parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+      } catch (err) {
+        refuse(res, err);
+      }
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(Number(address.port), address.host, () => counter.report());
 }
