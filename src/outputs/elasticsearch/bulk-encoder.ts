@@ -1,13 +1,12 @@
 import { type Batch, decodeEntries } from '../../core/batch.ts';
 import type { TaggedEntry } from '../../core/entry.ts';
 import { EntryCursor } from '../../core/entry-cursor.ts';
-import { EventTime } from '../../core/event-time.ts';
 import { JsonBuffer } from '../../core/json-buffer.ts';
 import { keyPath } from '../../core/msgpack-fields.ts';
-import { writeIsoTime, writeJson, writeJsonWithout } from '../../core/msgpack-json.ts';
-import { strftime } from '../../core/strftime.ts';
+import { writeJson, writeJsonWithout } from '../../core/msgpack-json.ts';
 import { encodeFailure } from '../format.ts';
 import type { Rejection } from '../output.ts';
+import { TimeField } from '../time-field.ts';
 import { DocumentIds } from './document-id.ts';
 import {
   type BulkOp,
@@ -18,7 +17,6 @@ import {
   noIdReason,
   scalarText,
 } from './encode.ts';
-import { putBytes } from './put-bytes.ts';
 import { bytePathUsable, findPath, scalarAt, topLevelKeys, UNSURE } from './record-fields.ts';
 
 /**
@@ -75,7 +73,10 @@ export class BulkEncoder {
       `${s.writeOperation === 'upsert' ? ',"doc_as_upsert":true}' : wrapped ? '}' : ''}\n`,
     );
     this.tagField = new TagField(s.tagKey);
-    this.timeField = new TimeField(s.timeKey, s.timeKeyFormat);
+    this.timeField = new TimeField(
+      s.timeKey,
+      s.timeKeyFormat === undefined ? 'rfc3339' : { strftime: s.timeKeyFormat },
+    );
   }
 
   /** The body for these batches' entries, and the entries that cannot be bulk actions. */
@@ -122,9 +123,9 @@ export class BulkEncoder {
     if (found === UNSURE || (found & this.tagBit) !== 0) return false;
     const action = this.action(out, tag, c);
     if (action !== true) return action;
-    putBytes(out, this.sourceHead);
+    out.bytes(this.sourceHead);
     this.document(out, tag, c, (found & this.timeBit) === 0);
-    putBytes(out, this.sourceTail);
+    out.bytes(this.sourceTail);
     return true;
   }
 
@@ -140,10 +141,10 @@ export class BulkEncoder {
     if (index === undefined) return false;
     const lines = this.actions.of(index);
     if (!generated && id === undefined && routing === undefined) {
-      putBytes(out, lines.whole);
+      out.bytes(lines.whole);
       return true;
     }
-    putBytes(out, lines.lead);
+    out.bytes(lines.lead);
     if (generated) {
       out.bytes(ID_KEY);
       this.ids.write(out, tag, c);
@@ -156,7 +157,7 @@ export class BulkEncoder {
       out.bytes(ROUTING_KEY);
       out.utf8(JSON.stringify(routing));
     }
-    putBytes(out, this.actions.tail);
+    out.bytes(this.actions.tail);
     return true;
   }
 
@@ -178,7 +179,7 @@ export class BulkEncoder {
     out.n -= 1; // reopen the map: its closing brace comes after the added fields
     if (addTag) {
       if (!empty) out.byte(0x2c); // ,
-      putBytes(out, this.tagField.of(tag));
+      out.bytes(this.tagField.of(tag));
       empty = false;
     }
     if (addTime) {
@@ -282,36 +283,6 @@ class TagField {
       this.bytes = Buffer.from(`${this.key}:${JSON.stringify(tag)}`);
     }
     return this.bytes;
-  }
-}
-
-/** `"time_key":"<event time>"`, as formatTime writes it; a per-second format is kept for the second. */
-class TimeField {
-  private readonly key: Buffer;
-  private readonly format: string | undefined;
-  private readonly perSecond: boolean;
-  private lastSec = -1;
-  private lastValue: Buffer = Buffer.alloc(0);
-
-  constructor(key: string, format: string | undefined) {
-    this.key = Buffer.from(`${JSON.stringify(key)}:`);
-    this.format = format;
-    this.perSecond = format !== undefined && !/%[LN]/.test(format);
-  }
-
-  write(out: JsonBuffer, sec: number, nsec: number): void {
-    putBytes(out, this.key);
-    if (this.format === undefined) {
-      out.byte(0x22);
-      writeIsoTime(out, sec, nsec);
-      out.byte(0x22);
-      return;
-    }
-    if (!this.perSecond || sec !== this.lastSec) {
-      this.lastValue = Buffer.from(JSON.stringify(strftime(this.format, new EventTime(sec, nsec))));
-      this.lastSec = this.perSecond ? sec : -1;
-    }
-    putBytes(out, this.lastValue);
   }
 }
 

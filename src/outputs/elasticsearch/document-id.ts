@@ -4,7 +4,6 @@ import type { TaggedEntry } from '../../core/entry.ts';
 import type { EntryCursor } from '../../core/entry-cursor.ts';
 import { JsonBuffer } from '../../core/json-buffer.ts';
 import { isCanonical, UNSURE, writeCanonical } from './canonical-msgpack.ts';
-import { putBytes } from './put-bytes.ts';
 
 /**
  * The `_id` that makes retries idempotent: SHA-256 over the tag, then the entry's canonical
@@ -65,7 +64,7 @@ export class DocumentIds {
   private hashInput(tag: string, cursor: EntryCursor): Buffer | undefined {
     const s = this.scratch;
     s.n = 0;
-    putBytes(s, this.tagPrefix(tag));
+    s.bytes(this.tagPrefix(tag));
     s.byte(0xd7);
     s.byte(0x00);
     writeU32(s, cursor.sec);

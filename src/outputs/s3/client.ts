@@ -18,7 +18,7 @@ import { credentialsFor } from '../../aws/credentials.ts';
 export interface ObjectUpload {
   bucket: string;
   key: string;
-  body: Buffer;
+  body: Uint8Array;
   contentType: string;
   contentEncoding: string | undefined;
 }

@@ -9,11 +9,13 @@ import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics/registry.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
 import { abortError, untilAborted } from '../abort.ts';
-import { encodeFailure, LineWriter, outputSizeHint } from '../format.ts';
+import { encodeFailure, outputSizeHint } from '../format.ts';
 import type { Chunk, Output, Rejection, WriteOptions, WriteResult } from '../output.ts';
 import type { S3Uploader } from './client.ts';
-import { type S3Config, s3Schema } from './config.ts';
+import { defaultKeyFormat, type S3Config, s3Schema } from './config.ts';
+import { JsonLineWriter } from './json-lines.ts';
 import { closeKey, KeyFormat } from './key-format.ts';
+import type { ParquetThread } from './parquet-thread.ts';
 import { NoLogKeyError, PlainWriter } from './plain.ts';
 
 // In libuv's thread pool: a 64MiB chunk's JSON compressed on the event loop would stall every input.
@@ -52,6 +54,7 @@ export class S3Output implements Output {
   private readonly logger: Logger;
   private readonly keys: KeyFormat;
   private uploader: S3Uploader | undefined;
+  private parquet: ParquetThread | undefined;
   private readonly uploaded: {
     ok: ReturnType<Metrics['s3Objects']['labels']>;
     error: ReturnType<Metrics['s3Objects']['labels']>;
@@ -62,7 +65,10 @@ export class S3Output implements Output {
     this.id = deps.id;
     this.config = config;
     this.logger = deps.logger;
-    this.keys = new KeyFormat(config.key_format, config.key_format_tag_delimiters);
+    this.keys = new KeyFormat(
+      config.key_format ?? defaultKeyFormat(config),
+      config.key_format_tag_delimiters,
+    );
     const labels = { plugin_id: deps.id, type: 's3' };
     this.uploaded = {
       ok: deps.metrics.s3Objects.labels({ ...labels, result: 'ok' }),
@@ -84,6 +90,7 @@ export class S3Output implements Output {
     const uploader = this.uploader;
     this.uploader = undefined;
     uploader?.destroy();
+    await this.parquet?.close();
   }
 
   private async open(): Promise<S3Uploader> {
@@ -116,6 +123,10 @@ export class S3Output implements Output {
    */
   private async upload(chunk: Chunk, signal: AbortSignal): Promise<WriteResult | undefined> {
     const uploader = await this.open();
+    if (this.config.format === 'parquet' && !this.parquet) {
+      const { ParquetThread } = await import('./parquet-thread.ts');
+      this.parquet ??= new ParquetThread();
+    }
     const { groups, rejected } = this.plan(chunk);
     const failures: WriteError[] = [];
     for (const [part, group] of groups.entries()) {
@@ -130,20 +141,10 @@ export class S3Output implements Output {
       }
       if (signal.aborted) throw abortError(signal, at);
       try {
-        const lines = group.out.view();
-        const { compression } = this.config;
-        const body = compression === 'none' ? lines : await COMPRESS[compression](lines);
-        await uploader.put(
-          {
-            bucket: this.config.bucket,
-            key,
-            body,
-            contentType:
-              this.config.format === 'plain' ? 'text/plain; charset=utf-8' : 'application/x-ndjson',
-            contentEncoding: compression === 'none' ? undefined : compression,
-          },
-          signal,
-        );
+        const object = await this.object(group, rejected, signal);
+        if (object === undefined) continue;
+        const { body, contentType, contentEncoding } = object;
+        await uploader.put({ bucket: this.config.bucket, key, body, contentType, contentEncoding }, signal);
         this.uploaded.ok.inc();
         this.uploaded.bytes.observe(body.length);
         this.logger.debug(
@@ -163,14 +164,57 @@ export class S3Output implements Output {
   }
 
   /**
+   * The object's bytes, compressed; undefined when none of its records could be written (each
+   * is then in `rejected`). Parquet is written in a worker thread, compression in libuv's pool.
+   */
+  private async object(
+    group: Group,
+    rejected: Rejection[],
+    signal: AbortSignal,
+  ): Promise<{ body: Uint8Array; contentType: string; contentEncoding: string | undefined } | undefined> {
+    const { compression, format } = this.config;
+    if (format === 'parquet' && this.parquet) {
+      const result = await this.parquet.encode(
+        {
+          entries: joinSpans(group.spans),
+          columns:
+            this.config.schema && Object.entries(this.config.schema).map(([name, type]) => ({ name, type })),
+          dateKey: this.config.json_date_key,
+          codec: compression,
+        },
+        signal,
+      );
+      if (result.rejected.length > 0) {
+        const entries = decodeSpans(group.spans);
+        for (const { index, reason } of result.rejected) rejected.push({ entry: entries[index]!, reason });
+      }
+      if (result.rows === 0) return undefined;
+      return { body: result.body, contentType: 'application/vnd.apache.parquet', contentEncoding: undefined };
+    }
+    const lines = group.out.view();
+    // snappy is refused at startup for line formats.
+    const body =
+      compression === 'none' || compression === 'snappy' ? lines : await COMPRESS[compression](lines);
+    return {
+      body,
+      contentType: format === 'plain' ? 'text/plain; charset=utf-8' : 'application/x-ndjson',
+      contentEncoding: compression === 'none' || compression === 'snappy' ? undefined : compression,
+    };
+  }
+
+  /**
    * The chunk's records grouped by their key, in the order each key first comes. A group none
    * of whose records could be written keeps its place, so the numbers of the others stay fixed.
    */
   private plan(chunk: Chunk): { groups: Group[]; rejected: Rejection[] } {
     const byKey = new Map<string, Group>();
     const rejected: Rejection[] = [];
-    const json = new LineWriter('record');
-    const plain = this.config.format === 'plain' ? new PlainWriter(this.config.log_key ?? 'log') : undefined;
+    const { format } = this.config;
+    const json =
+      format === 'json_lines'
+        ? new JsonLineWriter(this.config.json_date_key, this.config.json_date_format)
+        : undefined;
+    const plain = format === 'plain' ? new PlainWriter(this.config.log_key ?? 'log') : undefined;
     let group: Group | undefined;
     for (const batch of chunk.batches) {
       const cursor = new EntryCursor(batch.payload);
@@ -187,14 +231,17 @@ export class S3Output implements Output {
           group = byKey.get(openKey);
           if (!group) {
             // The first object gets room for the whole chunk: most chunks make one object.
-            const size = byKey.size === 0 ? outputSizeHint(chunk.bytes) : 16 * 1024;
+            // Parquet is written from the entries themselves: no lines to keep.
+            const size =
+              format === 'parquet' ? 0 : byKey.size === 0 ? outputSizeHint(chunk.bytes) : 16 * 1024;
             group = { openKey, out: new JsonBuffer(size), spans: [], count: 0 };
             byKey.set(openKey, group);
           }
         }
         try {
-          if (plain) plain.write(group.out, cursor, () => cursor.decode(batch.tag).record);
-          else json.write(group.out, batch.tag, cursor);
+          const decode = () => cursor.decode(batch.tag).record;
+          if (plain) plain.write(group.out, cursor, decode);
+          else json?.write(group.out, cursor, decode);
         } catch (err) {
           // The same on every try (an unknown ext type, no log_key): only this record is refused.
           const reason = err instanceof NoLogKeyError ? err.message : encodeFailure(err);
@@ -210,4 +257,17 @@ export class S3Output implements Output {
     }
     return { groups: [...byKey.values()], rejected };
   }
+}
+
+/** A group's entries as one msgpack stream, in a buffer of its own (it is moved to the parquet thread). */
+function joinSpans(spans: readonly EntrySpan[]): Uint8Array {
+  let total = 0;
+  for (const span of spans) total += span.end - span.start;
+  const joined = new Uint8Array(total);
+  let at = 0;
+  for (const span of spans) {
+    joined.set(span.payload.subarray(span.start, span.end), at);
+    at += span.end - span.start;
+  }
+  return joined;
 }

@@ -22,8 +22,6 @@ import { sanitize } from '../file/path-template.ts';
  * adding copies; and chunk ids are unique, so two replicas never meet on a key.
  */
 
-export const DEFAULT_KEY_FORMAT = 'estuary/$TAG/dt=%Y-%m-%d/%H/${chunk_id}.json.gz';
-
 /** The open part, left in a resolved key until the group is numbered. Never in a tag (sanitized) or a template (refused). */
 const CHUNK_MARK = '\u0000';
 const UUID_MARK = '\u0001';

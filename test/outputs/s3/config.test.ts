@@ -67,9 +67,27 @@ describe('s3 output configuration', () => {
       'estuary.yaml:3 | expected an S3 bucket name',
       'estuary.yaml:4 | unknown placeholder at "$-/${chunk_id}"',
       'estuary.yaml:5 | expected 5MiB to 50MiB',
-      'estuary.yaml:6 | expected one of "gzip", "zstd", "none", got "brotli"',
+      'estuary.yaml:6 | expected one of "gzip", "zstd", "snappy", "none", got "brotli"',
       'estuary.yaml:7 | unknown key',
     ]);
+  });
+
+  it('schema and snappy go with format: parquet; a column type must be known', () => {
+    assert.deepEqual(
+      errorsOf(
+        'outputs:\n  - type: s3\n    bucket: logs\n    compression: snappy\n    schema: { level: string }\n',
+      ).sort(),
+      [
+        'estuary.yaml:4: outputs[0].compression: snappy is a parquet column compression: with json_lines or plain, use gzip or zstd',
+        'estuary.yaml:5: outputs[0].schema: schema goes with format: parquet',
+      ],
+    );
+    assert.match(
+      errorsOf(
+        'outputs:\n  - type: s3\n    bucket: logs\n    format: parquet\n    schema: { level: text }\n',
+      )[0]!,
+      /^estuary\.yaml:5: outputs\[0\]\.schema\.level: expected one of "string", "json", .*got "text"/,
+    );
   });
 
   it('log_key goes with format: plain', () => {

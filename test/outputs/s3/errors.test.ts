@@ -98,7 +98,12 @@ describe('s3 output: what each answer of S3 means', () => {
       Object.keys(put.headers).some((h) => h.startsWith('x-amz-checksum-')),
       'when_supported: the SDK checksum is sent',
     );
-    assert.equal(gunzipSync(put.body).toString(), '{"seq":0}\n{"seq":1}\n{"seq":2}\n');
+    // Each record with its time under json_date_key, as Fluent Bit's s3 output adds it.
+    const date = '"date":"2023-11-14T22:13:20.000000Z"';
+    assert.equal(
+      gunzipSync(put.body).toString(),
+      `{"seq":0,${date}}\n{"seq":1,${date}}\n{"seq":2,${date}}\n`,
+    );
   });
 
   it('checksum: when_required sends no checksum header on PutObject', async () => {
@@ -138,11 +143,53 @@ describe('s3 output: what each answer of S3 means', () => {
   });
 
   it('zstd: the object is zstd-compressed and says so', async () => {
-    const output = s3({ compression: 'zstd' });
+    const output = s3({ compression: 'zstd', json_date_key: false });
     assert.equal(await output.write(chunkOf(2), NO_DEADLINE), undefined);
     const put = fake.requests.find((r) => r.op === 'PutObject')!;
+    assert.equal(
+      put.key,
+      'estuary/app.web/dt=2023-11-14/22/c1-0.json.zst',
+      'the default key ends as the object is',
+    );
     assert.equal(put.headers['content-encoding'], 'zstd');
     assert.equal(zstdDecompressSync(put.body).toString(), '{"seq":0}\n{"seq":1}\n');
+  });
+
+  it('json_date_key / json_date_format: the time as Fluent Bit writes it; a record with the key keeps its own', async () => {
+    const time = new EventTime(1_700_000_000, 123_456_789);
+    const entries: Entry[] = [
+      { time, record: { seq: 0 } },
+      { time, record: {} },
+      { time, record: { seq: 2, ts: 'mine' } },
+    ];
+    const lines = async (options: Record<string, unknown>) => {
+      fake.requests.length = 0;
+      const output = s3({ compression: 'none', ...options });
+      assert.equal(
+        await output.write(makeChunk('c-date', [makeBatch('app.web', entries)], 0), NO_DEADLINE),
+        undefined,
+      );
+      return fake.requests
+        .find((r) => r.op === 'PutObject')!
+        .body.toString()
+        .trimEnd()
+        .split('\n');
+    };
+    const expected: Record<string, string> = {
+      iso8601: '"2023-11-14T22:13:20.123456Z"',
+      java_sql_timestamp: '"2023-11-14 22:13:20.123456"',
+      double: '1700000000.123456',
+      epoch: '1700000000',
+      epoch_ms: '1700000000123',
+    };
+    for (const [format, value] of Object.entries(expected)) {
+      assert.deepEqual(
+        await lines({ json_date_key: 'ts', json_date_format: format }),
+        [`{"seq":0,"ts":${value}}`, `{"ts":${value}}`, '{"seq":2,"ts":"mine"}'],
+        format,
+      );
+    }
+    assert.deepEqual(await lines({ json_date_key: 'false' }), ['{"seq":0}', '{}', '{"seq":2,"ts":"mine"}']);
   });
 
   it('format plain: the log_key field per line, strings as written, other values as JSON; records without it rejected', async () => {
@@ -232,7 +279,7 @@ describe('s3 output: what each answer of S3 means', () => {
       ['CreateMultipartUpload', 'CompleteMultipartUpload'],
     );
     assert.equal(fake.ops().filter((op) => op === 'UploadPart').length, 3);
-    const object = fake.objects.get('logs/estuary/app.web/dt=2023-11-14/22/c-mp-0.json.gz')!;
+    const object = fake.objects.get('logs/estuary/app.web/dt=2023-11-14/22/c-mp-0.json')!;
     assert.equal(object.body.toString().trimEnd().split('\n').length, 12);
   });
 
@@ -254,7 +301,7 @@ describe('s3 output: what each answer of S3 means', () => {
     assert.ok(fake.ops().includes('AbortMultipartUpload'), fake.ops().join());
     assert.equal(fake.uploads.size, 0, 'no upload left open');
     assert.equal(await output.write(chunkOf(12, 'c-abort', MiB), NO_DEADLINE), undefined);
-    const object = fake.objects.get('logs/estuary/app.web/dt=2023-11-14/22/c-abort-0.json.gz')!;
+    const object = fake.objects.get('logs/estuary/app.web/dt=2023-11-14/22/c-abort-0.json')!;
     assert.equal(object.body.toString().trimEnd().split('\n').length, 12);
     assert.equal(fake.uploads.size, 0);
   });

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import { after, before, describe, it } from 'node:test';
+import { gunzipSync, zstdDecompressSync } from 'node:zlib';
+import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { makeChunk } from '../../../src/buffer/chunk.ts';
 import { type Batch, encodeEntry, makeBatch } from '../../../src/core/batch.ts';
 import type { Entry } from '../../../src/core/entry.ts';
@@ -41,9 +43,10 @@ async function newBucket(): Promise<string> {
   return name;
 }
 
+/** An output writing records as they were sent (no `date` added) unless the test says otherwise. */
 function s3(options: Record<string, unknown>, metrics = new Metrics()): Output {
   const output = s3Output.create(
-    s3Output.schema.parse({ endpoint: server.url, force_path_style: true, ...options }),
+    s3Output.schema.parse({ endpoint: server.url, force_path_style: true, json_date_key: false, ...options }),
     { id: 's3.test', logger: silentLogger(), metrics, configDir: '/' },
   );
   outputs.push(output);
@@ -60,7 +63,7 @@ function records(n: number, tag: string, time = T, from = 0): Entry[] {
 describe('s3 output against s3rver', () => {
   it('keys follow the default template; objects are gzip JSON lines with their content headers', async () => {
     const bucket = await newBucket();
-    const output = s3({ bucket });
+    const output = s3({ bucket, json_date_key: 'date' });
     await output.start?.();
     const chunk = makeChunk(
       'c-keys',
@@ -80,9 +83,10 @@ describe('s3 output against s3rver', () => {
     const object = await server.get(bucket, 'estuary/app.web/dt=2023-11-14/22/c-keys-0.json.gz');
     assert.equal(object.contentType, 'application/x-ndjson');
     assert.equal(object.contentEncoding, 'gzip');
+    // The time is added under json_date_key (Fluent Bit's default: `date`, ISO 8601 to the microsecond).
     assert.deepEqual(
       await server.records(bucket, 'estuary/app.web/dt=2023-11-14/22/c-keys-0.json.gz'),
-      records(3, 'app.web').map((e) => e.record),
+      records(3, 'app.web').map((e) => ({ ...e.record, date: '2023-11-14T22:13:20.123456Z' })),
     );
   });
 
@@ -241,6 +245,187 @@ describe('s3 output against s3rver', () => {
     await server.createBucket(bucket);
     assert.equal(await output.write(makeChunk('c-halt', chunk.batches, 1), NO_DEADLINE), undefined);
     assert.deepEqual(await server.keys(bucket), ['estuary/app.web/dt=2023-11-14/22/c-halt-0.json.gz']);
+  });
+});
+
+describe('s3 output, format: parquet (read back with hyparquet)', () => {
+  /** The object's rows and its schema as a parquet reader sees them (gzip and zstd by Node's zlib). */
+  async function parquetOf(bucket: string, key: string) {
+    const { body, contentType, contentEncoding } = await server.get(bucket, key);
+    const file = body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer;
+    const compressors = {
+      GZIP: (input: Uint8Array) => new Uint8Array(gunzipSync(input)),
+      ZSTD: (input: Uint8Array) => new Uint8Array(zstdDecompressSync(input)),
+    };
+    const metadata = parquetMetadata(file);
+    return {
+      rows: await parquetReadObjects({ file, compressors, utf8: true }),
+      columns: metadata.schema
+        .slice(1)
+        .map((e) => [e.name, e.logical_type?.type ?? e.converted_type ?? e.type]),
+      codecs: new Set(metadata.row_groups.flatMap((g) => g.columns.map((c) => c.meta_data?.codec))),
+      contentType,
+      contentEncoding,
+    };
+  }
+
+  it('columns inferred from the records: one type per column, nested values as JSON, the time as a timestamp', async () => {
+    const bucket = await newBucket();
+    const output = s3({ bucket, format: 'parquet', json_date_key: 'date' });
+    await output.start?.();
+    const entries: Entry[] = [
+      { time: T, record: { log: 'first', status: 200, latency: 1, ok: true, kubernetes: { pod: 'a' } } },
+      {
+        time: new EventTime(T.sec + 1, 0),
+        record: { log: 'second', status: 2n ** 60n, latency: 2.5, mixed: 'x', kubernetes: { pod: 'b' } },
+      },
+      { time: T, record: { log: 'third', ok: false, mixed: 3, tags: ['p', 'q'], gone: null } },
+    ];
+    assert.equal(
+      await output.write(makeChunk('c-pq', [makeBatch('app.web', entries)], 0), NO_DEADLINE),
+      undefined,
+    );
+    assert.deepEqual(await server.keys(bucket), ['estuary/app.web/dt=2023-11-14/22/c-pq-0.parquet']);
+    const got = await parquetOf(bucket, 'estuary/app.web/dt=2023-11-14/22/c-pq-0.parquet');
+    assert.equal(got.contentType, 'application/vnd.apache.parquet');
+    assert.equal(got.contentEncoding, undefined, 'parquet compresses its own columns');
+    assert.deepEqual(got.codecs, new Set(['GZIP']));
+    assert.deepEqual(got.columns, [
+      ['date', 'TIMESTAMP'],
+      ['log', 'UTF8'],
+      ['status', 'INT64'],
+      ['latency', 'DOUBLE'],
+      ['ok', 'BOOLEAN'],
+      ['kubernetes', 'UTF8'],
+      ['mixed', 'UTF8'],
+      ['tags', 'UTF8'],
+      ['gone', 'UTF8'],
+    ]);
+    // The reader gives timestamps as Dates (milliseconds): the microseconds are in the file.
+    assert.deepEqual(
+      got.rows.map((r) => ({ ...r, date: (r.date as Date).toISOString() })),
+      [
+        {
+          date: '2023-11-14T22:13:20.123Z',
+          log: 'first',
+          status: 200n,
+          latency: 1,
+          ok: true,
+          kubernetes: '{"pod":"a"}',
+          mixed: null,
+          tags: null,
+          gone: null,
+        },
+        {
+          date: '2023-11-14T22:13:21.000Z',
+          log: 'second',
+          status: 2n ** 60n,
+          latency: 2.5,
+          ok: null,
+          kubernetes: '{"pod":"b"}',
+          mixed: 'x',
+          tags: null,
+          gone: null,
+        },
+        {
+          date: '2023-11-14T22:13:20.123Z',
+          log: 'third',
+          status: null,
+          latency: null,
+          ok: false,
+          kubernetes: null,
+          mixed: '3',
+          tags: '["p","q"]',
+          gone: null,
+        },
+      ],
+    );
+  });
+
+  it('schema: the columns named, in order, as typed; a record a column cannot hold is rejected alone', async () => {
+    const bucket = await newBucket();
+    const output = s3({
+      bucket,
+      format: 'parquet',
+      compression: 'zstd',
+      key_format: 'pq/${chunk_id}.parquet',
+      schema: { status: 'int32', at: 'timestamp', body: 'json', level: 'string' },
+    });
+    await output.start?.();
+    const entries: Entry[] = [
+      {
+        time: T,
+        record: { status: 200, at: '2024-01-02T03:04:05.123456Z', body: 'hi', level: 'info', extra: 1 },
+      },
+      { time: T, record: { status: 'two hundred', level: 'warn' } },
+      { time: T, record: { status: 500, at: 1_700_000_000.5, body: { a: [1] }, level: 7 } },
+      { time: T, record: { at: 'not a time' } },
+    ];
+    const result = await output.write(makeChunk('c-schema', [makeBatch('app.web', entries)], 0), NO_DEADLINE);
+    assert.deepEqual(
+      result?.reject?.map((r) => [r.entry.record, r.reason]),
+      [
+        [entries[1]!.record, 'field "status": a parquet int32 column cannot hold "two hundred"'],
+        [entries[3]!.record, 'field "at": a parquet timestamp column cannot hold "not a time"'],
+      ],
+    );
+    const got = await parquetOf(bucket, 'pq/c-schema-0.parquet');
+    assert.deepEqual(got.codecs, new Set(['ZSTD']));
+    assert.deepEqual(got.columns, [
+      ['status', 'INT32'],
+      ['at', 'TIMESTAMP'],
+      ['body', 'UTF8'],
+      ['level', 'UTF8'],
+    ]);
+    assert.deepEqual(
+      got.rows.map((r) => ({ ...r, at: (r.at as Date).toISOString() })),
+      [
+        { status: 200, at: '2024-01-02T03:04:05.123Z', body: '"hi"', level: 'info' },
+        { status: 500, at: '2023-11-14T22:13:20.500Z', body: '{"a":[1]}', level: '7' },
+      ],
+    );
+  });
+
+  it('every record of a 50,000-record chunk arrives once, in order', async () => {
+    const bucket = await newBucket();
+    const output = s3({
+      bucket,
+      format: 'parquet',
+      compression: 'snappy',
+      key_format: 'big/${chunk_id}.parquet',
+    });
+    await output.start?.();
+    const entries = Array.from({ length: 50_000 }, (_, i) => ({
+      time: new EventTime(T.sec + (i % 60), i),
+      record: { seq: i, log: `GET /item/${i} 200`, level: i % 3 === 0 ? 'warn' : 'info' },
+    }));
+    assert.equal(
+      await output.write(makeChunk('c-many', [makeBatch('app.web', entries)], 0), NO_DEADLINE),
+      undefined,
+    );
+    const got = await parquetOf(bucket, 'big/c-many-0.parquet');
+    assert.deepEqual(got.codecs, new Set(['SNAPPY']));
+    assert.deepEqual(
+      got.rows.map((r) => r.seq),
+      entries.map((e) => BigInt(e.record.seq)),
+    );
+    assert.equal(got.rows[49_999]!.log, 'GET /item/49999 200');
+  });
+
+  it('a chunk none of whose records a column can hold writes no object', async () => {
+    const bucket = await newBucket();
+    const output = s3({ bucket, format: 'parquet', schema: { n: 'int64' } });
+    await output.start?.();
+    const entries: Entry[] = [
+      { time: T, record: { n: 'x' } },
+      { time: T, record: { n: 1.5 } },
+    ];
+    const result = await output.write(makeChunk('c-none', [makeBatch('app.web', entries)], 0), NO_DEADLINE);
+    assert.deepEqual(
+      result?.reject?.map((r) => r.entry.record),
+      entries.map((e) => e.record),
+    );
+    assert.deepEqual(await server.keys(bucket), []);
   });
 });
 
