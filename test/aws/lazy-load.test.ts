@@ -40,6 +40,11 @@ describe('the AWS SDK is loaded only by configs with an AWS output', () => {
       loaded.filter((u) => AWS.test(u)),
       [],
     );
+    assert.deepEqual(
+      loaded.filter((u) => /\/node_modules\/hyparquet|\/src\/outputs\/s3\/parquet/.test(u)),
+      [],
+      'nor the parquet writer',
+    );
   });
 
   it('a config with an s3 output loads the SDK at start', () => {
