@@ -4,6 +4,7 @@ import { forwardInput } from './inputs/forward/index.ts';
 import { httpInput } from './inputs/http.ts';
 import { elasticsearchOutput } from './outputs/elasticsearch/index.ts';
 import { fileOutput } from './outputs/file/index.ts';
+import { firehoseOutput } from './outputs/firehose/index.ts';
 import { forwardOutput } from './outputs/forward/index.ts';
 import { lokiOutput } from './outputs/loki/index.ts';
 import { nullOutput } from './outputs/null/index.ts';
@@ -25,5 +26,6 @@ export function builtinRegistry(): ComponentRegistry {
     elasticsearchOutput,
     lokiOutput,
     s3Output,
+    firehoseOutput,
   );
 }

@@ -122,6 +122,12 @@ export class Metrics {
     buckets: [1024, 16_384, 262_144, 1_048_576, 4_194_304, 16_777_216, 67_108_864, 268_435_456],
     registers: [this.registry],
   });
+  readonly awsRecordsFailed = new Counter({
+    name: 'estuary_aws_records_failed_total',
+    help: 'Records a firehose or kinesis_streams output sent that the stream did not store (an ErrorCode in the PutRecordBatch / PutRecords answer), by that code; they are retried through the buffer. An aggregate counts once.',
+    labelNames: ['plugin_id', 'error_code'],
+    registers: [this.registry],
+  });
   readonly recordsDropped = new Counter({
     name: 'estuary_records_dropped_total',
     help: 'Records dropped, by plugin and reason (overflow, dead_letter_full, filtered, shutdown, …).',
