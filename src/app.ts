@@ -98,6 +98,7 @@ export class Estuary {
   async start(): Promise<void> {
     for (const { output } of this.outputs) await output.start?.();
     for (const { buffer } of this.outputs) await buffer.start();
+    this.pipeline.start();
     for (const input of this.inputs) await input.start(this.pipeline.emit);
     this.logger.info(
       {
@@ -118,6 +119,8 @@ export class Estuary {
   private async shutdown(): Promise<void> {
     const deadline = Date.now() + this.config.service.shutdown_timeout;
     await Promise.allSettled(this.inputs.map((i) => i.stop()));
+    // What filters hold (a group waiting for its last line) is buffered before the buffers stop.
+    await untilDeadline(this.pipeline.stop(), deadline);
     await Promise.allSettled(this.outputs.map(({ buffer }) => buffer.stop(deadline)));
     await Promise.allSettled(this.outputs.map(({ output }) => output.stop?.()));
     await this.backend.close();
@@ -180,4 +183,14 @@ export async function openRedisBackend(config: EstuaryConfig, logger: Logger) {
     import('./buffer/redis/connection.ts'),
   ]);
   return new RedisBackend(redisSettings(config.service.buffer, config.dir), logger);
+}
+
+/** `work`, or the deadline, whichever comes first (shutdown goes on past a filter stuck on a full buffer). */
+async function untilDeadline(work: Promise<unknown>, deadline: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    work,
+    new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now())))),
+  ]);
+  clearTimeout(timer);
 }

@@ -1,5 +1,6 @@
 import { grepFilter } from './filters/grep.ts';
 import { recordModifierFilter } from './filters/record-modifier.ts';
+import { rewriteTagFilter } from './filters/rewrite-tag.ts';
 import { forwardInput } from './inputs/forward/index.ts';
 import { httpInput } from './inputs/http.ts';
 import { elasticsearchOutput } from './outputs/elasticsearch/index.ts';
@@ -19,6 +20,7 @@ export function builtinRegistry(): ComponentRegistry {
     forwardInput,
     grepFilter,
     recordModifierFilter,
+    rewriteTagFilter,
     stdoutOutput,
     fileOutput,
     nullOutput,

@@ -3,7 +3,7 @@ import { type Batch, decodeEntries, makeBatch } from './core/batch.ts';
 import type { Entry } from './core/entry.ts';
 import { BackpressureError } from './core/errors.ts';
 import type { TagPattern } from './core/tag-pattern.ts';
-import type { Filter } from './filters/filter.ts';
+import type { Emission, Filter } from './filters/filter.ts';
 import type { EmitOptions } from './inputs/input.ts';
 import { type Logger, rateLimited } from './logger.ts';
 import type { Metrics } from './metrics/registry.ts';
@@ -21,8 +21,22 @@ export interface OutputRoute {
 const ROUTE_CACHE_LIMIT = 10_000;
 
 /**
+ * How many times one entry may be re-tagged on its way through: past it the entry is taken
+ * for a routing loop (rules that re-tag into each other) and dropped, counted and logged —
+ * as Fluent Bit's rewrite_tag, whose emitted records go through the filters again.
+ */
+export const MAX_RETAGS = 8;
+
+/** A buffer and the batch it is to stage. */
+interface Placement {
+  buffer: OutputBuffer;
+  batch: Batch;
+}
+
+/**
  * Filters whose `match` fits the tag, in config order, then every output whose `match`
- * fits. A batch with no filter to run is passed on still encoded.
+ * fits. A batch with no filter to run is passed on still encoded. An entry a filter re-tags
+ * starts again from the first filter its new tag matches.
  */
 export class Pipeline {
   private readonly filters: readonly FilterRoute[];
@@ -31,6 +45,7 @@ export class Pipeline {
   private readonly filterCache = new Map<string, Filter[]>();
   private readonly outputCache = new Map<string, OutputBuffer[]>();
   private readonly warnUnrouted: (tag: string) => void;
+  private readonly warnLoop: (filter: Filter, tag: string) => void;
 
   constructor(
     filters: readonly FilterRoute[],
@@ -44,38 +59,105 @@ export class Pipeline {
     this.warnUnrouted = rateLimited(60_000, (suppressed, tag: string) =>
       logger.warn({ tag, suppressed }, 'no output matches this tag; records dropped'),
     );
+    this.warnLoop = rateLimited(60_000, (suppressed, filter: Filter, tag: string) =>
+      logger.warn(
+        { plugin_id: filter.id, tag, suppressed, max_retags: MAX_RETAGS },
+        'record re-tagged too many times (a routing loop?); dropped',
+      ),
+    );
+  }
+
+  /** Starts the filters that hold entries, giving each the way to hand them on. */
+  start(): void {
+    for (const { filter } of this.filters)
+      filter.start?.((tag, emissions) => this.release(filter, tag, emissions));
+  }
+
+  /** Makes every filter hand on what it holds (before the buffers stop). */
+  async stop(): Promise<void> {
+    await Promise.allSettled(this.filters.map(({ filter }) => filter.stop?.()));
   }
 
   /** Resolves once the batch is staged in every routed buffer: the moment an input may ack. */
   readonly emit = async (batch: Batch, options: EmitOptions): Promise<void> => {
-    const filtered = this.applyFilters(batch);
-    if (filtered.count === 0) return;
-    const buffers = this.routesFor(batch.tag);
-    if (buffers.length === 0) {
-      this.metrics.recordsUnrouted.inc(filtered.count);
-      this.warnUnrouted(batch.tag);
+    if (this.chainFor(batch.tag).length === 0) {
+      await this.stage([batch], options);
       return;
     }
-    // Room first in every buffer, then stage in all: a refusal leaves no partial copy behind.
-    const permits = await reserveAll(buffers, filtered.bytes, options);
-    await Promise.all(buffers.map((b, i) => b.stage(filtered, permits[i]!)));
+    const out = new Map<string, Entry[]>();
+    for (const entry of decodeEntries(batch.payload)) this.run(entry, batch.tag, 0, 0, out);
+    await this.stage(batchesOf(out), options);
   };
 
-  private applyFilters(batch: Batch): Batch {
-    const filters = cached(this.filterCache, batch.tag, () =>
-      this.filters.filter((f) => f.match.matches(batch.tag)).map((f) => f.filter),
-    );
-    if (filters.length === 0) return batch;
-    const kept: Entry[] = [];
-    for (const entry of decodeEntries(batch.payload)) {
-      let current: Entry | null = entry;
-      for (const f of filters) {
-        current = f.apply(current, batch.tag);
-        if (current === null) break;
+  /** Entries a filter held, on through the filters after it; waits for room as a forward sender does. */
+  private async release(filter: Filter, tag: string, emissions: readonly Emission[]): Promise<void> {
+    const out = new Map<string, Entry[]>();
+    const at = this.chainFor(tag).indexOf(filter);
+    this.fan(emissions, tag, at < 0 ? Number.POSITIVE_INFINITY : at + 1, 0, filter, out);
+    await this.stage(batchesOf(out), { wait: true });
+  }
+
+  /** `entry` of `tag` through the filters of its chain from `from`; what comes out is added to `out`. */
+  private run(entry: Entry, tag: string, from: number, retags: number, out: Map<string, Entry[]>): void {
+    const chain = this.chainFor(tag);
+    let current = entry;
+    for (let i = from; i < chain.length; i++) {
+      const filter = chain[i]!;
+      const result = filter.apply(current, tag);
+      if (result === null) return;
+      if (Array.isArray(result)) {
+        this.fan(result, tag, i + 1, retags, filter, out);
+        return;
       }
-      if (current) kept.push(current);
+      current = result as Entry;
     }
-    return makeBatch(batch.tag, kept);
+    const kept = out.get(tag);
+    if (kept) kept.push(current);
+    else out.set(tag, [current]);
+  }
+
+  /** What `filter` made of an entry of `tag`: the same tag goes on from `next`, another starts over. */
+  private fan(
+    emissions: readonly Emission[],
+    tag: string,
+    next: number,
+    retags: number,
+    filter: Filter,
+    out: Map<string, Entry[]>,
+  ): void {
+    for (const { entry, tag: to } of emissions) {
+      if (to === undefined || to === tag) this.run(entry, tag, next, retags, out);
+      else if (retags < MAX_RETAGS) this.run(entry, to, 0, retags + 1, out);
+      else {
+        this.metrics.recordsDropped.inc({ plugin_id: filter.id, type: filter.type, reason: 'retag_loop' });
+        this.warnLoop(filter, to);
+      }
+    }
+  }
+
+  /** Room for every batch in each buffer it routes to, then staged in all of them. */
+  private async stage(batches: readonly Batch[], options: EmitOptions): Promise<void> {
+    const placements: Placement[] = [];
+    for (const batch of batches) {
+      if (batch.count === 0) continue;
+      const buffers = this.routesFor(batch.tag);
+      if (buffers.length === 0) {
+        this.metrics.recordsUnrouted.inc(batch.count);
+        this.warnUnrouted(batch.tag);
+        continue;
+      }
+      for (const buffer of buffers) placements.push({ buffer, batch });
+    }
+    if (placements.length === 0) return;
+    // Room first in every buffer, then stage in all: a refusal leaves no partial copy behind.
+    const permits = await reserveAll(placements, options);
+    await Promise.all(placements.map((p, i) => p.buffer.stage(p.batch, permits[i]!)));
+  }
+
+  private chainFor(tag: string): Filter[] {
+    return cached(this.filterCache, tag, () =>
+      this.filters.filter((f) => f.match.matches(tag)).map((f) => f.filter),
+    );
   }
 
   private routesFor(tag: string): OutputBuffer[] {
@@ -85,22 +167,32 @@ export class Pipeline {
   }
 }
 
+function batchesOf(out: Map<string, Entry[]>): Batch[] {
+  return [...out].map(([tag, entries]) => makeBatch(tag, entries));
+}
+
 /**
- * A permit from every buffer, or none. One buffer: its own wait. Several: a sender never
- * holds room in one while it waits for another (a full output would fill the others with
+ * A permit for every placement, or none. One: its own wait. Several: a sender never holds
+ * room in one buffer while it waits for another (a full output would fill the others with
  * reservations and stall tags routed only to them); it waits for room where there was none,
  * lets it go, and tries them all again.
  */
-async function reserveAll(buffers: OutputBuffer[], bytes: number, options: EmitOptions): Promise<Permit[]> {
-  if (buffers.length === 1) return [await buffers[0]!.reserve(bytes, options)];
+async function reserveAll(placements: readonly Placement[], options: EmitOptions): Promise<Permit[]> {
+  if (placements.length === 1) {
+    const [{ buffer, batch }] = placements as [Placement];
+    return [await buffer.reserve(batch.bytes, options)];
+  }
   for (;;) {
-    const tried = await Promise.allSettled(buffers.map((b) => b.reserve(bytes, { wait: false })));
+    const tried = await Promise.allSettled(
+      placements.map((p) => p.buffer.reserve(p.batch.bytes, { wait: false })),
+    );
     const refused = tried.findIndex((p) => p.status === 'rejected');
     if (refused < 0) return tried.map((p) => (p as PromiseFulfilledResult<Permit>).value);
     for (const p of tried) if (p.status === 'fulfilled') p.value.release();
     const reason = (tried[refused] as PromiseRejectedResult).reason;
     if (!options.wait || !(reason instanceof BackpressureError)) throw reason;
-    (await buffers[refused]!.reserve(bytes, options)).release();
+    const { buffer, batch } = placements[refused]!;
+    (await buffer.reserve(batch.bytes, options)).release();
   }
 }
 

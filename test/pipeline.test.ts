@@ -4,12 +4,13 @@ import type { OutputBuffer } from '../src/buffer/buffer.ts';
 import { MemoryBackend } from '../src/buffer/memory/memory-store.ts';
 import { type BufferOverrides, resolveBufferSettings } from '../src/config/schema.ts';
 import { makeBatch } from '../src/core/batch.ts';
+import type { Entry } from '../src/core/entry.ts';
 import { EventTime } from '../src/core/event-time.ts';
 import { TagPattern } from '../src/core/tag-pattern.ts';
-import type { Filter } from '../src/filters/filter.ts';
+import type { Filter, Release } from '../src/filters/filter.ts';
 import { silentLogger } from '../src/logger.ts';
 import { Metrics } from '../src/metrics/registry.ts';
-import { Pipeline } from '../src/pipeline.ts';
+import { MAX_RETAGS, Pipeline } from '../src/pipeline.ts';
 import { ScriptedOutput } from './support/outputs.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -158,6 +159,141 @@ describe('pipeline', () => {
     };
     await pipeline.emit(b, { wait: false });
     assert.equal(staged, b, 'the very same batch object, payload not re-encoded');
+    await stop();
+  });
+
+  it('a filter may emit several entries or none; a re-tagged one starts over from the first filter of its tag', async () => {
+    const split: Filter = {
+      id: 'split',
+      type: 't',
+      // n → n copies; n = 0 → nothing; the copy numbered 2 goes on as `other.<tag>`.
+      apply: (e, tag) =>
+        Array.from({ length: e.record.n as number }, (_, i) => ({
+          entry: { ...e, record: { n: e.record.n, copy: i } },
+          ...(i === 2 ? { tag: `other.${tag}` } : {}),
+        })),
+    };
+    const seen: string[] = [];
+    const mark: Filter = {
+      id: 'mark',
+      type: 't',
+      apply: (e, tag) => {
+        seen.push(`${tag}:${e.record.n}/${e.record.copy}`);
+        return { ...e, record: { ...e.record, marked: true } };
+      },
+    };
+    const { pipeline, outputs, stop } = setup(
+      [
+        ['app', 'app.**'],
+        ['other', 'other.**'],
+      ],
+      [
+        ['app.**', split],
+        ['**', mark],
+      ],
+    );
+    await pipeline.emit(batch('app.web', 0, 3, 1), { wait: false });
+    await waitFor(
+      () => outputs[0]!.output.delivered.length === 3 && outputs[1]!.output.delivered.length === 1,
+    );
+    assert.deepEqual(
+      outputs[0]!.output.delivered.map((e) => [e.tag, e.record.n, e.record.copy, e.record.marked]),
+      [
+        ['app.web', 3, 0, true],
+        ['app.web', 3, 1, true],
+        ['app.web', 1, 0, true],
+      ],
+    );
+    assert.deepEqual(
+      outputs[1]!.output.delivered.map((e) => [e.tag, e.record.n, e.record.copy, e.record.marked]),
+      [['other.app.web', 3, 2, true]],
+    );
+    // `mark` ran once per entry: the re-tagged copy went through it under its new tag only.
+    assert.deepEqual(seen.sort(), ['app.web:1/0', 'app.web:3/0', 'app.web:3/1', 'other.app.web:3/2']);
+    await stop();
+  });
+
+  it('an entry re-tagged more than MAX_RETAGS times is dropped and counted; the others go on', async () => {
+    const loop: Filter = {
+      id: 'loop',
+      type: 'rewrite_tag',
+      apply: (e, tag) => (e.record.n === 1 ? [{ entry: e, tag: tag === 'a.x' ? 'a.y' : 'a.x' }] : e),
+    };
+    const { pipeline, outputs, metrics, stop } = setup([['all', '**']], [['a.*', loop]]);
+    await pipeline.emit(batch('a.x', 1, 2), { wait: false });
+    await pipeline.emit(batch('a.x', 3), { wait: false });
+    await waitFor(() => outputs[0]!.output.delivered.length === 2, { what: 'the records not looping' });
+    assert.deepEqual(
+      outputs[0]!.output.delivered.map((e) => e.record.n),
+      [2, 3],
+    );
+    const dropped = await metrics.registry.getSingleMetric('estuary_records_dropped_total')!.get();
+    assert.deepEqual(
+      dropped.values.map((v) => [v.labels.plugin_id, v.labels.reason, v.value]),
+      [['loop', 'retag_loop', 1]],
+    );
+    assert.equal(MAX_RETAGS, 8);
+    await stop();
+  });
+
+  it('a filter holding entries hands them on later, through the filters after it, and all of them at stop', async () => {
+    let release!: Release;
+    const held: Entry[] = [];
+    const hold: Filter = {
+      id: 'hold',
+      type: 't',
+      start: (r) => {
+        release = r;
+      },
+      apply: (e) => {
+        held.push(e);
+        return [];
+      },
+      stop: () =>
+        release(
+          'app.web',
+          held.splice(0).map((entry) => ({ entry })),
+        ),
+    };
+    const before: Filter = {
+      id: 'before',
+      type: 't',
+      apply: () => assert.fail('a filter before the holder ran again'),
+    };
+    const after: Filter = {
+      id: 'after',
+      type: 't',
+      apply: (e) => ({ ...e, record: { ...e.record, after: true } }),
+    };
+    const { pipeline, outputs, stop } = setup(
+      [['all', '**']],
+      [
+        ['never.*', before],
+        ['app.*', hold],
+        ['**', after],
+      ],
+    );
+    pipeline.start();
+    await pipeline.emit(batch('app.web', 1, 2), { wait: false });
+    await pipeline.emit(batch('x.y', 9), { wait: false });
+    await waitFor(() => outputs[0]!.output.delivered.length === 1, { what: 'the record not held' });
+    assert.equal(held.length, 2);
+    await release('app.web', [
+      { entry: held.shift()! },
+      { entry: { time: new EventTime(1, 0), record: { n: 5 } }, tag: 'x.z' },
+    ]);
+    await waitFor(() => outputs[0]!.output.delivered.length === 3, { what: 'the released records' });
+    await pipeline.stop();
+    await waitFor(() => outputs[0]!.output.delivered.length === 4, { what: 'the rest, at stop' });
+    assert.deepEqual(
+      outputs[0]!.output.delivered.map((e) => [e.tag, e.record.n, e.record.after]),
+      [
+        ['x.y', 9, true],
+        ['app.web', 1, true],
+        ['x.z', 5, true],
+        ['app.web', 2, true],
+      ],
+    );
     await stop();
   });
 });

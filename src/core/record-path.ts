@@ -1,6 +1,12 @@
 import { isLogRecord, type LogRecord } from './entry.ts';
 
 /**
+ * Fluent Bit's record accessor as it stands in a template (`$log`, `$kubernetes['labels']['app']`),
+ * as a regex source to build a template's tokenizer with; parseRecordPath reads what it matches.
+ */
+export const RECORD_ACCESSOR = String.raw`\$[A-Za-z_]\w*(?:\[\s*(?:'[^']*'|"[^"]*"|\d+)\s*\])*`;
+
+/**
  * A path into a nested record, in the spellings users bring from Fluentd and Fluent Bit:
  * `$.kubernetes.namespace_name`, `$['kubernetes']['namespace_name']`,
  * `$kubernetes['namespace_name']`, or a plain top-level `key` (which may itself contain dots).
@@ -20,8 +26,9 @@ export function parseRecordPath(text: string): string[] {
   const tail = /\.([^.[\]]+)|\[\s*'([^']*)'\s*\]|\[\s*"([^"]*)"\s*\]|\[(\d+)\]/y;
   tail.lastIndex = pos;
   while (tail.lastIndex < rest.length) {
+    const at = tail.lastIndex;
     m = tail.exec(rest);
-    if (!m) throw new Error(`invalid record path ${JSON.stringify(text)} at character ${tail.lastIndex + 1}`);
+    if (!m) throw new Error(`invalid record path ${JSON.stringify(text)} at character ${at + 1}`);
     parts.push(m[1] ?? m[2] ?? m[3] ?? m[4]!);
   }
   if (parts.length === 0) throw new Error(`invalid record path ${JSON.stringify(text)}`);

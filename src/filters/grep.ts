@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { getPath, parseRecordPath } from '../core/record-path.ts';
 import { defineComponent } from '../registry.ts';
+import { fieldText, valid } from './checks.ts';
 import type { Filter } from './filter.ts';
 
 const rule = z.strictObject({
@@ -9,17 +10,6 @@ const rule = z.strictObject({
   /** A JavaScript regular expression, unanchored. */
   pattern: z.string().check(valid((p) => new RegExp(p))),
 });
-
-/** A check that reports the parser's own message. */
-function valid(parse: (text: string) => unknown) {
-  return z.superRefine<string>((value, ctx) => {
-    try {
-      parse(value);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message });
-    }
-  });
-}
 
 const schema = z.strictObject({
   /** Keep a record only if every rule matches (Fluentd `<regexp>`, Fluent Bit `Regex`). */
@@ -30,13 +20,6 @@ const schema = z.strictObject({
 
 function compile(rules: z.output<typeof rule>[]) {
   return rules.map((r) => ({ path: parseRecordPath(r.key), regex: new RegExp(r.pattern) }));
-}
-
-function text(value: unknown): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === 'string') return value;
-  if (value instanceof Uint8Array) return Buffer.from(value).toString('utf8');
-  return typeof value === 'object' ? JSON.stringify(value) : String(value);
 }
 
 export const grepFilter = defineComponent({
@@ -51,11 +34,11 @@ export const grepFilter = defineComponent({
       type: 'grep',
       apply(entry) {
         for (const r of keep) {
-          const v = text(getPath(entry.record, r.path));
+          const v = fieldText(getPath(entry.record, r.path));
           if (v === undefined || !r.regex.test(v)) return null;
         }
         for (const r of drop) {
-          const v = text(getPath(entry.record, r.path));
+          const v = fieldText(getPath(entry.record, r.path));
           if (v !== undefined && r.regex.test(v)) return null;
         }
         return entry;

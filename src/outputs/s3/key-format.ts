@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import type { LogRecord } from '../../core/entry.ts';
 import { EventTime } from '../../core/event-time.ts';
 import { keyPath } from '../../core/msgpack-fields.ts';
-import { getPath, parseRecordPath } from '../../core/record-path.ts';
+import { getPath, parseRecordPath, RECORD_ACCESSOR } from '../../core/record-path.ts';
 import { strftime } from '../../core/strftime.ts';
 import { bytePathUsable, findPath, scalarAt, UNSURE } from '../elasticsearch/record-fields.ts';
 import { sanitize } from '../file/path-template.ts';
@@ -41,8 +41,10 @@ interface FieldToken {
   bytes: Uint8Array[] | undefined;
 }
 
-const TOKEN =
-  /\$TAG\[(\d+)\]|\$TAG(?!\w)|\$UUID(?!\w)|\$\{([^}]*)\}|(\$[A-Za-z_]\w*(?:\[\s*(?:'[^']*'|"[^"]*"|\d+)\s*\])*)|\$/g;
+const TOKEN = new RegExp(
+  String.raw`\$TAG\[(\d+)\]|\$TAG(?!\w)|\$UUID(?!\w)|\$\{([^}]*)\}|(${RECORD_ACCESSOR})|\$`,
+  'g',
+);
 
 /** The template's tokens, or why it is not a usable key format. */
 function tokenize(template: string): Token[] | string {

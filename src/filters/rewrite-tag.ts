@@ -1,0 +1,133 @@
+import { z } from 'zod';
+import { getPath, parseRecordPath, RECORD_ACCESSOR } from '../core/record-path.ts';
+import { defineComponent } from '../registry.ts';
+import { fieldText, valid } from './checks.ts';
+import type { Emission, Filter } from './filter.ts';
+
+/** One rule: when the field's text matches `regex`, the record goes on under `new_tag`. */
+const ruleObject = z.strictObject({
+  /** The field, as a record path (`log`, `$kubernetes['namespace_name']`, `$.a.b`). */
+  key: z.string().min(1).check(valid(parseRecordPath)),
+  /** A JavaScript regular expression (Onigmo's `(?<name>…)` works as written), unanchored. */
+  regex: z
+    .string()
+    .min(1)
+    .check(valid((p) => new RegExp(p))),
+  /** `$TAG`, `$TAG[n]`, `$0`…`$9` (the regex's groups) and record fields (`$kubernetes['pod_name']`). */
+  new_tag: z.string().min(1).check(valid(parseTemplate)),
+  /** Whether the record also goes on under its own tag. */
+  keep: z.boolean().default(false),
+});
+
+/** Fluent Bit's one-line form: `$key regex new_tag keep` (the regex without spaces). */
+const ruleLine = z
+  .string()
+  .transform((line, ctx): z.input<typeof ruleObject> => {
+    const parts = line.trim().split(/\s+/);
+    if (parts.length !== 4 || !['true', 'false'].includes(parts[3]!.toLowerCase())) {
+      ctx.addIssue({ code: 'custom', message: 'expected "$key regex new_tag keep" (keep: true or false)' });
+      return z.NEVER;
+    }
+    const [key, regex, newTag, keep] = parts as [string, string, string, string];
+    return { key, regex, new_tag: newTag, keep: keep.toLowerCase() === 'true' };
+  })
+  .pipe(ruleObject);
+
+const schema = z.strictObject({
+  /** Tried in order; the first that matches re-tags the record (Fluent Bit's `Rule`). */
+  rules: z.array(z.union([ruleLine, ruleObject])).min(1),
+});
+
+type Part =
+  | { kind: 'text'; text: string }
+  | { kind: 'tag' }
+  | { kind: 'tag_part'; index: number }
+  | { kind: 'group'; index: number }
+  | { kind: 'field'; path: string[] };
+
+const TOKEN = new RegExp(String.raw`\$TAG\[(\d+)\]|\$TAG(?!\w)|\$(\d)(?!\d)|(${RECORD_ACCESSOR})`, 'g');
+
+/** A new_tag template's parts; throws on one that cannot make a tag. */
+function parseTemplate(template: string): Part[] {
+  const parts: Part[] = [];
+  let last = 0;
+  for (const m of template.matchAll(TOKEN)) {
+    if (m.index > last) parts.push({ kind: 'text', text: template.slice(last, m.index) });
+    last = m.index + m[0].length;
+    const [whole, tagIndex, group, field] = m;
+    if (tagIndex !== undefined) parts.push({ kind: 'tag_part', index: Number(tagIndex) });
+    else if (group !== undefined) parts.push({ kind: 'group', index: Number(group) });
+    else if (field !== undefined) parts.push({ kind: 'field', path: parseRecordPath(field) });
+    else if (whole === '$TAG') parts.push({ kind: 'tag' });
+  }
+  if (last < template.length) parts.push({ kind: 'text', text: template.slice(last) });
+  return parts;
+}
+
+interface Compiled {
+  path: string[];
+  regex: RegExp;
+  parts: Part[];
+  keep: boolean;
+}
+
+/**
+ * Fluent Bit's `rewrite_tag`: a record whose field matches a rule goes on under a new tag,
+ * built from the old one, the regex's groups and record fields — routed from the first filter
+ * its new tag matches, so other filters and outputs can take it. With `keep`, the record also
+ * goes on under its own tag. A record no rule matches passes unchanged; so does one whose new
+ * tag comes out empty.
+ */
+export const rewriteTagFilter = defineComponent({
+  kind: 'filter',
+  type: 'rewrite_tag',
+  schema,
+  create(config, deps): Filter {
+    const rules: Compiled[] = config.rules.map((r) => ({
+      path: parseRecordPath(r.key),
+      regex: new RegExp(r.regex),
+      parts: parseTemplate(r.new_tag),
+      keep: r.keep,
+    }));
+    return {
+      id: deps.id,
+      type: 'rewrite_tag',
+      apply(entry, tag): typeof entry | readonly Emission[] {
+        for (const rule of rules) {
+          const text = fieldText(getPath(entry.record, rule.path));
+          if (text === undefined) continue;
+          const match = rule.regex.exec(text);
+          if (!match) continue;
+          const newTag = build(rule.parts, tag, match, entry.record);
+          if (newTag === '' || newTag === tag) return entry;
+          return rule.keep ? [{ entry }, { entry, tag: newTag }] : [{ entry, tag: newTag }];
+        }
+        return entry;
+      },
+    };
+  },
+});
+
+function build(parts: readonly Part[], tag: string, match: RegExpExecArray, record: Record<string, unknown>) {
+  let out = '';
+  for (const part of parts) {
+    switch (part.kind) {
+      case 'text':
+        out += part.text;
+        break;
+      case 'tag':
+        out += tag;
+        break;
+      case 'tag_part':
+        out += tag.split('.')[part.index] ?? '';
+        break;
+      case 'group':
+        out += match[part.index] ?? '';
+        break;
+      case 'field':
+        out += fieldText(getPath(record, part.path)) ?? '';
+        break;
+    }
+  }
+  return out;
+}
