@@ -1,6 +1,7 @@
 import type { BufferBackend, OutputBuffer } from './buffer/buffer.ts';
 import { MemoryBackend } from './buffer/memory/memory-store.ts';
 import type { EstuaryConfig } from './config/load.ts';
+import { beforeDeadline } from './core/deadline.ts';
 import { InflightBudget } from './core/inflight.ts';
 import type { Input } from './inputs/input.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -120,7 +121,9 @@ export class Estuary {
     const deadline = Date.now() + this.config.service.shutdown_timeout;
     await Promise.allSettled(this.inputs.map((i) => i.stop()));
     // What filters hold (a group waiting for its last line) is buffered before the buffers stop.
-    await untilDeadline(this.pipeline.stop(), deadline);
+    await beforeDeadline(this.pipeline.stop(), deadline).catch(() =>
+      this.logger.warn('filters still held records at the shutdown deadline; those are lost'),
+    );
     await Promise.allSettled(this.outputs.map(({ buffer }) => buffer.stop(deadline)));
     await Promise.allSettled(this.outputs.map(({ output }) => output.stop?.()));
     await this.backend.close();
@@ -183,14 +186,4 @@ export async function openRedisBackend(config: EstuaryConfig, logger: Logger) {
     import('./buffer/redis/connection.ts'),
   ]);
   return new RedisBackend(redisSettings(config.service.buffer, config.dir), logger);
-}
-
-/** `work`, or the deadline, whichever comes first (shutdown goes on past a filter stuck on a full buffer). */
-async function untilDeadline(work: Promise<unknown>, deadline: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    work,
-    new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now())))),
-  ]);
-  clearTimeout(timer);
 }
