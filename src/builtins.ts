@@ -1,3 +1,4 @@
+import { concatFilter } from './filters/concat.ts';
 import { grepFilter } from './filters/grep.ts';
 import { recordModifierFilter } from './filters/record-modifier.ts';
 import { rewriteTagFilter } from './filters/rewrite-tag.ts';
@@ -21,6 +22,7 @@ export function builtinRegistry(): ComponentRegistry {
     grepFilter,
     recordModifierFilter,
     rewriteTagFilter,
+    concatFilter,
     stdoutOutput,
     fileOutput,
     nullOutput,
