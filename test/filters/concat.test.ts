@@ -1,26 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { builtinRegistry } from '../../src/builtins.ts';
 import { ConfigError } from '../../src/config/errors.ts';
-import { loadConfig } from '../../src/config/load.ts';
 import type { Entry } from '../../src/core/entry.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import type { Emission, Filter } from '../../src/filters/filter.ts';
-import { silentLogger } from '../../src/logger.ts';
-import { Metrics } from '../../src/metrics/registry.ts';
 import { startEstuary } from '../support/estuary.ts';
+import { buildFilter } from '../support/filters.ts';
 import { postJson } from '../support/http.ts';
 import { scriptedInstances } from '../support/outputs.ts';
 import { freePort, waitFor } from '../support/wait.ts';
 
-const registry = builtinRegistry();
-
 function build(yaml: string): Filter {
-  const cfg = loadConfig(`filters:\n  - type: concat\n${yaml}`, 'c.yaml', registry, {});
-  const c = cfg.filters[0]!;
-  return registry
-    .get('filter', 'concat')!
-    .create(c.options, { id: c.id, logger: silentLogger(), metrics: new Metrics(), configDir: '.' });
+  return buildFilter(`filters:\n  - type: concat\n${yaml}`, 'c.yaml');
 }
 
 let clock = 0;

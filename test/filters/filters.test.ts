@@ -1,24 +1,15 @@
 import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
-import { builtinRegistry } from '../../src/builtins.ts';
 import { ConfigError } from '../../src/config/errors.ts';
-import { loadConfig } from '../../src/config/load.ts';
 import type { Entry } from '../../src/core/entry.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import { parseRecordPath } from '../../src/core/record-path.ts';
 import type { Filter } from '../../src/filters/filter.ts';
-import { silentLogger } from '../../src/logger.ts';
-import { Metrics } from '../../src/metrics/registry.ts';
-
-const registry = builtinRegistry();
+import { buildFilter } from '../support/filters.ts';
 
 function build(type: string, yamlOptions: string): Filter {
-  const cfg = loadConfig(`filters:\n  - { type: ${type}, ${yamlOptions} }\n`, 'f.yaml', registry, {});
-  const c = cfg.filters[0]!;
-  return registry
-    .get('filter', type)!
-    .create(c.options, { id: c.id, logger: silentLogger(), metrics: new Metrics(), configDir: '.' });
+  return buildFilter(`filters:\n  - { type: ${type}, ${yamlOptions} }\n`);
 }
 
 const entry = (record: Record<string, unknown>) => ({ time: new EventTime(1, 0), record });

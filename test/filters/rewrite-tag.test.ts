@@ -1,25 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { builtinRegistry } from '../../src/builtins.ts';
 import { ConfigError } from '../../src/config/errors.ts';
-import { loadConfig } from '../../src/config/load.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import type { Filter } from '../../src/filters/filter.ts';
-import { silentLogger } from '../../src/logger.ts';
-import { Metrics } from '../../src/metrics/registry.ts';
 import { startEstuary } from '../support/estuary.ts';
+import { buildFilter } from '../support/filters.ts';
 import { postJson } from '../support/http.ts';
 import { scriptedInstances } from '../support/outputs.ts';
 import { freePort, waitFor } from '../support/wait.ts';
 
-const registry = builtinRegistry();
-
 function build(yaml: string): Filter {
-  const cfg = loadConfig(`filters:\n  - type: rewrite_tag\n${yaml}`, 'f.yaml', registry, {});
-  const c = cfg.filters[0]!;
-  return registry
-    .get('filter', 'rewrite_tag')!
-    .create(c.options, { id: c.id, logger: silentLogger(), metrics: new Metrics(), configDir: '.' });
+  return buildFilter(`filters:\n  - type: rewrite_tag\n${yaml}`);
 }
 
 const entry = (record: Record<string, unknown>) => ({ time: new EventTime(1, 0), record });
