@@ -2,6 +2,7 @@ import { concatFilter } from './filters/concat.ts';
 import { grepFilter } from './filters/grep.ts';
 import { recordModifierFilter } from './filters/record-modifier.ts';
 import { rewriteTagFilter } from './filters/rewrite-tag.ts';
+import { throttleFilter } from './filters/throttle.ts';
 import { forwardInput } from './inputs/forward/index.ts';
 import { httpInput } from './inputs/http.ts';
 import { elasticsearchOutput } from './outputs/elasticsearch/index.ts';
@@ -23,6 +24,7 @@ export function builtinRegistry(): ComponentRegistry {
     recordModifierFilter,
     rewriteTagFilter,
     concatFilter,
+    throttleFilter,
     stdoutOutput,
     fileOutput,
     nullOutput,

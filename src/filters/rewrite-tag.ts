@@ -1,8 +1,9 @@
 import { z } from 'zod';
-import { getPath, parseRecordPath, RECORD_ACCESSOR } from '../core/record-path.ts';
+import { getPath, parseRecordPath } from '../core/record-path.ts';
 import { defineComponent } from '../registry.ts';
 import { fieldText, valid } from './checks.ts';
 import type { Emission, Filter } from './filter.ts';
+import { buildTag, parseTagTemplate, type TagTemplate } from './tag-template.ts';
 
 /** One rule: when the field's text matches `regex`, the record goes on under `new_tag`. */
 const ruleObject = z.strictObject({
@@ -14,7 +15,7 @@ const ruleObject = z.strictObject({
     .min(1)
     .check(valid((p) => new RegExp(p))),
   /** `$TAG`, `$TAG[n]`, `$0`…`$9` (the regex's groups) and record fields (`$kubernetes['pod_name']`). */
-  new_tag: z.string().min(1).check(valid(parseTemplate)),
+  new_tag: z.string().min(1).check(valid(parseTagTemplate)),
   /** Whether the record also goes on under its own tag. */
   keep: z.boolean().default(false),
 });
@@ -38,36 +39,10 @@ const schema = z.strictObject({
   rules: z.array(z.union([ruleLine, ruleObject])).min(1),
 });
 
-type Part =
-  | { kind: 'text'; text: string }
-  | { kind: 'tag' }
-  | { kind: 'tag_part'; index: number }
-  | { kind: 'group'; index: number }
-  | { kind: 'field'; path: string[] };
-
-const TOKEN = new RegExp(String.raw`\$TAG\[(\d+)\]|\$TAG(?!\w)|\$(\d)(?!\d)|(${RECORD_ACCESSOR})`, 'g');
-
-/** A new_tag template's parts; throws on one that cannot make a tag. */
-function parseTemplate(template: string): Part[] {
-  const parts: Part[] = [];
-  let last = 0;
-  for (const m of template.matchAll(TOKEN)) {
-    if (m.index > last) parts.push({ kind: 'text', text: template.slice(last, m.index) });
-    last = m.index + m[0].length;
-    const [whole, tagIndex, group, field] = m;
-    if (tagIndex !== undefined) parts.push({ kind: 'tag_part', index: Number(tagIndex) });
-    else if (group !== undefined) parts.push({ kind: 'group', index: Number(group) });
-    else if (field !== undefined) parts.push({ kind: 'field', path: parseRecordPath(field) });
-    else if (whole === '$TAG') parts.push({ kind: 'tag' });
-  }
-  if (last < template.length) parts.push({ kind: 'text', text: template.slice(last) });
-  return parts;
-}
-
 interface Compiled {
   path: string[];
   regex: RegExp;
-  parts: Part[];
+  template: TagTemplate;
   keep: boolean;
 }
 
@@ -86,7 +61,7 @@ export const rewriteTagFilter = defineComponent({
     const rules: Compiled[] = config.rules.map((r) => ({
       path: parseRecordPath(r.key),
       regex: new RegExp(r.regex),
-      parts: parseTemplate(r.new_tag),
+      template: parseTagTemplate(r.new_tag),
       keep: r.keep,
     }));
     return {
@@ -98,7 +73,7 @@ export const rewriteTagFilter = defineComponent({
           if (text === undefined) continue;
           const match = rule.regex.exec(text);
           if (!match) continue;
-          const newTag = build(rule.parts, tag, match, entry.record);
+          const newTag = buildTag(rule.template, tag, entry.record, match);
           if (newTag === '' || newTag === tag) return entry;
           return rule.keep ? [{ entry }, { entry, tag: newTag }] : [{ entry, tag: newTag }];
         }
@@ -107,27 +82,3 @@ export const rewriteTagFilter = defineComponent({
     };
   },
 });
-
-function build(parts: readonly Part[], tag: string, match: RegExpExecArray, record: Record<string, unknown>) {
-  let out = '';
-  for (const part of parts) {
-    switch (part.kind) {
-      case 'text':
-        out += part.text;
-        break;
-      case 'tag':
-        out += tag;
-        break;
-      case 'tag_part':
-        out += tag.split('.')[part.index] ?? '';
-        break;
-      case 'group':
-        out += match[part.index] ?? '';
-        break;
-      case 'field':
-        out += fieldText(getPath(record, part.path)) ?? '';
-        break;
-    }
-  }
-  return out;
-}

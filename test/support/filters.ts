@@ -10,9 +10,9 @@ const registry = builtinRegistry();
  * The first filter of a config's `filters:` list, built through the config loader (so a bad
  * option throws the ConfigError a user sees, with `file:line`).
  */
-export function buildFilter(yaml: string, file = 'f.yaml'): Filter {
+export function buildFilter(yaml: string, file = 'f.yaml', metrics = new Metrics()): Filter {
   const c = loadConfig(yaml, file, registry, {}).filters[0]!;
   return registry
     .get('filter', c.type)!
-    .create(c.options, { id: c.id, logger: silentLogger(), metrics: new Metrics(), configDir: '.' });
+    .create(c.options, { id: c.id, logger: silentLogger(), metrics, configDir: '.' });
 }
