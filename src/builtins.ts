@@ -9,6 +9,7 @@ import { elasticsearchOutput } from './outputs/elasticsearch/index.ts';
 import { fileOutput } from './outputs/file/index.ts';
 import { firehoseOutput } from './outputs/firehose/index.ts';
 import { forwardOutput } from './outputs/forward/index.ts';
+import { kinesisStreamsOutput } from './outputs/kinesis-streams/index.ts';
 import { lokiOutput } from './outputs/loki/index.ts';
 import { nullOutput } from './outputs/null/index.ts';
 import { s3Output } from './outputs/s3/index.ts';
@@ -33,5 +34,6 @@ export function builtinRegistry(): ComponentRegistry {
     lokiOutput,
     s3Output,
     firehoseOutput,
+    kinesisStreamsOutput,
   );
 }
