@@ -1,6 +1,7 @@
 import { concatFilter } from './filters/concat.ts';
 import { grepFilter } from './filters/grep.ts';
 import { recordModifierFilter } from './filters/record-modifier.ts';
+import { recordTransformerFilter } from './filters/record-transformer.ts';
 import { rewriteTagFilter } from './filters/rewrite-tag.ts';
 import { throttleFilter } from './filters/throttle.ts';
 import { forwardInput } from './inputs/forward/index.ts';
@@ -23,6 +24,7 @@ export function builtinRegistry(): ComponentRegistry {
     forwardInput,
     grepFilter,
     recordModifierFilter,
+    recordTransformerFilter,
     rewriteTagFilter,
     concatFilter,
     throttleFilter,

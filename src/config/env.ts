@@ -1,10 +1,10 @@
 /**
  * `${VAR}` and `${VAR:-default}` from the environment; `$${` writes a literal `${`.
  * An unset variable without a default is an error: an empty shared_key or token must not
- * slip through silently. `${tag}`, `${hostname}`, `${uuid}` and `${chunk_id}` are left for
+ * slip through silently. `${tag}`, `${hostname}`, `${uuid}`, `${chunk_id}` and `${time}` are left for
  * the components (paths, index names, record values), as in Fluentd.
  */
-const PLACEHOLDERS = new Set(['tag', 'hostname', 'uuid', 'chunk_id']);
+const PLACEHOLDERS = new Set(['tag', 'hostname', 'uuid', 'chunk_id', 'time']);
 
 export function substituteEnv(text: string, env: NodeJS.ProcessEnv): { value: string; missing: string[] } {
   const missing: string[] = [];

@@ -67,3 +67,11 @@ export function withoutPath(record: LogRecord, path: readonly string[]): LogReco
   const next = withoutPath(child, rest);
   return next === child ? record : { ...record, [head]: next };
 }
+
+/** A copy of `record` with `value` at `path`, maps on the way copied (or made); the input is not changed. */
+export function withPath(record: LogRecord, path: readonly string[], value: unknown): LogRecord {
+  const [head, ...rest] = path as [string, ...string[]];
+  if (rest.length === 0) return { ...record, [head]: value };
+  const child = record[head];
+  return { ...record, [head]: withPath(isLogRecord(child) ? child : {}, rest, value) };
+}

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { duration, size } from '../config/values.ts';
 import type { Entry, LogRecord } from '../core/entry.ts';
-import { getPath, parseRecordPath } from '../core/record-path.ts';
+import { getPath, parseRecordPath, withPath } from '../core/record-path.ts';
 import { type Logger, rateLimited } from '../logger.ts';
 import { defineComponent } from '../registry.ts';
 import { fieldText, valid } from './checks.ts';
@@ -285,7 +285,7 @@ class ConcatFilter implements Filter {
     const text = group.entries
       .map((e) => fieldText(getPath(e.record, this.keyPath)) ?? '')
       .join(this.c.separator);
-    const record = setPath({ ...first.record }, this.keyPath, text);
+    const record = withPath(first.record, this.keyPath, text);
     const c = this.c;
     if (c.partial_key !== undefined && !c.keep_partial_key) delete record[c.partial_key];
     if (c.use_partial_metadata && !c.keep_partial_metadata)
@@ -315,18 +315,4 @@ class ConcatFilter implements Filter {
     }
     for (const [tag, emissions] of byTag) this.release?.(tag, emissions).catch(this.warnRelease);
   }
-}
-
-/** `record` with `value` at `path` (the maps on the way copied, so the piece records stay as they were). */
-function setPath(record: LogRecord, path: readonly string[], value: unknown): LogRecord {
-  if (path.length === 1) {
-    record[path[0]!] = value;
-    return record;
-  }
-  const [head, ...rest] = path as [string, ...string[]];
-  const inner = record[head];
-  const copy =
-    inner !== null && typeof inner === 'object' && !Array.isArray(inner) ? { ...(inner as LogRecord) } : {};
-  record[head] = setPath(copy, rest, value);
-  return record;
 }

@@ -1,16 +1,9 @@
 import type { LogRecord } from '../core/entry.ts';
-import { getPath, parseRecordPath, RECORD_ACCESSOR } from '../core/record-path.ts';
-import { fieldText } from './checks.ts';
+import { parseRecordPath, RECORD_ACCESSOR } from '../core/record-path.ts';
+import { type Part, renderText } from './value-template.ts';
 
 /** A tag template's parts: `$TAG`, `$TAG[n]`, `$0`…`$9` (a regex's match and groups), record fields. */
 export type TagTemplate = readonly Part[];
-
-type Part =
-  | { kind: 'text'; text: string }
-  | { kind: 'tag' }
-  | { kind: 'tag_part'; index: number }
-  | { kind: 'group'; index: number }
-  | { kind: 'field'; path: string[] };
 
 const TOKEN = new RegExp(String.raw`\$TAG\[(\d+)\]|\$TAG(?!\w)|\$(\d)(?!\d)|(${RECORD_ACCESSOR})`, 'g');
 
@@ -22,7 +15,7 @@ export function parseTagTemplate(template: string): TagTemplate {
     if (m.index > last) parts.push({ kind: 'text', text: template.slice(last, m.index) });
     last = m.index + m[0].length;
     const [whole, tagIndex, group, field] = m;
-    if (tagIndex !== undefined) parts.push({ kind: 'tag_part', index: Number(tagIndex) });
+    if (tagIndex !== undefined) parts.push({ kind: 'tag_parts', index: Number(tagIndex) });
     else if (group !== undefined) parts.push({ kind: 'group', index: Number(group) });
     else if (field !== undefined) parts.push({ kind: 'field', path: parseRecordPath(field) });
     else if (whole === '$TAG') parts.push({ kind: 'tag' });
@@ -38,25 +31,5 @@ export function buildTag(
   record: LogRecord,
   match?: RegExpExecArray,
 ): string {
-  let out = '';
-  for (const part of template) {
-    switch (part.kind) {
-      case 'text':
-        out += part.text;
-        break;
-      case 'tag':
-        out += tag;
-        break;
-      case 'tag_part':
-        out += tag.split('.')[part.index] ?? '';
-        break;
-      case 'group':
-        out += match?.[part.index] ?? '';
-        break;
-      case 'field':
-        out += fieldText(getPath(record, part.path)) ?? '';
-        break;
-    }
-  }
-  return out;
+  return renderText(template, tag, record, undefined, match);
 }
