@@ -40,7 +40,13 @@ export function newCounters(): BufferCounters {
 
 /** What one write came to. */
 type Outcome =
-  | { kind: 'done'; retry: readonly TaggedEntry[]; rejected: readonly Rejection[]; retryAfterMs?: number }
+  | {
+      kind: 'done';
+      retry: readonly TaggedEntry[];
+      rejected: readonly Rejection[];
+      retryAfterMs?: number;
+      retryReason?: string;
+    }
   | { kind: 'retryable' | 'timeout' | 'reject' | 'halt' | 'aborted'; error: Error };
 
 interface Flight {
@@ -347,6 +353,7 @@ export class SinkDriver implements OutputBuffer {
         retry: result?.retry ?? [],
         rejected: result?.reject ?? [],
         ...(result?.retryAfterMs !== undefined && { retryAfterMs: result.retryAfterMs }),
+        ...(result?.retryReason !== undefined && { retryReason: result.retryReason }),
       };
     } catch (err) {
       const reason = controller.signal.reason;
@@ -448,7 +455,8 @@ export class SinkDriver implements OutputBuffer {
       case 'done': {
         dead = groupByReason(outcome.rejected);
         if (outcome.retry.length > 0) {
-          const error = new RetryableError(`${outcome.retry.length} records to retry`, {
+          const why = outcome.retryReason === undefined ? '' : `: ${outcome.retryReason}`;
+          const error = new RetryableError(`${outcome.retry.length} records to retry${why}`, {
             ...(outcome.retryAfterMs !== undefined && { retryAfterMs: outcome.retryAfterMs }),
           });
           return retryAt(error, outcome.retry);

@@ -31,6 +31,11 @@ export interface WriteResult {
   reject?: readonly Rejection[];
   /** The sink asked to wait this long before the entries in `retry` are sent again. */
   retryAfterMs?: number;
+  /**
+   * Why the entries in `retry` were not taken (the sink's error codes): the chunk's last error,
+   * and so the dead-letter reason if the retry policy gives up on them.
+   */
+  retryReason?: string;
 }
 
 export interface WriteOptions {

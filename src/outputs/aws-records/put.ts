@@ -50,6 +50,8 @@ export async function putInCalls(
   let stored = 0;
   let perRecord = 0;
   let stop: RetryableError | undefined;
+  /** Per error code: how many records, and the first message. */
+  const codes = new Map<string, { count: number; message: string }>();
   const entries = (call: readonly Unit[]) => entriesOf(call.flatMap((u) => u.entries));
   for (const call of splitRequests(units, {
     maxBytes: plan.maxBytes,
@@ -90,6 +92,9 @@ export async function putInCalls(
       }
       perRecord += 1;
       plan.failed(answer);
+      const seen = codes.get(answer.code);
+      if (seen) seen.count += 1;
+      else codes.set(answer.code, { count: 1, message: answer.message });
       retry.push(...entriesOf(unit.entries));
     }
   }
@@ -98,9 +103,14 @@ export async function putInCalls(
     throw stop;
   }
   if (retry.length === 0 && reject.length === 0) return undefined;
+  const why = [...codes].map(
+    ([code, { count, message }]) => `${code} ×${count}${message ? ` (${message})` : ''}`,
+  );
+  if (stop) why.push(`a call failed: ${stop.message}`);
   return {
     retry,
     reject,
     ...(stop?.retryAfterMs !== undefined && { retryAfterMs: stop.retryAfterMs }),
+    ...(why.length > 0 && { retryReason: why.join('; ') }),
   };
 }

@@ -153,8 +153,12 @@ describe('firehose output behind the buffer: giving up', () => {
       timeoutMs: 10_000,
       what: 'the dead letter',
     });
-    // The driver's words: WriteResult.retry has no room for Firehose's ErrorCode (yet).
-    assert.match(dead.reason, /^retry limit reached \(max_times 2\)/, dead.reason);
+    // Firehose's ErrorCode is the last error, so it is in the dead letter's reason.
+    assert.match(
+      dead.reason,
+      /^retry limit reached \(max_times 2\); last error: 1 records to retry: ServiceUnavailableException ×1 \(/,
+      dead.reason,
+    );
     const shown = await buffer.deadLetter.show(dead.id);
     assert.deepEqual(
       shown?.entries.map((e) => (e.record as { id: number }).id),
