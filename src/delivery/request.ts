@@ -127,6 +127,8 @@ class Tally<I> {
   private delivered = 0;
   /** Items the sink answered "retry" one by one. */
   private readonly retry: TaggedEntry[] = [];
+  /** Their reasons, counted. */
+  private readonly retryReasons = new Map<string, number>();
   private readonly reject: Rejection[];
   /** Items of requests that failed as a whole (or were not sent after one did). */
   private readonly stopped: TaggedEntry[] = [];
@@ -175,8 +177,10 @@ class Tally<I> {
       // An item's entry is only looked up (decoded, for outputs that write from bytes) when
       // it comes back.
       if (answer.kind === 'ok') this.delivered += 1;
-      else if (answer.kind === 'retry') this.retry.push(this.plan.entry(items[i]!));
-      else this.reject.push({ entry: this.plan.entry(items[i]!), reason: answer.reason });
+      else if (answer.kind === 'retry') {
+        this.retry.push(this.plan.entry(items[i]!));
+        this.retryReasons.set(answer.reason, (this.retryReasons.get(answer.reason) ?? 0) + 1);
+      } else this.reject.push({ entry: this.plan.entry(items[i]!), reason: answer.reason });
     }
     return undefined;
   }
@@ -214,8 +218,22 @@ class Tally<I> {
     }
     for (const entry of this.stopped) this.retry.push(entry);
     if (this.retry.length === 0 && this.reject.length === 0) return undefined;
-    return { retry: this.retry, reject: this.reject };
+    const retryReason = describeRetries(this.retryReasons, this.errors);
+    return { retry: this.retry, reject: this.reject, ...(retryReason && { retryReason }) };
   }
+}
+
+/**
+ * WriteResult.retryReason from what was handed back: each per-item reason with how many items
+ * gave it (`es_rejected_execution_exception ×12`), then each error that stopped a request.
+ */
+export function describeRetries(
+  reasons: ReadonlyMap<string, number>,
+  failed: Iterable<Error>,
+): string | undefined {
+  const parts = [...reasons].map(([reason, count]) => `${reason} ×${count}`);
+  for (const error of failed) parts.push(`a request failed: ${error.message}`);
+  return parts.length > 0 ? parts.join('; ') : undefined;
 }
 
 function abortedBeforeSending(signal: AbortSignal): RetryableError {

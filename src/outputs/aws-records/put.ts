@@ -1,6 +1,6 @@
 import type { TaggedEntry } from '../../core/entry.ts';
 import { errorMessage, HaltError, RejectError, RetryableError, type WriteError } from '../../core/errors.ts';
-import { splitRequests } from '../../delivery/request.ts';
+import { describeRetries, splitRequests } from '../../delivery/request.ts';
 import type { Rejection, WriteResult } from '../output.ts';
 import { entriesOf } from './entries.ts';
 import type { Unit } from './pack.ts';
@@ -50,8 +50,8 @@ export async function putInCalls(
   let stored = 0;
   let perRecord = 0;
   let stop: RetryableError | undefined;
-  /** Per error code: how many records, and the first message. */
-  const codes = new Map<string, { count: number; message: string }>();
+  /** Per error code and message: how many records. */
+  const codes = new Map<string, number>();
   const entries = (call: readonly Unit[]) => entriesOf(call.flatMap((u) => u.entries));
   for (const call of splitRequests(units, {
     maxBytes: plan.maxBytes,
@@ -92,9 +92,8 @@ export async function putInCalls(
       }
       perRecord += 1;
       plan.failed(answer);
-      const seen = codes.get(answer.code);
-      if (seen) seen.count += 1;
-      else codes.set(answer.code, { count: 1, message: answer.message });
+      const why = answer.message ? `${answer.code} (${answer.message})` : answer.code;
+      codes.set(why, (codes.get(why) ?? 0) + 1);
       retry.push(...entriesOf(unit.entries));
     }
   }
@@ -103,14 +102,11 @@ export async function putInCalls(
     throw stop;
   }
   if (retry.length === 0 && reject.length === 0) return undefined;
-  const why = [...codes].map(
-    ([code, { count, message }]) => `${code} ×${count}${message ? ` (${message})` : ''}`,
-  );
-  if (stop) why.push(`a call failed: ${stop.message}`);
+  const retryReason = describeRetries(codes, stop ? [stop] : []);
   return {
     retry,
     reject,
     ...(stop?.retryAfterMs !== undefined && { retryAfterMs: stop.retryAfterMs }),
-    ...(why.length > 0 && { retryReason: why.join('; ') }),
+    ...(retryReason && { retryReason }),
   };
 }

@@ -156,7 +156,7 @@ describe('firehose output behind the buffer: giving up', () => {
     // Firehose's ErrorCode is the last error, so it is in the dead letter's reason.
     assert.match(
       dead.reason,
-      /^retry limit reached \(max_times 2\); last error: 1 records to retry: ServiceUnavailableException ×1 \(/,
+      /^retry limit reached \(max_times 2\); last error: 1 records to retry: ServiceUnavailableException \(Slow down\.\) ×1$/,
       dead.reason,
     );
     const shown = await buffer.deadLetter.show(dead.id);
