@@ -6,19 +6,13 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { builtinRegistry } from '../../src/builtins.ts';
 import { substituteEnv } from '../../src/config/env.ts';
-import { ConfigError } from '../../src/config/errors.ts';
 import { loadConfig, loadConfigFile, maskSecrets } from '../../src/config/load.ts';
+import { configErrors } from '../support/config.ts';
 
 const registry = builtinRegistry();
 
 function errorsOf(yaml: string, env: NodeJS.ProcessEnv = {}): string[] {
-  try {
-    loadConfig(yaml, 'estuary.yaml', registry, env);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.message.split('\n');
-  }
-  assert.fail('expected a ConfigError');
+  return configErrors(() => loadConfig(yaml, 'estuary.yaml', registry, env));
 }
 
 describe('config loading', () => {
@@ -70,7 +64,7 @@ outputs:
       'estuary.yaml:4: service.buffer.chunk_limit_size: expected a size like 8MiB or 512KiB, got "eight"',
       'estuary.yaml:7: inputs[0].port: expected a port number 0-65535, got "not a port"',
       'estuary.yaml:8: inputs[0].colour: unknown key',
-      'estuary.yaml:10: outputs[0].type: unknown output type "nope" (known: elasticsearch, file, forward, loki, null, s3, stdout)',
+      `estuary.yaml:10: outputs[0].type: unknown output type "nope" (known: ${registry.types('output').sort().join(', ')})`,
       'estuary.yaml:12: outputs[1].buffer.flush_interval: expected a duration like 500ms, 5s or 72h, got "soon"',
     ]);
   });

@@ -3,21 +3,15 @@ import { describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { createClient, describeTarget, redisSettings } from '../../src/buffer/redis/connection.ts';
 import { builtinRegistry } from '../../src/builtins.ts';
-import { ConfigError } from '../../src/config/errors.ts';
 import { loadConfig, maskSecrets } from '../../src/config/load.ts';
+import { configErrors } from '../support/config.ts';
 
 const registry = builtinRegistry();
 const load = (buffer: string) =>
   loadConfig(`service:\n  buffer: ${buffer}\noutputs:\n  - { type: "null" }\n`, 'e.yaml', registry, {});
 
 function errorsOf(buffer: string): string[] {
-  try {
-    load(buffer);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.message.split('\n');
-  }
-  assert.fail('expected a ConfigError');
+  return configErrors(() => load(buffer));
 }
 
 describe('service.buffer for type redis', () => {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError } from '../../src/config/errors.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import type { Filter } from '../../src/filters/filter.ts';
+import { configErrors } from '../support/config.ts';
 import { startEstuary } from '../support/estuary.ts';
 import { buildFilter } from '../support/filters.ts';
 import { postJson } from '../support/http.ts';
@@ -16,13 +16,7 @@ function build(yaml: string): Filter {
 const entry = (record: Record<string, unknown>) => ({ time: new EventTime(1, 0), record });
 
 function errorsOf(yaml: string): string[] {
-  try {
-    build(yaml);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.message.split('\n');
-  }
-  return assert.fail('expected a ConfigError');
+  return configErrors(() => build(yaml));
 }
 
 describe('rewrite_tag filter', () => {

@@ -1,18 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { builtinRegistry } from '../../../src/builtins.ts';
-import { ConfigError } from '../../../src/config/errors.ts';
 import { loadConfig } from '../../../src/config/load.ts';
 import { elasticsearchSchema } from '../../../src/outputs/elasticsearch/config.ts';
+import { configErrors } from '../../support/config.ts';
 
 function errorsOf(options: string): string[] {
-  try {
-    loadConfig(`outputs:\n  - type: elasticsearch\n${options}`, 'es.yaml', builtinRegistry(), {});
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.message.split('\n');
-  }
-  assert.fail('expected a ConfigError');
+  return configErrors(() =>
+    loadConfig(`outputs:\n  - type: elasticsearch\n${options}`, 'es.yaml', builtinRegistry(), {}),
+  );
 }
 
 describe('elasticsearch output config', () => {

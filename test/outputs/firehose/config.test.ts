@@ -5,19 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { builtinRegistry } from '../../../src/builtins.ts';
-import { ConfigError } from '../../../src/config/errors.ts';
 import { loadConfig } from '../../../src/config/load.ts';
+import { configErrors } from '../../support/config.ts';
 
 const registry = builtinRegistry();
 
 function errorsOf(yaml: string): string[] {
-  try {
-    loadConfig(yaml, 'estuary.yaml', registry, {});
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.message.split('\n');
-  }
-  assert.fail('expected a ConfigError');
+  return configErrors(() => loadConfig(yaml, 'estuary.yaml', registry, {}));
 }
 
 describe('firehose output configuration', () => {

@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { builtinRegistry } from '../../../src/builtins.ts';
-import { ConfigError } from '../../../src/config/errors.ts';
 import { loadConfig } from '../../../src/config/load.ts';
 import type { LogRecord } from '../../../src/core/entry.ts';
 import { pack } from '../../../src/core/msgpack.ts';
@@ -13,18 +12,13 @@ import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { s3Output } from '../../../src/outputs/s3/index.ts';
 import { checkKeyFormat, closeKey, KeyFormat } from '../../../src/outputs/s3/key-format.ts';
+import { configErrors } from '../../support/config.ts';
 
 const registry = builtinRegistry();
 const MiB = 1024 * 1024;
 
 function errorsOf(yaml: string): string[] {
-  try {
-    loadConfig(yaml, 'estuary.yaml', registry, {});
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.message.split('\n');
-  }
-  assert.fail('expected a ConfigError');
+  return configErrors(() => loadConfig(yaml, 'estuary.yaml', registry, {}));
 }
 
 describe('s3 output configuration', () => {
