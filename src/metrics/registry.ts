@@ -128,6 +128,12 @@ export class Metrics {
     labelNames: ['plugin_id', 'error_code'],
     registers: [this.registry],
   });
+  readonly cloudwatchEventsRejected = new Counter({
+    name: 'estuary_cloudwatch_events_rejected_total',
+    help: 'Events CloudWatch Logs refused, dead-lettered, by its reason: tooNew, tooOld, expired (rejectedLogEventsInfo of a PutLogEvents it took) or InvalidParameterException (a call refused whole).',
+    labelNames: ['plugin_id', 'reason'],
+    registers: [this.registry],
+  });
   readonly recordsDropped = new Counter({
     name: 'estuary_records_dropped_total',
     help: 'Records dropped, by plugin and reason (overflow, dead_letter_full, filtered, shutdown, …).',
@@ -137,6 +143,12 @@ export class Metrics {
   readonly recordsUnrouted = new Counter({
     name: 'estuary_records_unrouted_total',
     help: 'Records whose tag matched no output, dropped.',
+    registers: [this.registry],
+  });
+  readonly filterParseErrors = new Counter({
+    name: 'estuary_filter_parse_errors_total',
+    help: 'Records a parser filter could not parse (no match, not of the format, over max_bytes, key_name not text); they pass on unchanged unless emit_invalid_record_to_error drops them.',
+    labelNames: PLUGIN,
     registers: [this.registry],
   });
   readonly recordsDelivered = new Counter({

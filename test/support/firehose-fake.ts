@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
+import { type AwsJsonReply, AwsJsonServer, answerOf, awsJsonError } from './aws-json-fake.ts';
 
 /**
  * Amazon Kinesis Data Firehose has no emulator: this fake speaks its JSON 1.1 protocol as the
@@ -33,21 +33,10 @@ export interface FirehoseCall {
   answer: string;
 }
 
-export type FirehoseReply = { status: number; headers?: Record<string, string>; body: string } | 'hang';
+export type FirehoseReply = AwsJsonReply;
 
-/** Firehose's JSON error shape. */
-export function firehoseError(
-  status: number,
-  type: string,
-  message: string,
-  headers: Record<string, string> = {},
-): FirehoseReply {
-  return {
-    status,
-    headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-errortype': type, ...headers },
-    body: JSON.stringify({ __type: type, message }),
-  };
-}
+/** Firehose's JSON error shape (JSON 1.1's). */
+export const firehoseError = awsJsonError;
 
 /** A per-record failure as Firehose reports it in RequestResponses. */
 export interface RecordError {
@@ -60,14 +49,6 @@ export const SLOW_DOWN: RecordError = {
   ErrorMessage: 'Slow down.',
 };
 
-function errorType(reply: { status: number; body: string }): string {
-  try {
-    return String((JSON.parse(reply.body) as { __type?: unknown }).__type);
-  } catch {
-    return String(reply.status);
-  }
-}
-
 export class FirehoseFake {
   readonly calls: FirehoseCall[] = [];
   /** Records stored, by stream, in the order Firehose took them. */
@@ -79,30 +60,18 @@ export class FirehoseFake {
   /** Fails one record of a call the fake otherwise takes. */
   recordFailure: (data: Buffer, index: number, call: FirehoseCall) => RecordError | undefined = () =>
     undefined;
-  private readonly server: Server;
-
-  private constructor() {
-    this.server = createServer((req, res) => {
-      const parts: Buffer[] = [];
-      req.on('data', (d: Buffer) => parts.push(d));
-      req.on('end', () => {
-        const reply = this.handle(req.method ?? '', req.headers, Buffer.concat(parts));
-        if (reply === 'hang') return;
-        res.writeHead(reply.status, reply.headers).end(reply.body);
-      });
-    });
-  }
+  private server: AwsJsonServer | undefined;
 
   static async start(options: { streams?: string[]; keys?: string[] } = {}): Promise<FirehoseFake> {
     const fake = new FirehoseFake();
     for (const s of options.streams ?? []) fake.stored.set(s, []);
     for (const k of options.keys ?? ['FAKEKEY']) fake.knownKeys.add(k);
-    await new Promise<void>((resolve) => fake.server.listen(0, '127.0.0.1', resolve));
+    fake.server = await AwsJsonServer.start((method, headers, body) => fake.handle(method, headers, body));
     return fake;
   }
 
   get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this.server!.url;
   }
 
   /** Every record of a stream, in order. */
@@ -118,8 +87,7 @@ export class FirehoseFake {
   }
 
   close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return this.server?.close() ?? Promise.resolve();
   }
 
   private handle(method: string, headers: IncomingHttpHeaders, body: Buffer): FirehoseReply {
@@ -134,7 +102,7 @@ export class FirehoseFake {
       answer: '',
     };
     const reply = this.answer(method, call, body);
-    call.answer = reply === 'hang' ? 'hang' : reply.status === 200 ? '200' : errorType(reply);
+    call.answer = answerOf(reply);
     return reply;
   }
 

@@ -101,12 +101,19 @@ export class KeyFormat {
   /** Record fields vary from record to record: no key is reused then, only the dates. */
   private readonly fields: boolean;
   private readonly datedCache = new Map<string, { sec: number; value: string }>();
+  /** What stands for a record field the record lacks, or a `$TAG[n]` past the tag's end. */
+  private readonly missing: string;
   // The last key resolved: a chunk's records mostly share a tag and a second.
   private lastTag: string | undefined;
   private lastSec = -1;
   private lastKey = '';
 
-  constructor(template: string, tagDelimiters: string) {
+  /**
+   * `missing` stands for an absent field or tag part: `_` in S3 keys; CloudWatch's group and
+   * stream templates pass a character no name holds, to fall back to the fixed names.
+   */
+  constructor(template: string, tagDelimiters: string, missing = '_') {
+    this.missing = missing;
     const tokens = tokenize(template);
     if (typeof tokens === 'string') throw new Error(tokens);
     this.tokens = tokens;
@@ -144,7 +151,7 @@ export class KeyFormat {
           break;
         case 'tag_part': {
           const parts = this.parts(tag);
-          key += parts[1 + t.index] ?? '_';
+          key += parts[1 + t.index] ?? this.missing;
           break;
         }
         case 'mark':
@@ -154,7 +161,7 @@ export class KeyFormat {
           key += this.host;
           break;
         case 'field':
-          key += fieldValue(t, src, start, decode);
+          key += fieldValue(t, src, start, decode, this.missing);
           break;
       }
     }
@@ -193,10 +200,16 @@ export class KeyFormat {
 
 /**
  * A record field as a key segment: strings made inert like tags (no `/`, `..` or control
- * characters), numbers and booleans as written, `_` when the record lacks it (or holds a map,
- * an array or null there).
+ * characters), numbers and booleans as written, `missing` when the record lacks it (or holds a
+ * map, an array or null there).
  */
-function fieldValue(t: FieldToken, src: Uint8Array, start: number, decode: () => LogRecord): string {
+function fieldValue(
+  t: FieldToken,
+  src: Uint8Array,
+  start: number,
+  decode: () => LogRecord,
+  missing: string,
+): string {
   let value: unknown;
   const at = t.bytes === undefined ? UNSURE : findPath(src, start, src.length, t.bytes);
   if (at === UNSURE) value = getPath(decode(), t.path);
@@ -204,7 +217,7 @@ function fieldValue(t: FieldToken, src: Uint8Array, start: number, decode: () =>
   if (typeof value === 'string') return sanitize(value);
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean')
     return String(value);
-  return '_';
+  return missing;
 }
 
 /** The final key of the chunk's `part`-th object, from its open key. */
