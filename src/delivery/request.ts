@@ -56,6 +56,11 @@ export interface RequestPlan<I> extends RequestLimits<I> {
   noun: string;
   /** A request answered 413 is about to be sent as two halves. */
   onSplit?(items: readonly I[]): void;
+  /**
+   * Groups sent at the same time, each one's requests one after the other (CloudWatch Logs: a
+   * call per log stream, the streams of a chunk at once). Default 1: one request at a time.
+   */
+  concurrency?: number;
 }
 
 /**
@@ -105,20 +110,40 @@ export async function sendInRequests<I>(
   rejected: readonly Rejection[] = [],
 ): Promise<WriteResult | undefined> {
   const tally = new Tally(plan, signal, rejected);
-  const stopped = new Map<unknown, RetryableError>();
-  let aborted: RetryableError | undefined;
+  const groups = new Map<unknown, I[][]>();
   for (const request of splitRequests(items, plan)) {
     const group = plan.group?.(request[0]!);
-    if (signal.aborted) aborted ??= abortedBeforeSending(signal);
-    const stop = stopped.get(group) ?? aborted;
-    if (stop) {
-      // The group's earlier request failed as a whole: the next one would too.
-      tally.stop(request, stop);
-      continue;
-    }
-    const error = await tally.send(request);
-    if (error) stopped.set(group, error);
+    const requests = groups.get(group);
+    if (requests) requests.push(request);
+    else groups.set(group, [request]);
   }
+  const queue = [...groups.values()];
+  let aborted: RetryableError | undefined;
+  let halted = false;
+  const worker = async () => {
+    for (let requests = queue.shift(); requests && !halted; requests = queue.shift()) {
+      let stop: RetryableError | undefined;
+      for (const request of requests) {
+        if (halted) return;
+        if (signal.aborted) aborted ??= abortedBeforeSending(signal);
+        stop ??= aborted;
+        if (stop) {
+          // The group's earlier request failed as a whole: the next one would too.
+          tally.stop(request, stop);
+          continue;
+        }
+        try {
+          stop = await tally.send(request);
+        } catch (err) {
+          // A halt stops every group: the driver keeps the whole chunk.
+          halted = true;
+          throw err;
+        }
+      }
+    }
+  };
+  const workers = Math.max(1, Math.min(plan.concurrency ?? 1, queue.length));
+  await Promise.all(Array.from({ length: workers }, worker));
   return tally.result();
 }
 

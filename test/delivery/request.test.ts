@@ -257,6 +257,57 @@ describe('sendInRequests: what a chunk’s requests come to', () => {
     assert.equal(none.sent.length, 0);
   });
 
+  it('concurrency: that many groups at once, each group’s requests one after the other', async () => {
+    const sent: string[] = [];
+    let inFlight = 0;
+    let most = 0;
+    const three = Promise.withResolvers<void>();
+    // If groups went one at a time, three would never be in flight: the deadline lets it finish.
+    const deadline = new Promise<void>((resolve) => setTimeout(resolve, 2000).unref());
+    const plan: RequestPlan<Item> = {
+      maxBytes: 1000,
+      maxCount: 1,
+      bytes: (i) => i.bytes,
+      group: (i) => i.group,
+      entry: (i) => i.entry,
+      noun: 'entry',
+      concurrency: 3,
+      async send([i]) {
+        sent.push(`${i!.group}${i!.n}`);
+        inFlight += 1;
+        most = Math.max(most, inFlight);
+        if (inFlight === 3) three.resolve();
+        await Promise.race([three.promise, deadline]);
+        inFlight -= 1;
+        return undefined;
+      },
+    };
+    const all = [...'abcd'].flatMap((g, k) => [item(2 * k, 10, g), item(2 * k + 1, 10, g)]);
+    assert.equal(await sendInRequests(all, plan, NO_DEADLINE.signal), undefined);
+    assert.equal(most, 3);
+    assert.deepEqual(sent.slice(0, 3), ['a0', 'b2', 'c4']);
+    for (const [k, g] of [...'abcd'].entries())
+      assert.ok(sent.indexOf(`${g}${2 * k}`) < sent.indexOf(`${g}${2 * k + 1}`), `${g} in order`);
+    assert.equal(sent.length, 8);
+  });
+
+  it('concurrency: a HaltError of one group stops the groups not started yet', async () => {
+    const { plan, sent } = scripted(
+      [
+        (r) => (r[0]!.group === 'b' ? new HaltError('401') : undefined),
+        (r) => (r[0]!.group === 'b' ? new HaltError('401') : undefined),
+      ],
+      { maxCount: 1, concurrency: 2 },
+    );
+    const all = [...'abc'].flatMap((g, k) => [item(2 * k, 10, g), item(2 * k + 1, 10, g)]);
+    await assert.rejects(sendInRequests(all, plan, NO_DEADLINE.signal), HaltError);
+    assert.deepEqual(sent.slice(0, 2), [[0], [2]]);
+    assert.ok(
+      !sent.flat().includes(4) && !sent.flat().includes(5),
+      `group c never sent: ${JSON.stringify(sent)}`,
+    );
+  });
+
   it('an answer of the wrong length is retried as a whole', async () => {
     const { plan } = scripted([[{ kind: 'ok' }]]);
     await assert.rejects(sendInRequests(items(2), plan, NO_DEADLINE.signal), /answered 1 items for 2 sent/);

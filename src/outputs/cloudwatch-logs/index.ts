@@ -17,6 +17,9 @@ import { type Destination, Destinations } from './names.ts';
 
 const MiB = 1024 * 1024;
 
+/** PutLogEvents calls of one write in flight at once, each to its own stream (and 24-hour window). */
+const PARALLEL_STREAMS = 8;
+
 /** Groups and streams remembered as existing; past this many the memo starts over (re-creating is harmless). */
 const MAX_REMEMBERED = 10_000;
 
@@ -128,6 +131,8 @@ export class CloudWatchLogsOutput implements Output {
         group: (e) => e.call,
         entry: (e) => decodeSpans([e.span])[0]!,
         noun: 'event',
+        // Streams are independent (no sequence tokens): a chunk of many pods' streams goes at once.
+        concurrency: PARALLEL_STREAMS,
         send: (events, s) => this.send(sender, bytes, events, s),
       },
       signal,
@@ -185,14 +190,9 @@ export class CloudWatchLogsOutput implements Output {
       // One reason per kind (the time is the entry's own): the dead-letter queue groups by reason.
       return { kind: 'reject', reason: REFUSED[refusal] };
     });
-    const refused = Object.entries(counts);
-    if (refused.length > 0) {
-      for (const [reason, n] of refused) this.rejectedMetric.inc({ plugin_id: this.id, reason }, n);
-      this.logger.warn(
-        { group: events[0]!.dest.group, stream: events[0]!.dest.stream, refused: counts },
-        'CloudWatch Logs refused events for their time; they are dead-lettered',
-      );
-    }
+    // The driver logs the chunk's rejections (with the first reason); the metric keeps the kinds.
+    for (const [reason, n] of Object.entries(counts))
+      this.rejectedMetric.inc({ plugin_id: this.id, reason }, n);
     return answers;
   }
 
