@@ -1,5 +1,6 @@
 import { concatFilter } from './filters/concat.ts';
 import { grepFilter } from './filters/grep.ts';
+import { parserFilter } from './filters/parser/index.ts';
 import { recordModifierFilter } from './filters/record-modifier.ts';
 import { recordTransformerFilter } from './filters/record-transformer.ts';
 import { rewriteTagFilter } from './filters/rewrite-tag.ts';
@@ -23,6 +24,7 @@ export function builtinRegistry(): ComponentRegistry {
     httpInput,
     forwardInput,
     grepFilter,
+    parserFilter,
     recordModifierFilter,
     recordTransformerFilter,
     rewriteTagFilter,
