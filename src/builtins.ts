@@ -7,6 +7,7 @@ import { rewriteTagFilter } from './filters/rewrite-tag.ts';
 import { throttleFilter } from './filters/throttle.ts';
 import { forwardInput } from './inputs/forward/index.ts';
 import { httpInput } from './inputs/http.ts';
+import { cloudwatchLogsOutput } from './outputs/cloudwatch-logs/index.ts';
 import { elasticsearchOutput } from './outputs/elasticsearch/index.ts';
 import { fileOutput } from './outputs/file/index.ts';
 import { firehoseOutput } from './outputs/firehose/index.ts';
@@ -39,5 +40,6 @@ export function builtinRegistry(): ComponentRegistry {
     s3Output,
     firehoseOutput,
     kinesisStreamsOutput,
+    cloudwatchLogsOutput,
   );
 }

@@ -27,7 +27,7 @@ function modulesLoadedBy(yaml: string): string[] {
 }
 
 const AWS =
-  /\/node_modules\/@aws-sdk\/|\/node_modules\/@smithy\/|\/src\/aws\/credentials\.ts$|\/src\/outputs\/s3\/client\.ts$/;
+  /\/node_modules\/@aws-sdk\/|\/node_modules\/@smithy\/|\/src\/aws\/credentials\.ts$|\/src\/outputs\/(s3|cloudwatch-logs)\/client\.ts$/;
 
 describe('the AWS SDK is loaded only by configs with an AWS output', () => {
   it('a memory-buffer config with HTTP and stdout loads no @aws-sdk module', () => {
@@ -35,6 +35,10 @@ describe('the AWS SDK is loaded only by configs with an AWS output', () => {
     assert.ok(
       loaded.some((u) => u.endsWith('/src/outputs/s3/index.ts')),
       'the hook saw the s3 output registered',
+    );
+    assert.ok(
+      loaded.some((u) => u.endsWith('/src/outputs/cloudwatch-logs/index.ts')),
+      'the hook saw the cloudwatch_logs output registered',
     );
     assert.deepEqual(
       loaded.filter((u) => AWS.test(u)),
@@ -53,5 +57,14 @@ describe('the AWS SDK is loaded only by configs with an AWS output', () => {
     );
     assert.ok(loaded.some((u) => /\/node_modules\/@aws-sdk\/client-s3\//.test(u)));
     assert.ok(loaded.some((u) => u.endsWith('/src/outputs/s3/client.ts')));
+  });
+
+  it('a config with a cloudwatch_logs output loads the CloudWatch Logs client at start', () => {
+    const loaded = modulesLoadedBy(
+      'inputs: [{ type: http, port: 0 }]\noutputs: [{ type: cloudwatch_logs, log_group_name: app, log_stream_prefix: k-, endpoint: "http://127.0.0.1:1" }]',
+    );
+    assert.ok(loaded.some((u) => /\/node_modules\/@aws-sdk\/client-cloudwatch-logs\//.test(u)));
+    assert.ok(loaded.some((u) => u.endsWith('/src/outputs/cloudwatch-logs/client.ts')));
+    assert.ok(!loaded.some((u) => /\/node_modules\/@aws-sdk\/client-s3\//.test(u)), 'and not the S3 client');
   });
 });

@@ -1,3 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Estuary } from '../../src/app.ts';
 import { builtinRegistry } from '../../src/builtins.ts';
 import { loadConfig } from '../../src/config/load.ts';
@@ -29,4 +33,27 @@ export async function startEstuary(yaml: string, env: NodeJS.ProcessEnv = {}, ex
     await admin.stop();
   };
   return { app, admin, metrics, readyz, healthz: adminUrl('/healthz'), stop };
+}
+
+/** A secret access key in AWS's documentation format: what `estuaryCheck` must never print. */
+export const AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY';
+export const AWS_KEY_ID = 'AKIAFAKEKEYID';
+
+/**
+ * `estuary check -c <file>` for this YAML, run as the CLI runs, with AWS credentials in its
+ * environment: the exit status and what it printed (an AWS output's test looks for the
+ * credentials in it).
+ */
+export function estuaryCheck(yaml: string): { status: number | null; stdout: string; stderr: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'estuary-check-'));
+  try {
+    const file = join(dir, 'estuary.yaml');
+    writeFileSync(file, yaml);
+    return spawnSync(process.execPath, ['bin/estuary.js', 'check', '-c', file], {
+      encoding: 'utf8',
+      env: { ...process.env, AWS_ACCESS_KEY_ID: AWS_KEY_ID, AWS_SECRET_ACCESS_KEY: AWS_SECRET },
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
