@@ -25,11 +25,8 @@ export interface Parsed {
 /** A line → its fields and time, or undefined when the line is not of the format. */
 export type LineParser = (text: string) => Parsed | undefined;
 
-/** What `multi_format` needs of the filter config, and each of its patterns is. */
-export type ParseConfig = Omit<PatternConfig, 'format'> & {
-  format: PatternConfig['format'] | 'multi_format';
-  patterns?: PatternConfig[];
-};
+/** What a line is read with: the filter's config, or one of multi_format's patterns. */
+export type ParseConfig = PatternConfig & { patterns?: PatternConfig[] };
 
 const keyList = (keys: string | string[]) => (typeof keys === 'string' ? keys.split(/\s*,\s*/) : keys);
 

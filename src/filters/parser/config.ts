@@ -116,6 +116,9 @@ export const schema = z
     /** The field to parse: a top-level key or a record path (`$.kubernetes.log`). */
     key_name: z.string().min(1).check(valid(parseRecordPath)),
     ...parseKeys,
+    format: parseKeys.format.optional(),
+    /** Fluent Bit's name for format (`Parser nginx`), as DESIGN.md's example writes it. */
+    parser: parseKeys.format.optional(),
     /** multi_format: formats tried in order, the first that reads the line wins. */
     patterns: z.array(pattern).min(1).optional(),
     /** Keep the record's other fields next to the parsed ones (a parsed field wins a clash). */
@@ -135,11 +138,18 @@ export const schema = z
   })
   .superRefine((c, ctx) => {
     const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
-    checkParse(c, ctx);
-    if (c.format === 'multi_format' && c.patterns === undefined)
+    const format = c.format ?? c.parser;
+    if (c.format !== undefined && c.parser !== undefined)
+      issue('parser', 'parser is another name for format: set one');
+    if (format === undefined) {
+      issue('format', `required: one of ${FORMATS.join(', ')} (or parser, as Fluent Bit names it)`);
+      return;
+    }
+    checkParse({ ...c, format }, ctx);
+    if (format === 'multi_format' && c.patterns === undefined)
       issue('patterns', 'format multi_format needs patterns');
-    if (c.format !== 'multi_format' && c.patterns !== undefined)
-      issue('patterns', `patterns is for format multi_format, not ${c.format}`);
+    if (format !== 'multi_format' && c.patterns !== undefined)
+      issue('patterns', `patterns is for format multi_format, not ${format}`);
     if (
       c.preserve_key !== undefined &&
       c.remove_key_name_field !== undefined &&

@@ -57,7 +57,9 @@ export const parserFilter = defineComponent({
   schema,
   create(config, deps): Filter {
     const path = parseRecordPath(config.key_name);
-    const parse = buildParser(config);
+    // The schema has checked that exactly one of the two is set.
+    const format = (config.format ?? config.parser)!;
+    const parse = buildParser({ ...config, format });
     const labels = { plugin_id: deps.id, type: 'parser' };
     // Once a minute at most each: a stream of bad lines must not become a stream of log lines.
     const logEvery = (level: 'warn' | 'debug', message: string) =>
@@ -95,7 +97,7 @@ export const parserFilter = defineComponent({
         if (tooLong(text, config.max_bytes))
           return failed(entry, `${config.key_name} is longer than max_bytes (${config.max_bytes})`);
         const parsed: Parsed | undefined = parse(chomp(text));
-        if (!parsed) return failed(entry, `${config.key_name} is not ${config.format}`);
+        if (!parsed) return failed(entry, `${config.key_name} is not ${format}`);
         if (parsed.badTime !== undefined) badTime({ value: String(parsed.badTime).slice(0, 100) });
         const out: Entry = {
           time: parsed.time ?? entry.time,

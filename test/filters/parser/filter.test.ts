@@ -139,6 +139,14 @@ describe('parser filter options', () => {
     assert.equal(await count(metrics, 'filterParseErrors', { plugin_id: 'p3' }), 1);
   });
 
+  it("parser is Fluent Bit's name for format (DESIGN.md's example writes it so)", () => {
+    const f = build('    key_name: log\n    parser: nginx\n');
+    const out = one(
+      f.apply(entry({ log: '::1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 5' }), 't'),
+    );
+    assert.equal(out.record.code, '200');
+  });
+
   it('a line without a time keeps the entry time', () => {
     const out = one(build('    key_name: log\n    format: logfmt\n').apply(entry({ log: 'a=1' }), 't'));
     assert.equal(out.time, BEFORE);
@@ -165,6 +173,14 @@ describe('parser filter config errors', () => {
   it('keys of another format, missing keys, contradictions, bad time settings', () => {
     const cases: [string, string][] = [
       ['    format: regexp\n', 'f.yaml:2: filters[0].expression: format regexp needs expression'],
+      [
+        '    format: json\n    parser: json\n',
+        'f.yaml:5: filters[0].parser: parser is another name for format: set one',
+      ],
+      [
+        '    reserve_data: true\n',
+        'f.yaml:2: filters[0].format: required: one of json, regexp, logfmt, ltsv, csv, tsv, cri, docker, nginx, apache2, apache_error, syslog, multi_format (or parser, as Fluent Bit names it)',
+      ],
       [
         '    format: nginx\n    expression: x\n',
         'f.yaml:5: filters[0].expression: expression is for format regexp, not nginx',
