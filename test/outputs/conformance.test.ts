@@ -118,6 +118,9 @@ function listeningLogger(onMessage: (msg: string) => void): Logger {
 
 const unbuilt = (output: Output): Built => ({ output, close: async () => {} });
 
+const AWS_CALLS_SIZED =
+  "calls are cut to the API's documented limits before they are sent (records, bytes per call and per record); the API has no 413 to split on";
+
 const FIXTURES: Record<string, Fixture> = {
   elasticsearch: {
     kind: 'http',
@@ -154,6 +157,36 @@ const FIXTURES: Record<string, Fixture> = {
       '413':
         'nothing to split: an object is one request up to 5GiB (and parts past that); S3 has no 413 per record',
     },
+  },
+  firehose: {
+    kind: 'http',
+    options(url, requestTimeout) {
+      useTestCredentials();
+      return { delivery_stream: 'conformance', endpoint: url, request_timeout: requestTimeout };
+    },
+    ok: (request) =>
+      awsJson({
+        FailedPutCount: 0,
+        Encrypted: false,
+        RequestResponses: recordsIn(request).map((_, i) => ({ RecordId: `r${i}` })),
+      }),
+    notApplicable: { '413': AWS_CALLS_SIZED },
+  },
+  kinesis_streams: {
+    kind: 'http',
+    options(url, requestTimeout) {
+      useTestCredentials();
+      return { stream: 'conformance', endpoint: url, request_timeout: requestTimeout };
+    },
+    ok: (request) =>
+      awsJson({
+        FailedRecordCount: 0,
+        Records: recordsIn(request).map((_, i) => ({
+          SequenceNumber: String(i),
+          ShardId: 'shardId-000000000000',
+        })),
+      }),
+    notApplicable: { '413': AWS_CALLS_SIZED },
   },
   forward: {
     kind: 'forward',
@@ -200,6 +233,20 @@ const FIXTURES: Record<string, Fixture> = {
     stalled: { none: 'the null output waits on nothing' },
   },
 };
+
+/** The records of a JSON 1.1 batch call (PutRecordBatch, PutRecords). */
+function recordsIn(request: SeenRequest): unknown[] {
+  return (JSON.parse(request.text) as { Records?: unknown[] }).Records ?? [];
+}
+
+/** A 200 answer of an AWS JSON 1.1 API. */
+function awsJson(body: unknown): Reply {
+  return {
+    status: 200,
+    headers: { 'content-type': 'application/x-amz-json-1.1' },
+    body: JSON.stringify(body),
+  };
+}
 
 // ───────────────────────────── sinks ─────────────────────────────
 
