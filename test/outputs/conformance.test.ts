@@ -188,6 +188,21 @@ const FIXTURES: Record<string, Fixture> = {
       }),
     notApplicable: { '413': AWS_CALLS_SIZED },
   },
+  cloudwatch_logs: {
+    kind: 'http',
+    options(url, requestTimeout) {
+      useTestCredentials();
+      return {
+        log_group_name: 'conformance',
+        log_stream_name: 'c',
+        endpoint: url,
+        request_timeout: requestTimeout,
+      };
+    },
+    // CreateLogStream, then PutLogEvents: both answer an empty object when they succeed.
+    ok: () => awsJson({}),
+    notApplicable: { '413': AWS_CALLS_SIZED },
+  },
   forward: {
     kind: 'forward',
     options: (port) => ({ servers: [{ host: '127.0.0.1', port }], connect_timeout: '2s' }),

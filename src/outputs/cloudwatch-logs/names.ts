@@ -72,12 +72,6 @@ export class Destinations {
     return this.pair(group, stream ?? this.fallbackStream(tag));
   }
 
-  /** Forgets what it resolved (tests; a memo is rebuilt as records come). */
-  clear(): void {
-    this.byKey.clear();
-    this.byTag.clear();
-  }
-
   private fallbackStream(tag: string): string {
     return this.stream ?? streamName(this.prefix + tag);
   }
@@ -95,11 +89,11 @@ export class Destinations {
 }
 
 /** A valid log group name: `[.\-_/#A-Za-z0-9]`, at most 512 characters. */
-export function groupName(name: string): string {
+function groupName(name: string): string {
   return name.replace(/[^.\-_/#A-Za-z0-9]/g, '_').slice(0, 512) || '_';
 }
 
 /** A valid log stream name: no `:` or `*`, at most 512 characters. */
-export function streamName(name: string): string {
+function streamName(name: string): string {
   return name.replace(/[:*]/g, '_').slice(0, 512) || '_';
 }
