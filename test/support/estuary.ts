@@ -9,6 +9,7 @@ import { silentLogger } from '../../src/logger.ts';
 import type { Factory } from '../../src/registry.ts';
 import { AdminServer, adminTarget } from '../../src/server/admin.ts';
 import { scriptedOutput } from './outputs.ts';
+import { sample } from './prom-text.ts';
 
 /**
  * An in-process Estuary from YAML (builtins, `type: scripted` and any `extra` types), with its
@@ -28,11 +29,21 @@ export async function startEstuary(yaml: string, env: NodeJS.ProcessEnv = {}, ex
   const adminUrl = (path: string) => `http://127.0.0.1:${admin.port}${path}`;
   const metrics = async () => (await fetch(adminUrl('/metrics'))).text();
   const readyz = async () => (await fetch(adminUrl('/readyz'))).status;
+  /** estuary_output_halted of an output: 1 while it is halted. */
+  const halted = async (id: string) =>
+    sample(await metrics(), 'estuary_output_halted', { plugin_id: id }).value;
+  /** Why an output is halted, as the admin status says ('' when it is not). */
+  const haltReason = async (id: string) => {
+    const status = (await (await fetch(adminUrl('/api/v1/status'))).json()) as {
+      outputs: { id: string; buffer: { haltReason?: string } }[];
+    };
+    return status.outputs.find((o) => o.id === id)?.buffer.haltReason ?? '';
+  };
   const stop = async () => {
     await app.stop();
     await admin.stop();
   };
-  return { app, admin, metrics, readyz, healthz: adminUrl('/healthz'), stop };
+  return { app, admin, metrics, readyz, halted, haltReason, healthz: adminUrl('/healthz'), stop };
 }
 
 /** A secret access key in AWS's documentation format: what `estuaryCheck` must never print. */

@@ -3,7 +3,6 @@ import { after, before, describe, it } from 'node:test';
 import { CloudWatchFake } from '../../support/cloudwatch-fake.ts';
 import { startEstuary } from '../../support/estuary.ts';
 import { postJson } from '../../support/http.ts';
-import { sample } from '../../support/prom-text.ts';
 import { freePort, waitFor } from '../../support/wait.ts';
 import './setup.ts';
 
@@ -38,26 +37,24 @@ outputs:
     buffer: { flush_interval: 100ms, retry: { wait: 100ms, max_interval: 300ms, randomize: false, max_times: 1 } }
 `);
     try {
-      const halted = async () =>
-        sample(await e.metrics(), 'estuary_output_halted', { plugin_id: 'cw' }).value;
       for (let seq = 0; seq < 20; seq++) {
         const res = await postJson(port, 'app.web', { seq, msg: 'GET /cart 200' });
         await res.arrayBuffer();
         assert.equal(res.status, 200);
       }
-      await waitFor(async () => (await halted()) === 1, { what: 'estuary_output_halted 1' });
-      const status = (await (await fetch(`http://127.0.0.1:${e.admin.port}/api/v1/status`)).json()) as {
-        outputs: { id: string; buffer: { haltReason?: string } }[];
-      };
+      await waitFor(async () => (await e.halted('cw')) === 1, { what: 'estuary_output_halted 1' });
       assert.match(
-        status.outputs.find((o) => o.id === 'cw')!.buffer.haltReason ?? '',
+        await e.haltReason('cw'),
         /The specified log group does not exist.*create the log group late-group, or set auto_create_group: true/,
       );
       assert.deepEqual(await e.app.buffer('cw')!.deadLetter.list(), []);
       assert.equal(fake.callsOf('CreateLogGroup').length, 0);
 
       fake.addGroup('late-group');
-      await waitFor(async () => (await halted()) === 0, { timeoutMs: 5000, what: 'the output to resume' });
+      await waitFor(async () => (await e.halted('cw')) === 0, {
+        timeoutMs: 5000,
+        what: 'the output to resume',
+      });
       const seqs = await waitFor(
         () => {
           const got = fake

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startEstuary } from '../../support/estuary.ts';
 import { postJson } from '../../support/http.ts';
-import { sample } from '../../support/prom-text.ts';
 import { S3rverServer, useTestCredentials } from '../../support/s3rver.ts';
 import { freePort, waitFor } from '../../support/wait.ts';
 
@@ -42,25 +41,20 @@ outputs:
     buffer: { flush_interval: 100ms, retry: { wait: 100ms, max_interval: 300ms, randomize: false, max_times: 1 } }
 `);
     try {
-      const halted = async () =>
-        sample(await e.metrics(), 'estuary_output_halted', { plugin_id: 'archive' }).value;
       for (let seq = 0; seq < 20; seq++) {
         const res = await postJson(port, 'app.web', { seq, msg: 'GET /cart 200' });
         await res.arrayBuffer();
         assert.equal(res.status, 200);
       }
-      await waitFor(async () => (await halted()) === 1, { what: 'estuary_output_halted 1' });
-      const haltReason = async () => {
-        const status = (await (await fetch(`http://127.0.0.1:${e.admin.port}/api/v1/status`)).json()) as {
-          outputs: { id: string; buffer: { haltReason?: string } }[];
-        };
-        return status.outputs.find((o) => o.id === 'archive')!.buffer.haltReason ?? '';
-      };
-      assert.match(await haltReason(), /NoSuchBucket.*create the bucket/);
+      await waitFor(async () => (await e.halted('archive')) === 1, { what: 'estuary_output_halted 1' });
+      assert.match(await e.haltReason('archive'), /NoSuchBucket.*create the bucket/);
       assert.deepEqual(await e.app.buffer('archive')!.deadLetter.list(), []);
 
       await server.createBucket('late-bucket');
-      await waitFor(async () => (await halted()) === 0, { timeoutMs: 5000, what: 'the output to resume' });
+      await waitFor(async () => (await e.halted('archive')) === 0, {
+        timeoutMs: 5000,
+        what: 'the output to resume',
+      });
       const seqs = await waitFor(
         async () => {
           const keys = await server.keys('late-bucket');
