@@ -1,22 +1,25 @@
+import { posixRanges, propertyRanges } from './unicode-class.ts';
+
 /**
  * Ruby (Onigmo) regular expressions, as Fluentd and Fluent Bit configs hold them, turned into
  * JavaScript ones that match the same lines. Written as `/…/imx` or bare.
  *
  * What differs, and what is done about it:
- * - Ruby's `^` and `$` are always line anchors: the JS regex gets the `m` flag. `\A`, `\z`, `\Z`
- *   become lookarounds on the whole text.
+ * - Ruby's `^` and `$` are always line anchors, at a `\n` only: lookarounds for a `\n` or the
+ *   text's end. `\A`, `\z`, `\Z` become lookarounds on the whole text.
  * - Ruby's `.` is everything but `\n` (JS also stops at `\r`, U+2028, U+2029): `[^\n]`. Ruby's
  *   `/m` is JS's dotall: `.` becomes `[\s\S]`. `/x` (and inline `(?x)`) drops spaces and
  *   `#` comments here.
- * - `\h` / `\H` (hex digit), `\R`, `\e`, `\a`, `\x{…}`, `(?'name'…)`, `\k'name'`, `{,n}`, POSIX
- *   brackets `[[:alpha:]]` (ASCII), `(?#…)`, inline `(?i)` (to the end of its group, as Onigmo
- *   reads it): rewritten.
+ * - `\h` / `\H` (hex digit), `\s` (ASCII space: JS's takes Unicode's), `\R`, `\e`, `\a`,
+ *   `\x{…}` / `\u{…}`, `(?'name'…)`, `\k'name'`, `{,n}`, `(?#…)`, inline `(?i)` (to the end of its
+ *   group, as Onigmo reads it): rewritten. POSIX brackets (`[[:alpha:]]`, Unicode as in Ruby)
+ *   and `\p{…}` become ranges (see unicode-class.ts).
  * - Atomic groups `(?>X)` and possessive `X*+` `X++` `X?+`: JS has neither; `(?=(X))\1` is the
  *   exact equivalent (a lookahead is atomic), with a named group so no numbering shifts.
  *   Ruby's `X{n,m}+` is not possessive but a repeat of the interval: `(?:X{n,m})+`.
  * - With named groups, Ruby's plain `(…)` groups do not capture: they become `(?:…)`.
- * What has no JS form (`\G`, `\K`, `\X`, `\p{…}`, `\g<…>` calls, numbered back-references next to
- * named groups, conditionals, absent operators, class intersections) is refused with its name.
+ * What has no JS form (`\G`, `\K`, `\X`, `\g<…>` calls, numbered back-references next to named
+ * groups, conditionals, absent operators, class intersections) is refused with its name.
  */
 export interface Translated {
   source: string;
@@ -39,29 +42,10 @@ interface Frame {
   inline?: boolean;
 }
 
-const POSIX: Record<string, string> = {
-  alpha: 'a-zA-Z',
-  digit: '0-9',
-  alnum: 'a-zA-Z0-9',
-  upper: 'A-Z',
-  lower: 'a-z',
-  space: '\\s',
-  blank: ' \\t',
-  punct: '!-\\/:-@\\[-`{-~',
-  xdigit: '0-9a-fA-F',
-  word: '\\w',
-  cntrl: '\\x00-\\x1f\\x7f',
-  print: '\\x20-\\x7e',
-  graph: '\\x21-\\x7e',
-  ascii: '\\x00-\\x7f',
-};
-
 const UNSUPPORTED_ESCAPES: Record<string, string> = {
   G: '\\G (match start anchor)',
   K: '\\K (keep)',
   X: '\\X (extended grapheme cluster)',
-  p: '\\p{…} (character property)',
-  P: '\\P{…} (character property)',
   g: '\\g<…> (subexpression call)',
   y: '\\y (text segment boundary)',
   Y: '\\Y (text segment boundary)',
@@ -210,6 +194,13 @@ export function translateOnigmo(expression: string): Translated {
         atom = -1;
         i++;
         break;
+      case '^':
+      case '$':
+        // Ruby's line anchors see only \n (JS's `m` flag also stops at \r, U+2028, U+2029).
+        out += c === '^' ? '(?<![^\n])' : '(?![^\n])';
+        atom = -1;
+        i++;
+        break;
       case '*':
       case '+':
       case '?':
@@ -242,7 +233,7 @@ export function translateOnigmo(expression: string): Translated {
   }
   closeInline();
   if (stack.length > 1) throw new OnigmoError('missing )');
-  return { source: out, flags: root.ignoreCase ? 'mi' : 'm', names };
+  return { source: out, flags: root.ignoreCase ? 'i' : '', names };
 }
 
 /** `\…` outside a class: its JS text, where the pattern goes on, and whether it is an assertion. */
@@ -259,6 +250,15 @@ function outsideClass(p: string, i: number): [string, number, boolean] {
     case 'b':
     case 'B':
       return [`\\${c}`, i + 2, true];
+    case 's':
+      return [`[${SPACE}]`, i + 2, false];
+    case 'S':
+      return [`[^${SPACE}]`, i + 2, false];
+    case 'p':
+    case 'P': {
+      const [set, next] = property(p, i);
+      return [`[${set}]`, next, false];
+    }
     case 'h':
       return ['[0-9a-fA-F]', i + 2, false];
     case 'H':
@@ -284,13 +284,27 @@ function common(p: string, i: number): [string, number] {
   if (c >= '1' && c <= '9') fail(`the numbered back-reference \\${c} (use a named group)`, i);
   if (c === 'e') return ['\\x1b', i + 2];
   if (c === 'a') return ['\\x07', i + 2];
-  if (c === 'x' && p[i + 2] === '{') {
-    const m = /^\\x\{([0-9a-fA-F]{1,8})\}/.exec(p.slice(i));
+  if ((c === 'x' || c === 'u') && p[i + 2] === '{') {
+    const m = /^\\[xu]\{([0-9a-fA-F]{1,8})\}/.exec(p.slice(i));
     const code = m ? Number.parseInt(m[1]!, 16) : Number.NaN;
-    if (!m || code > 0xffff) fail('a \\x{…} escape above U+FFFF', i);
+    if (!m || code > 0xffff) fail(`a \\${c}{…} escape above U+FFFF`, i);
     return [`\\u${code.toString(16).padStart(4, '0')}`, i + m[0].length];
   }
   return [`\\${c}`, i + 2];
+}
+
+/** Ruby's `\s`: ASCII whitespace only (JS's `\s` also takes U+00A0, U+2028 …). */
+const SPACE = '\\t\\n\\v\\f\\r ';
+/** Its complement, in a class: every other BMP character. */
+const NOT_SPACE = '\\x00-\\x08\\x0e-\\x1f\\x21-\\uffff';
+
+/** `\p{Name}`, `\p{^Name}`, `\P{Name}` at `i`: its members as class ranges, and where the pattern goes on. */
+function property(p: string, i: number): [string, number] {
+  const m = /^\\([pP])\{(\^?)([A-Za-z_][\w =]*)\}/.exec(p.slice(i));
+  if (!m) fail(`a \\${p[i + 1]} without {Name}`, i);
+  const set = propertyRanges(m[3]!, (m[1] === 'P') !== (m[2] === '^'));
+  if (set === undefined) fail(`the property \\p{${m[3]}}`, i);
+  return [set, i + m[0].length];
 }
 
 /** A bracket expression from `[` at `i`: its JS text and where the pattern goes on. */
@@ -312,7 +326,14 @@ function charClass(p: string, i: number): [string, number] {
     if (c === '\\') {
       const e = p[j + 1];
       if (e === 'h') out += '0-9a-fA-F';
-      else if (e === 'H' || e === 'R') fail(`\\${e} inside a character class`, j);
+      else if (e === 's') out += SPACE;
+      else if (e === 'S') out += NOT_SPACE;
+      else if (e === 'p' || e === 'P') {
+        const [set, next] = property(p, j);
+        out += set;
+        j = next;
+        continue;
+      } else if (e === 'H' || e === 'R') fail(`\\${e} inside a character class`, j);
       else {
         const [text, next] = common(p, j);
         out += text;
@@ -325,9 +346,8 @@ function charClass(p: string, i: number): [string, number] {
     if (c === '[') {
       const m = /^\[:(\^?)([a-z]+):\]/.exec(p.slice(j));
       if (!m) fail('a nested character class', j);
-      if (m[1]) fail(`the negated POSIX bracket [:^${m[2]}:]`, j);
-      const set = POSIX[m[2]!];
-      if (!set) fail(`the POSIX bracket [:${m[2]}:]`, j);
+      const set = posixRanges(m[2]!, m[1] === '^');
+      if (set === undefined) fail(`the POSIX bracket [:${m[1]}${m[2]}:]`, j);
       out += set;
       j += m[0].length;
       continue;
