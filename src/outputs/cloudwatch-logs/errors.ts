@@ -6,8 +6,9 @@ import { HaltError, RejectError, RetryableError, type WriteError } from '../../c
  * with a 400 that the shared AWS table (aws/errors.ts, where an unnamed 4xx halts) would read
  * otherwise:
  *
- *   InvalidParameterException            reject the call's events (the data: too large, out of
- *                                        order, a span over 24 hours)
+ *   InvalidParameterException            PutLogEvents: reject the call's events (the data: too
+ *                                        large, out of order, a span over 24 hours); a create
+ *                                        call: halt (its settings are the configuration's)
  *   ResourceNotFoundException            halt: the group or stream is missing and may not be
  *                                        created (the output creates it first when allowed)
  *   LimitExceededException               halt: an account quota (groups, streams) is reached
@@ -24,12 +25,17 @@ export function errorCode(err: unknown): string | undefined {
   return typeof name === 'string' ? name : undefined;
 }
 
-export function classifyCloudWatchError(err: unknown, at: string, hint?: string): WriteError {
+/** Which call failed: PutLogEvents carries data; the others carry the configuration's names and settings. */
+export type CallKind = 'data' | 'setup';
+
+export function classifyCloudWatchError(err: unknown, at: string, kind: CallKind, hint?: string): WriteError {
   const code = errorCode(err);
   const message = `${at}: ${code === undefined ? '' : `${code}: `}${err instanceof Error ? err.message : String(err)}`;
   switch (code) {
     case 'InvalidParameterException':
-      return new RejectError(message, { cause: err });
+      return kind === 'data'
+        ? new RejectError(message, { cause: err })
+        : new HaltError(`${message} (check the output's log group settings)`, { cause: err });
     case 'ResourceNotFoundException':
       return new HaltError(
         `${message} (${hint ?? 'create it'}; the output resumes by itself once it exists)`,

@@ -168,7 +168,7 @@ export class CloudWatchLogsOutput implements Output {
     } catch (err) {
       const error: WriteError = signal.aborted
         ? abortError(signal, at)
-        : classifyCloudWatchError(err, `${at}: PutLogEvents`, this.missingHint(err, dest));
+        : classifyCloudWatchError(err, `${at}: PutLogEvents`, 'data', this.missingHint(err, dest));
       if (error instanceof RejectError)
         this.rejectedMetric.inc({ plugin_id: this.id, reason: 'InvalidParameterException' }, events.length);
       throw error;
@@ -236,6 +236,7 @@ export class CloudWatchLogsOutput implements Output {
         throw classifyCloudWatchError(
           err,
           at,
+          'setup',
           `create the log group ${dest.group}, or set auto_create_group: true`,
         );
     }
@@ -244,7 +245,8 @@ export class CloudWatchLogsOutput implements Output {
       await sender.createStream(dest.group, dest.stream, signal);
       this.logger.info({ group: dest.group, stream: dest.stream }, 'log stream created');
     } catch (err) {
-      if (errorCode(err) !== 'ResourceAlreadyExistsException') throw classifyCloudWatchError(err, at);
+      if (errorCode(err) !== 'ResourceAlreadyExistsException')
+        throw classifyCloudWatchError(err, at, 'setup');
     }
   }
 
@@ -259,14 +261,14 @@ export class CloudWatchLogsOutput implements Output {
         if (days > 0) this.retentionPending.add(group);
       } catch (err) {
         if (errorCode(err) !== 'ResourceAlreadyExistsException')
-          throw classifyCloudWatchError(err, `cloudwatch_logs ${group}: CreateLogGroup`);
+          throw classifyCloudWatchError(err, `cloudwatch_logs ${group}: CreateLogGroup`, 'setup');
       }
     }
     if (!this.retentionPending.has(group)) return;
     try {
       await sender.putRetention(group, days, signal);
     } catch (err) {
-      throw classifyCloudWatchError(err, `cloudwatch_logs ${group}: PutRetentionPolicy`);
+      throw classifyCloudWatchError(err, `cloudwatch_logs ${group}: PutRetentionPolicy`, 'setup');
     }
     this.retentionPending.delete(group);
   }

@@ -4,6 +4,7 @@ import { makeChunk } from '../../../src/buffer/chunk.ts';
 import { HaltError, RetryableError } from '../../../src/core/errors.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import type { Output } from '../../../src/outputs/output.ts';
+import { awsJsonError } from '../../support/aws-json-fake.ts';
 import { CloudWatchFake, CW_LIMITS, THROTTLED, UNAVAILABLE } from '../../support/cloudwatch-fake.ts';
 import { NO_DEADLINE } from '../../support/outputs.ts';
 import { sample } from '../../support/prom-text.ts';
@@ -371,6 +372,22 @@ describe('cloudwatch_logs output: groups and streams', () => {
     assert.equal(await o.write(chunkOf([{ n: 2 }], { id: 'c2' }), NO_DEADLINE), undefined);
     assert.deepEqual(fake.messages('app', 'main'), ['{"n":2}']);
     assert.equal(fake.callsOf('CreateLogStream').length, 2);
+  });
+
+  it('CreateLogGroup refusing its settings (InvalidParameterException) halts: the data is not at fault', async () => {
+    fake.script = (c) =>
+      c.op === 'CreateLogGroup'
+        ? awsJsonError(400, 'InvalidParameterException', 'Invalid tag key')
+        : undefined;
+    const o = output({ log_group_name: 'g', auto_create_group: true, log_group_tags: { team: 'web' } });
+    await assert.rejects(o.write(chunkOf([{ n: 1 }]), NO_DEADLINE), (err) => {
+      assert.ok(err instanceof HaltError, String(err));
+      assert.match(
+        err.message,
+        /g: CreateLogGroup: InvalidParameterException: Invalid tag key \(check the output's log group settings\)/,
+      );
+      return true;
+    });
   });
 
   it('PutRetentionPolicy denied: the output halts; once allowed, the next write sets the retention', async () => {
