@@ -1,4 +1,4 @@
-import type { Format, Values } from './format.ts';
+import { type Format, setField, type Values } from './format.ts';
 
 /**
  * One CSV line (RFC 4180 quoting: `"a ""quoted"" value"`), split by `delimiter`; undefined when a
@@ -45,7 +45,7 @@ function splitCsv(text: string, delimiter: string): (string | null)[] | undefine
 function byKeys(keys: readonly string[], fields: readonly (string | null)[]): Values {
   const out: Values = {};
   // Fields past the keys are dropped and missing ones left out, as Fluentd zips them.
-  for (let i = 0; i < keys.length && i < fields.length; i++) out[keys[i]!] = fields[i];
+  for (let i = 0; i < keys.length && i < fields.length; i++) setField(out, keys[i]!, fields[i]);
   return out;
 }
 

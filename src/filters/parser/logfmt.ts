@@ -1,4 +1,4 @@
-import type { Format, Values } from './format.ts';
+import { type Format, setField, type Values } from './format.ts';
 
 const isSpace = (c: number) => c === 32 || c === 9;
 
@@ -31,7 +31,7 @@ export const logfmt: Format = {
       const key = text.slice(keyStart, i);
       if (text[i] === '"') return undefined;
       if (text[i] !== '=') {
-        out[key] = true;
+        setField(out, key, true);
         any = true;
         continue;
       }
@@ -40,12 +40,12 @@ export const logfmt: Format = {
         let end = i + 1;
         while (end < text.length && text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
         if (end >= text.length) return undefined;
-        out[key] = unquote(text.slice(i + 1, end));
+        setField(out, key, unquote(text.slice(i + 1, end)));
         i = end + 1;
       } else {
         const start = i;
         while (i < text.length && !isSpace(text.charCodeAt(i))) i++;
-        out[key] = text.slice(start, i);
+        setField(out, key, text.slice(start, i));
       }
       any = true;
     }

@@ -1,4 +1,4 @@
-import type { Format, Values } from './format.ts';
+import { type Format, setField, type Values } from './format.ts';
 
 /**
  * Labeled tab-separated values (`host:127.0.0.1<TAB>req:GET / HTTP/1.1`): a field without the
@@ -12,7 +12,7 @@ export function ltsv(delimiter = '\t', labelDelimiter = ':'): Format {
       for (const field of text.split(delimiter)) {
         const at = field.indexOf(labelDelimiter);
         if (at < 0) continue;
-        out[field.slice(0, at)] = field.slice(at + labelDelimiter.length);
+        setField(out, field.slice(0, at), field.slice(at + labelDelimiter.length));
         any = true;
       }
       return any ? out : undefined;

@@ -293,6 +293,10 @@ describe('parser formats: structured text', () => {
     );
     assert.deepEqual(e.record, { level: 'info', msg: 'GET "/" done', took: '12ms', cached: true, empty: '' });
     assert.equal(iso(e.time), '2023-11-14T22:13:20.250000000Z');
+    // A field named __proto__ is a field, not the record's prototype.
+    const proto = parseLine('logfmt', '__proto__=x a=1', '    reserve_data: true\n');
+    assert.equal(Object.getOwnPropertyDescriptor(proto.record, '__proto__')?.value, 'x');
+    assert.equal(Object.getPrototypeOf(proto.record), Object.prototype);
     assertUnparsed('logfmt', 'msg="never closed');
     assertUnparsed('logfmt', '=value');
     assertUnparsed('logfmt', '   ');
