@@ -13,8 +13,8 @@ export type TimeReader = (text: string) => EventTime | undefined;
 
 interface Fields {
   year?: number;
-  month: number;
-  day: number;
+  month?: number;
+  day?: number;
   yday?: number;
   hour: number;
   minute: number;
@@ -185,7 +185,7 @@ function directive(d: string): Step | undefined {
  * Compiles `format`; throws on a directive it does not know (so a config error names it).
  * `offset` (seconds east of UTC) applies when the text carries no zone; a format without a
  * year takes the current one (the previous one for a date more than a day ahead: a December
- * line read in January).
+ * line read in January), one without any date today's.
  */
 export function compileStrptime(format: string, offset = 0): TimeReader {
   const steps: Step[] = [];
@@ -204,7 +204,7 @@ export function compileStrptime(format: string, offset = 0): TimeReader {
     i += expanded[i + 1] === ':' ? 2 : 1;
   }
   return (text) => {
-    const f: Fields = { month: 1, day: 1, hour: 0, minute: 0, second: 0, nsec: 0 };
+    const f: Fields = { hour: 0, minute: 0, second: 0, nsec: 0 };
     let pos = 0;
     for (const step of steps) {
       pos = step(text, pos, f);
@@ -219,10 +219,19 @@ function toEventTime(f: Fields, defaultOffset: number): EventTime | undefined {
   if (f.epoch !== undefined) return new EventTime(f.epoch, f.nsec);
   const hour = f.pm === undefined ? f.hour : f.hour + (f.pm ? 12 : 0);
   const offset = f.offset ?? defaultOffset;
+  if (f.year === undefined && f.month === undefined && f.day === undefined && f.yday === undefined) {
+    // A time of day alone is today's, as Ruby's Time.strptime (Fluentd) reads it.
+    const today = new Date();
+    f.year = today.getUTCFullYear();
+    f.month = today.getUTCMonth() + 1;
+    f.day = today.getUTCDate();
+  }
+  const month = f.month ?? 1;
+  const dayOfMonth = f.day ?? 1;
   const at = (year: number) => {
-    const day = Date.UTC(year, f.yday === undefined ? f.month - 1 : 0, f.yday ?? f.day);
+    const day = Date.UTC(year, f.yday === undefined ? month - 1 : 0, f.yday ?? dayOfMonth);
     // Date.UTC rolls 31 Feb into March: a day the month lacks is not a date.
-    if (f.yday === undefined && new Date(day).getUTCDate() !== f.day) return undefined;
+    if (f.yday === undefined && new Date(day).getUTCDate() !== dayOfMonth) return undefined;
     return day / 1000 + hour * 3600 + f.minute * 60 + f.second - offset;
   };
   let sec: number | undefined;

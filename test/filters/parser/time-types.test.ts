@@ -33,6 +33,11 @@ describe('strptime', () => {
       '2024-01-15T14:05:00.000000000Z',
     );
     assert.equal(read('%I:%M %p %D', '12:00 AM 01/15/24'), '2024-01-15T00:00:00.000000000Z');
+    // A time of day alone is today's, as Ruby reads it.
+    assert.equal(
+      read('%H:%M:%S', '01:02:03'),
+      `${new Date().toISOString().slice(0, 10)}T01:02:03.000000000Z`,
+    );
     assert.equal(read('%Y %j %H', '2024 060 01'), '2024-02-29T01:00:00.000000000Z');
     assert.equal(read('%s.%N', '1700000000.000000001'), '2023-11-14T22:13:20.000000001Z');
     assert.equal(read('%y%m%d %R', '991231 23:59'), '1999-12-31T23:59:00.000000000Z');
