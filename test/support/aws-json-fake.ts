@@ -1,4 +1,13 @@
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 /**
@@ -57,30 +66,47 @@ export function signedKeyId(headers: IncomingHttpHeaders, service: string): stri
   return m ? m[1]! : null;
 }
 
+/** PEM files of a certificate and its key: the server speaks HTTPS with them. */
+export interface TlsFiles {
+  cert: string;
+  key: string;
+}
+
 /** The HTTP side: collects each request's body and writes the handler's reply (or never answers). */
 export class AwsJsonServer {
   private readonly server: Server;
+  private readonly scheme: 'http' | 'https';
 
-  private constructor(handle: AwsJsonHandler) {
-    this.server = createServer((req, res) => {
+  private constructor(handle: AwsJsonHandler, tls: TlsFiles | undefined) {
+    const serve = (req: IncomingMessage, res: ServerResponse) => {
       const parts: Buffer[] = [];
       req.on('data', (d: Buffer) => parts.push(d));
       req.on('end', () => {
         const reply = handle(req.method ?? '', req.headers, Buffer.concat(parts));
         if (reply === 'hang') return;
-        res.writeHead(reply.status, reply.headers).end(reply.body);
+        // AWS puts a request id on every answer; Fluent Bit takes a 200 without one for a broken answer.
+        res.writeHead(reply.status, { 'x-amzn-requestid': randomUUID(), ...reply.headers }).end(reply.body);
       });
-    });
+    };
+    this.scheme = tls ? 'https' : 'http';
+    // Agents that only speak TLS to AWS (Fluent Bit) get a self-signed certificate to trust.
+    this.server = tls
+      ? createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, serve)
+      : createServer(serve);
   }
 
-  static async start(handle: AwsJsonHandler): Promise<AwsJsonServer> {
-    const s = new AwsJsonServer(handle);
+  static async start(handle: AwsJsonHandler, tls?: TlsFiles): Promise<AwsJsonServer> {
+    const s = new AwsJsonServer(handle, tls);
     await new Promise<void>((resolve) => s.server.listen(0, '127.0.0.1', resolve));
     return s;
   }
 
   get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return `${this.scheme}://127.0.0.1:${this.port}`;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
   }
 
   close(): Promise<void> {

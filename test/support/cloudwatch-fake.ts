@@ -6,6 +6,7 @@ import {
   awsJsonError,
   awsJsonOk,
   signedKeyId,
+  type TlsFiles,
 } from './aws-json-fake.ts';
 
 /**
@@ -104,15 +105,22 @@ export class CloudWatchFake {
   now: () => number = Date.now;
   private server: AwsJsonServer | undefined;
 
-  static async start(options: { keys?: string[] } = {}): Promise<CloudWatchFake> {
+  static async start(options: { keys?: string[]; tls?: TlsFiles } = {}): Promise<CloudWatchFake> {
     const fake = new CloudWatchFake();
     for (const k of options.keys ?? ['FAKEKEY']) fake.knownKeys.add(k);
-    fake.server = await AwsJsonServer.start((method, headers, body) => fake.handle(method, headers, body));
+    fake.server = await AwsJsonServer.start(
+      (method, headers, body) => fake.handle(method, headers, body),
+      options.tls,
+    );
     return fake;
   }
 
   get url(): string {
     return this.server!.url;
+  }
+
+  get port(): number {
+    return this.server!.port;
   }
 
   addGroup(name: string, retentionInDays?: number): FakeGroup {
