@@ -7,7 +7,9 @@ import { textTime } from './time.ts';
  * Web server logs, with the fields of Fluent Bit's parsers.conf. Their regexes are rewritten
  * so that every quantifier stops at a character it cannot take: a line fails or matches in
  * one pass, never by backtracking over it. The quoted request, which Fluent Bit splits with a
- * lazy group (quadratic on a long line), is taken whole and split here.
+ * lazy group (quadratic on a long line), is taken whole and split here. That also keeps the
+ * request inside its quotes: Fluent Bit's `(?<method>\S+)` runs past the closing quote of a
+ * one-word request (`"GET"`, `"-"`, `""`) and reads the rest of the line into the wrong fields.
  */
 
 const CLF_TIME = { key: 'time', read: textTime(compileStrptime('%d/%b/%Y:%H:%M:%S %z')), keep: false };
@@ -82,7 +84,8 @@ function accessLog(
     }
     out.user = g.user;
     out.time = g.time;
-    if (!split(g.request as string, out)) return undefined;
+    // nginx logs `""` for a connection that sent no request: a line without method and path.
+    if (g.request !== '' && !split(g.request as string, out)) return undefined;
     out.code = g.code;
     out.size = g.size;
     if (g.referer !== undefined) out.referer = g.referer;

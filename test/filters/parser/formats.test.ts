@@ -120,11 +120,16 @@ describe('parser formats: web server logs', () => {
     );
   });
 
-  it('access-log lines that are not: JSON, a missing bracket, an empty request', () => {
+  it('access-log lines that are not: JSON, a missing bracket, a request opening with a space', () => {
     for (const format of ['nginx', 'apache2']) {
       assertUnparsed(format, '{"remote":"1.2.3.4"}');
       assertUnparsed(format, '1.2.3.4 - - 10/Oct/2000:13:55:36 -0700 "GET / HTTP/1.1" 200 5');
-      assertUnparsed(format, '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "" 400 0 "-" "-"');
+      assertUnparsed(format, '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] " GET /" 400 0 "-" "-"');
+      // What nginx logs for a connection that sent nothing: a line without method and path.
+      const empty = parseLine(format, '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "" 400 0 "-" "-"');
+      assert.equal(empty.record.method, undefined);
+      assert.equal(empty.record.code, '400');
+      assert.equal(empty.record.agent, '-');
     }
     assertUnparsed('apache_error', 'File does not exist');
   });

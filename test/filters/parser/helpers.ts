@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import type { TestContext } from 'node:test';
 import { builtinRegistry } from '../../../src/builtins.ts';
 import { ConfigError } from '../../../src/config/errors.ts';
 import { loadConfig } from '../../../src/config/load.ts';
@@ -52,3 +54,17 @@ export function assertUnparsed(format: string, line: string, extra = ''): void {
 }
 
 export const iso = (t: EventTime) => t.toIso();
+
+/**
+ * Runs a Ruby script with `input` as JSON on stdin and reads its JSON answer; skips the test
+ * (saying how to get Ruby) where there is none. A script that fails fails the test.
+ */
+export function ruby<T>(t: TestContext, script: string, input: unknown, args: string[] = []): T | undefined {
+  const run = spawnSync('ruby', ['-e', script, ...args], { input: JSON.stringify(input), encoding: 'utf8' });
+  if (run.error) {
+    t.skip(`no ruby (${run.error.message}): run ../shared/interop/install-fluentd-deps.sh`);
+    return undefined;
+  }
+  assert.equal(run.status, 0, run.stderr);
+  return JSON.parse(run.stdout) as T;
+}

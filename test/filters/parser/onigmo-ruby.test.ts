@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { compileOnigmo } from '../../../src/filters/parser/onigmo.ts';
+import { ruby } from './helpers.ts';
 
 /**
  * The translation checked against Onigmo itself: Ruby (as Fluentd runs it, from
@@ -99,13 +99,8 @@ function ours(expression: string, text: string): Captures {
 
 describe('Onigmo translation agrees with Ruby', () => {
   it('named captures of every case are those Ruby gives', (t) => {
-    const ruby = spawnSync('ruby', ['-e', RUBY], { input: JSON.stringify(CASES), encoding: 'utf8' });
-    if (ruby.error) {
-      t.skip(`no ruby (${ruby.error.message}): run ../shared/interop/install-fluentd-deps.sh`);
-      return;
-    }
-    assert.equal(ruby.status, 0, ruby.stderr);
-    const expected = JSON.parse(ruby.stdout) as Captures[][];
+    const expected = ruby<Captures[][]>(t, RUBY, CASES);
+    if (!expected) return;
     const mismatches: string[] = [];
     CASES.forEach(([expression, texts], i) => {
       texts.forEach((text, j) => {
