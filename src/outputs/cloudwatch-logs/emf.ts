@@ -3,6 +3,7 @@ import type { EntryCursor } from '../../core/entry-cursor.ts';
 import type { JsonBuffer } from '../../core/json-buffer.ts';
 import { valueAt } from '../../core/msgpack-fields.ts';
 import { writeJson } from '../../core/msgpack-json.ts';
+import { ARRAY, FLOAT, INT, newHeader, readHeader, STR } from '../../protocol/forward/msgpack-scan.ts';
 import { ABSENT, bytePathUsable, findPath, UNSURE } from '../elasticsearch/record-fields.ts';
 import type { MetricSpec } from './config.ts';
 
@@ -44,6 +45,8 @@ const TIMESTAMP = Buffer.from('"_aws":{"Timestamp":');
 const METRICS = Buffer.from('],"Metrics":[');
 const END = Buffer.from(']}]}}');
 const EMPTY_SET = Buffer.from('[]');
+
+const h = newHeader();
 
 /** EMF's limit on the values of one metric given as an array. */
 const MAX_VALUES = 100;
@@ -88,10 +91,11 @@ export class EmfWriter {
     this.decoded = undefined;
     this.decode = () => cursor.decode(tag).record;
     try {
-      if (this.value(AWS) !== undefined) return;
-      const metrics = this.metrics.filter((m) => isMetricValue(this.value(m.field)));
+      const own = this.locate(AWS);
+      if (own >= 0 || (own === UNSURE && this.decodedField(AWS) !== undefined)) return;
+      const metrics = this.metrics.filter((m) => this.isMetric(m.field));
       if (metrics.length === 0) return;
-      const sets = this.sets.filter((set) => set.fields.every((f) => isDimensionValue(this.value(f))));
+      const sets = this.sets.filter((set) => set.fields.every((f) => this.isDimension(f)));
       if (this.sets.length > 0 && sets.length === 0) return;
       // Reopen the record's map: `_aws` goes before its closing brace.
       out.n -= 1;
@@ -118,12 +122,39 @@ export class EmfWriter {
     }
   }
 
-  /** A top-level field of the record being written, as decoding gives it (undefined: absent). */
-  private value(f: Field): unknown {
-    const src = this.src;
-    const at = f.bytes === undefined ? UNSURE : findPath(src, this.start, src.length, f.bytes);
-    if (at === ABSENT) return undefined;
-    if (at !== UNSURE) return valueAt(src, at, src.length);
+  /** Whether the record's field can be this metric's target: read from the bytes for the usual scalars. */
+  private isMetric(f: Field): boolean {
+    const at = this.locate(f);
+    if (at === UNSURE) return isMetricValue(this.decodedField(f));
+    if (at === ABSENT || readHeader(this.src, at, this.src.length, h) < 0) return false;
+    if (h.type === INT) return true;
+    if (h.type === FLOAT) return Number.isFinite(h.value);
+    return h.type === ARRAY && isMetricValue(valueAt(this.src, at, this.src.length));
+  }
+
+  /** Whether the record's field can be a dimension's target; ASCII strings of up to 1024 bytes are read in place. */
+  private isDimension(f: Field): boolean {
+    const at = this.locate(f);
+    if (at === UNSURE) return isDimensionValue(this.decodedField(f));
+    if (at === ABSENT) return false;
+    const body = readHeader(this.src, at, this.src.length, h);
+    if (body < 0 || h.type !== STR) return false;
+    if (h.length > 1024) return isDimensionValue(valueAt(this.src, at, this.src.length));
+    for (let i = body; i < body + h.length; i++) {
+      const b = this.src[i]!;
+      // Beyond ASCII, whitespace is the decoded string's to tell (U+00A0 and the like).
+      if (b >= 0x80) return isDimensionValue(valueAt(this.src, at, this.src.length));
+      if (b !== 0x20 && (b < 0x09 || b > 0x0d)) return true;
+    }
+    return false;
+  }
+
+  /** Where the field's value starts in the record being written, ABSENT, or UNSURE (decode it). */
+  private locate(f: Field): number {
+    return f.bytes === undefined ? UNSURE : findPath(this.src, this.start, this.src.length, f.bytes);
+  }
+
+  private decodedField(f: Field): unknown {
     this.decoded ??= this.decode();
     return Object.hasOwn(this.decoded, f.name) ? this.decoded[f.name] : undefined;
   }

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
-import { makeChunk } from '../../../src/buffer/chunk.ts';
 import { HaltError, RetryableError } from '../../../src/core/errors.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import type { Output } from '../../../src/outputs/output.ts';
@@ -9,7 +8,7 @@ import { CloudWatchFake, CW_LIMITS, THROTTLED, UNAVAILABLE } from '../../support
 import { NO_DEADLINE } from '../../support/outputs.ts';
 import { sample } from '../../support/prom-text.ts';
 import { waitFor } from '../../support/wait.ts';
-import { chunkOf, chunkOfTags, cloudwatch, T0 } from './setup.ts';
+import { chunkOf, chunkOfTags, cloudwatch, rawRecordChunk, T0 } from './setup.ts';
 
 /**
  * What the cloudwatch_logs output sends, driven through @aws-sdk/client-cloudwatch-logs against
@@ -87,20 +86,8 @@ describe('cloudwatch_logs output: messages', () => {
   });
 
   it('log_key bytes that are not UTF-8 are sent as the text they decode to, and counted as such', async () => {
-    // [T0, {"log": "a\xffb"}]: a str whose bytes are not UTF-8, as a sender may put them.
-    const payload = Buffer.from([
-      0x92,
-      0xce,
-      ...Buffer.from(new Uint32Array([T0]).buffer).reverse(),
-      0x81,
-      0xa3,
-      ...Buffer.from('log'),
-      0xa3,
-      0x61,
-      0xff,
-      0x62,
-    ]);
-    const chunk = makeChunk('c1', [{ tag: 'app', payload, count: 1, bytes: payload.length }], 0);
+    // {"log": "a\xffb"}: a str whose bytes are not UTF-8, as a sender may put them.
+    const chunk = rawRecordChunk([0x81, 0xa3, ...Buffer.from('log'), 0xa3, 0x61, 0xff, 0x62]);
     assert.equal(await output({ log_key: 'log' }).write(chunk, NO_DEADLINE), undefined);
     assert.deepEqual(fake.messages('app', 'main'), ['a\ufffdb']);
     assert.equal(fake.callsOf('PutLogEvents')[0]!.bytes, Buffer.byteLength('a\ufffdb') + 26);

@@ -4,7 +4,7 @@ import type { Output } from '../../../src/outputs/output.ts';
 import { CloudWatchFake } from '../../support/cloudwatch-fake.ts';
 import { NO_DEADLINE } from '../../support/outputs.ts';
 import { EMF_SCHEMA, targetProblems, validateEmf } from './emf-schema.ts';
-import { chunkOf, cloudwatch, T0 } from './setup.ts';
+import { chunkOf, cloudwatch, rawRecordChunk, T0 } from './setup.ts';
 
 /**
  * log_format json/emf: the documents CloudWatch receives satisfy the Embedded Metric Format's
@@ -140,6 +140,10 @@ describe('cloudwatch_logs output: log_format json/emf', () => {
         { count: 1, duration_ms: Number.NaN, service: 's' }, // no level: no set left
         { count: [1, 2, 3], level: 'debug', service: 's' }, // an array of values
         {},
+        { count: 1, level: ' \t', service: 's' }, // a blank dimension value: no set left
+        { count: 1, level: '\u00a0', service: 's' }, // blank too, beyond ASCII
+        { count: 1, level: 'é'.repeat(600), service: 's' }, // 1200 bytes, 600 characters: taken
+        { count: 1, level: 'x'.repeat(1025), service: 's' }, // over 1024 characters
       ]),
       NO_DEADLINE,
     );
@@ -158,6 +162,36 @@ describe('cloudwatch_logs output: log_format json/emf', () => {
     assert.deepEqual(docs[3], { count: 1, duration_ms: null, service: 's' });
     assertEmf(docs[4]!);
     assert.deepEqual(docs[5], {});
+    assert.equal(docs[6]!._aws, undefined);
+    assert.equal(docs[7]!._aws, undefined);
+    assertEmf(docs[8]!);
+    assert.deepEqual(directive(docs[8]!)?.Dimensions, [['level'], ['level', 'service']]);
+    assert.equal(docs[9]!._aws, undefined);
+  });
+
+  it('a record the bytes cannot vouch for (a number key) is read decoded, to the same document', async () => {
+    // {1: "a", "count": 3, "level": "info"}: an integer key, as some senders write maps.
+    const chunk = rawRecordChunk([
+      0x83,
+      0x01,
+      0xa1,
+      ...Buffer.from('a'),
+      0xa5,
+      ...Buffer.from('count'),
+      0x03,
+      0xa5,
+      ...Buffer.from('level'),
+      0xa4,
+      ...Buffer.from('info'),
+    ]);
+    await cloudwatch(fake, outputs, EMF).write(chunk, NO_DEADLINE);
+    const [doc] = documents();
+    assertEmf(doc!);
+    assert.deepEqual({ ...doc, _aws: undefined }, { 1: 'a', count: 3, level: 'info', _aws: undefined });
+    assert.deepEqual(
+      (doc!._aws as { CloudWatchMetrics: { Dimensions: string[][] }[] }).CloudWatchMetrics[0]!.Dimensions,
+      [['level']],
+    );
   });
 
   it('without metric_dimensions the metrics have one empty dimension set', async () => {

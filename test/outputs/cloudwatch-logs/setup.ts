@@ -59,3 +59,15 @@ export function chunkOfTags(batches: { tag: string; records: LogRecord[] }[]): C
     0,
   );
 }
+
+/**
+ * A chunk of one entry `[T0, record]` whose record is these msgpack bytes as they are: what
+ * a sender may write that an encoder of JavaScript objects never would (a str that is not
+ * UTF-8, an integer key).
+ */
+export function rawRecordChunk(record: readonly number[]): Chunk {
+  const time = Buffer.alloc(4);
+  time.writeUInt32BE(T0);
+  const payload = Buffer.from([0x92, 0xce, ...time, ...record]);
+  return makeChunk('c1', [{ tag: 'app', payload, count: 1, bytes: payload.length }], 0);
+}
