@@ -127,6 +127,8 @@ export const schema = z
     preserve_key: z.boolean().optional(),
     /** With reserve_data: drop key_name (Fluentd's spelling; the default here). */
     remove_key_name_field: z.boolean().optional(),
+    /** Keep the record's own time even when the line has one (Fluentd's reserve_time). */
+    reserve_time: z.boolean().default(false),
     /** Prefix every parsed field's name with this. */
     inject_key_prefix: z.string().min(1).optional(),
     /** Put the parsed fields under this key instead of at the top. */

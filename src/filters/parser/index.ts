@@ -100,7 +100,7 @@ export const parserFilter = defineComponent({
         if (!parsed) return failed(entry, `${config.key_name} is not ${format}`);
         if (parsed.badTime !== undefined) badTime({ value: String(parsed.badTime).slice(0, 100) });
         const out: Entry = {
-          time: parsed.time ?? entry.time,
+          time: config.reserve_time ? entry.time : (parsed.time ?? entry.time),
           record: assemble(config, path, entry.record, parsed.values),
         };
         if (entry.metadata) out.metadata = entry.metadata;

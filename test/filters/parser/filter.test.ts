@@ -147,10 +147,15 @@ describe('parser filter options', () => {
     assert.equal(out.record.code, '200');
   });
 
-  it('a line without a time keeps the entry time', () => {
+  it('a line without a time keeps the entry time; reserve_time keeps it whatever the line says', () => {
     const out = one(build('    key_name: log\n    format: logfmt\n').apply(entry({ log: 'a=1' }), 't'));
     assert.equal(out.time, BEFORE);
     assert.ok(out.time instanceof EventTime);
+    const reserved = one(
+      build('    key_name: log\n    format: json\n    reserve_time: true\n').apply(entry({ log: LINE }), 't'),
+    );
+    assert.equal(reserved.time, BEFORE);
+    assert.deepEqual(reserved.record, { level: 'info', msg: 'hi', n: 1 }, 'the time field is still taken');
   });
 });
 
@@ -228,7 +233,7 @@ describe('parser filter config errors', () => {
 });
 
 describe('parser in a running Estuary (HTTP in)', () => {
-  it('a Go app JSON line inside a CRI line → parser cri → parser json (reserve_data) → the JSON fields delivered', async () => {
+  it('a Go app JSON line inside a CRI line → parser cri → parser json (reserve_data) → the JSON fields delivered; an nginx line → parser nginx', async () => {
     const port = await freePort();
     const e = await startEstuary(`
 service:
@@ -238,8 +243,9 @@ inputs:
 filters:
   - { type: parser, match: "kube.**", key_name: log, format: cri, reserve_data: true }
   - { type: parser, match: "kube.**", key_name: message, format: json, reserve_data: true }
+  - { type: parser, match: "nginx.**", key_name: log, format: nginx, types: "code:integer,size:integer" }
 outputs:
-  - { type: scripted, id: parser-e2e, match: "kube.**" }
+  - { type: scripted, id: parser-e2e, match: "kube.** nginx.**" }
 `);
     try {
       // What seed 001's Go service (log/slog JSONHandler) writes, as containerd stores it.
@@ -277,6 +283,26 @@ outputs:
         log: 'not a CRI line',
         kubernetes: { pod_name: 'golang-app-7d9f' },
       });
+      // Seed 004's access log line, as nginx's container writes it.
+      const access = await postJson(port, 'nginx.access', [
+        {
+          log: '10.244.1.17 - - [30/Nov/2026:06:12:03 +0000] "POST /api/v1/orders HTTP/1.1" 201 512 "-" "Go-http-client/1.1"\n',
+        },
+      ]);
+      assert.equal(access.status, 200);
+      await waitFor(() => out.delivered.length === 3, { what: 'the nginx record delivered' });
+      assert.deepEqual(out.delivered[2]!.record, {
+        remote: '10.244.1.17',
+        host: '-',
+        user: '-',
+        method: 'POST',
+        path: '/api/v1/orders',
+        code: 201,
+        size: 512,
+        referer: '-',
+        agent: 'Go-http-client/1.1',
+      });
+      assert.equal(out.delivered[2]!.time.toIso(), '2026-11-30T06:12:03.000000000Z');
       const metrics = await e.metrics();
       assert.match(metrics, /estuary_filter_parse_errors_total\{plugin_id="parser\.0",type="parser"\} 1\n/);
     } finally {
