@@ -151,12 +151,6 @@ export class Metrics {
     labelNames: PLUGIN,
     registers: [this.registry],
   });
-  readonly filterParseErrors = new Counter({
-    name: 'estuary_filter_parse_errors_total',
-    help: 'Records a parser filter could not parse (no match, not of the format, over max_bytes, key_name not text); they pass on unchanged unless emit_invalid_record_to_error drops them.',
-    labelNames: PLUGIN,
-    registers: [this.registry],
-  });
   readonly recordsDelivered = new Counter({
     name: 'estuary_output_records_delivered_total',
     help: 'Records an output wrote successfully.',
