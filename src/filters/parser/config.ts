@@ -148,8 +148,19 @@ export const schema = z
       return;
     }
     checkParse({ ...c, format }, ctx);
-    if (format === 'multi_format' && c.patterns === undefined)
-      issue('patterns', 'format multi_format needs patterns');
+    if (format === 'multi_format') {
+      if (c.patterns === undefined) issue('patterns', 'format multi_format needs patterns');
+      // Each pattern reads its own time and types: one set here would be silently ignored.
+      for (const key of [
+        'time_key',
+        'time_format',
+        'time_type',
+        'time_keep',
+        'time_offset',
+        'types',
+      ] as const)
+        if (c[key] !== undefined) issue(key, `with multi_format, ${key} goes in each of patterns`);
+    }
     if (format !== 'multi_format' && c.patterns !== undefined)
       issue('patterns', `patterns is for format multi_format, not ${format}`);
     if (

@@ -201,6 +201,10 @@ describe('parser filter config errors', () => {
         'f.yaml:5: filters[0].patterns: patterns is for format multi_format, not json',
       ],
       [
+        '    format: multi_format\n    types: a:integer\n    patterns: [{ format: json }]\n',
+        'f.yaml:5: filters[0].types: with multi_format, types goes in each of patterns',
+      ],
+      [
         '    format: multi_format\n    patterns:\n      - { format: regexp }\n',
         'f.yaml:6: filters[0].patterns[0].expression: format regexp needs expression',
       ],
