@@ -4,7 +4,7 @@ import type { PatternConfig } from './config.ts';
 import { cri } from './cri.ts';
 import { csv, tsv } from './csv.ts';
 import type { Format, Values } from './format.ts';
-import { groupsOf } from './format.ts';
+import { groupsOf, setField } from './format.ts';
 import { docker, json } from './json.ts';
 import { logfmt } from './logfmt.ts';
 import { ltsv } from './ltsv.ts';
@@ -90,7 +90,8 @@ export function buildParser(c: ParseConfig): LineParser {
     const values = format.parse(text);
     if (!values) return undefined;
     const parsed: Parsed = { values };
-    const raw = timeKey === undefined ? undefined : values[timeKey];
+    // Own fields only: a time_key or a types name like `constructor` is not the prototype's.
+    const raw = timeKey !== undefined && Object.hasOwn(values, timeKey) ? values[timeKey] : undefined;
     if (raw !== undefined && raw !== null) {
       const time = readTime(raw);
       if (time) {
@@ -100,9 +101,9 @@ export function buildParser(c: ParseConfig): LineParser {
     }
     if (types) {
       for (const [name, convert] of types) {
-        const v = values[name];
+        const v = Object.hasOwn(values, name) ? values[name] : undefined;
         // As Fluentd: null stays null.
-        if (v !== undefined && v !== null) values[name] = convert(v);
+        if (v !== undefined && v !== null) setField(values, name, convert(v));
       }
     }
     return parsed;

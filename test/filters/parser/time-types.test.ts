@@ -110,7 +110,10 @@ describe('types', () => {
     assert.deepEqual(spaced.record, { code: 200, size: 5 });
     const map = parseLine('logfmt', 'tags=a|b ok=no', '    types: { tags: "array:|", ok: bool }\n');
     assert.deepEqual(map.record, { tags: ['a', 'b'], ok: false });
-    // A field the line lacks stays absent, null stays null.
+    // A field the line lacks stays absent (a name the prototype has too), null stays null.
+    const inherited = parseLine('logfmt', 'a=1', '    time_key: constructor\n    types: toString:integer\n');
+    assert.deepEqual(inherited.record, { a: '1' });
+    assert.equal(inherited.time, BEFORE);
     assert.deepEqual(parseLine('json', '{"n":null}', '    types: n:integer,m:integer\n').record, { n: null });
   });
 
