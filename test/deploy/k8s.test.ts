@@ -207,11 +207,25 @@ describe('k8s/ (kustomize base)', () => {
     assert.match(output, /: ok \(2 inputs/);
     // The inputs' TLS files are the mounted Secret's.
     const mounts = estuary.volumeMounts as { name: string; mountPath: string }[];
-    assert.equal(mounts.find((m) => m.name === 'tls')?.mountPath, '/etc/estuary/tls');
-    assert.match(
-      readFileSync(`${ROOT}k8s/estuary/estuary.yaml`, 'utf8'),
-      /cert_file: \/etc\/estuary\/tls\/tls\.crt/,
+    const tls = mounts.find((m) => m.name === 'tls')!.mountPath;
+    const config = readFileSync(`${ROOT}k8s/estuary/estuary.yaml`, 'utf8');
+    assert.deepEqual(
+      [...config.matchAll(/(?:cert|key)_file: (.*)\/tls\.(?:crt|key)$/gm)].map((m) => m[1]),
+      [tls, tls, tls, tls],
     );
+  });
+
+  it('mounts no volume inside another (its mount point could not be made in a read-only volume)', () => {
+    for (const workload of objects.filter((o) => podSpec(o)))
+      for (const container of podSpec(workload)!.containers) {
+        const paths = ((container.volumeMounts ?? []) as { mountPath: string }[]).map((m) => m.mountPath);
+        for (const outer of paths)
+          for (const inner of paths)
+            assert.ok(
+              !inner.startsWith(`${outer}/`),
+              `${workload.metadata.name}/${container.name}: ${inner} inside ${outer}`,
+            );
+      }
   });
 
   it('the ServiceAccount shows the IRSA annotation for the AWS outputs', () => {
