@@ -29,7 +29,7 @@ const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding'
  * The objects `kubectl apply -k <dir>` creates, built as kustomize builds them but only for
  * what k8s/kustomization.yaml uses (resources, configMapGenerator, namespace, labels,
  * images), so the test runs where kubectl is not installed. Generated names carry no hash
- * suffix here; k8s.test.ts compares the result with `kubectl kustomize` where kubectl is.
+ * suffix here; k8s.test.ts checks the result equals `kubectl kustomize`'s where kubectl is.
  */
 export function buildKustomization(dir: string): KubeObject[] {
   const k = readYaml<Kustomization>(`${dir}/kustomization.yaml`);
