@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -13,11 +13,19 @@ import {
   reportStarted,
 } from './cluster/worker.ts';
 import { ConfigError } from './config/errors.ts';
-import { type EstuaryConfig, loadConfigFile, maskSecrets } from './config/load.ts';
+import {
+  type EstuaryConfig,
+  loadConfigFileWithPlugins,
+  loadPluginsOfFile,
+  maskSecrets,
+} from './config/load.ts';
 import { createLogger } from './logger.ts';
+import { describeRegistry } from './plugin/describe.ts';
+import type { ComponentRegistry } from './registry.ts';
 import { AdminServer, adminTarget } from './server/admin.ts';
 import { deadLetterApi } from './server/dead-letter.ts';
 import { jsonSafe } from './server/json.ts';
+import { version } from './version.ts';
 
 const DEFAULT_CONFIG = 'config/estuary.yaml';
 
@@ -27,6 +35,7 @@ const HELP: Record<string, string> = {
 Commands:
   run      Run the aggregator
   check    Validate a config file and print it resolved, secrets masked
+  plugins  List the input, filter and output types (built-in and a config's plugins) and their options
   dlq      List, show, replay or purge an output's dead-letter chunks (redis buffer)
   version  Print the version
 
@@ -46,6 +55,16 @@ masked, and exits 0; prints every problem as file:line: key: message and exits 1
 
 Options:
   -c, --config FILE  config file (default ${DEFAULT_CONFIG})
+  -h, --help         this help`,
+  plugins: `Usage: estuary plugins [-c FILE]
+
+Lists every input, filter and output type with where it comes from (built-in, or the
+plugins: entry that loaded it) and its options: key, type, and default or "required".
+With a config file (-c, $ESTUARY_CONFIG, or ${DEFAULT_CONFIG} when it exists) its plugins
+are loaded first; its components are not checked (that is estuary check).
+
+Options:
+  -c, --config FILE  config file whose plugins to load
   -h, --help         this help`,
   dlq: `Usage: estuary dlq list   --output ID [-c FILE]
        estuary dlq show   --output ID [-c FILE] CHUNK
@@ -67,13 +86,6 @@ Options:
 
 Prints the Estuary version and the Node.js version it runs on.`,
 };
-
-export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -130,10 +142,11 @@ export async function main(argv: string[]): Promise<number> {
     dlqArgs = { action, outputId: values.output, chunk };
   }
   const file = values.config ?? process.env.ESTUARY_CONFIG ?? DEFAULT_CONFIG;
+  if (command === 'plugins') return plugins(values.config ?? process.env.ESTUARY_CONFIG);
   let config: EstuaryConfig;
-  const registry = builtinRegistry();
+  let registry: ComponentRegistry;
   try {
-    config = loadConfigFile(file, registry);
+    ({ config, registry } = await loadConfigFileWithPlugins(file, builtinRegistry()));
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${err.message}\n`);
@@ -148,6 +161,23 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (dlqArgs) return dlq(config, dlqArgs);
   return run(config, registry, file);
+}
+
+/** `estuary plugins`: the types a config can use. The default config is read only when it exists. */
+async function plugins(file: string | undefined): Promise<number> {
+  let registry = builtinRegistry();
+  const from = file ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined);
+  if (from) {
+    try {
+      registry = await loadPluginsOfFile(from, registry);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+  }
+  process.stdout.write(describeRegistry(registry));
+  return 0;
 }
 
 const DLQ_ACTIONS = ['list', 'show', 'replay', 'purge'] as const;
@@ -201,11 +231,7 @@ async function dlq(config: EstuaryConfig, { action, outputId, chunk }: DlqArgs):
   }
 }
 
-async function run(
-  config: EstuaryConfig,
-  registry: ReturnType<typeof builtinRegistry>,
-  file: string,
-): Promise<number> {
+async function run(config: EstuaryConfig, registry: ComponentRegistry, file: string): Promise<number> {
   const logger = createLogger(config.service.log_level);
   // Forked by a supervisor (service.workers): it serves the admin API and handles signals.
   const inWorker = cluster.isWorker && process.env.ESTUARY_WORKER_ID !== undefined;

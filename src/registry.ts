@@ -39,6 +39,8 @@ export interface Factory<K extends Kind = Kind> {
   readonly schema: z.ZodObject;
   /** Outputs: buffer settings this type defaults to, under `service.buffer` and the output's own. */
   readonly bufferDefaults?: BufferOverrides;
+  /** Where a plugin's type came from (its `plugins:` entry); absent for a built-in. */
+  readonly origin?: string;
   create(config: unknown, deps: ComponentDeps): Kinds[K];
 }
 
@@ -47,6 +49,7 @@ export function defineComponent<K extends Kind, S extends z.ZodObject>(spec: {
   type: string;
   schema: S;
   bufferDefaults?: BufferOverrides;
+  origin?: string;
   create(config: z.output<S>, deps: ComponentDeps): Kinds[K];
 }): Factory<K> {
   // The loader validated the config with this very schema before calling create.
@@ -66,6 +69,15 @@ export class ComponentRegistry {
   }
 
   types(kind: Kind): string[] {
-    return [...this.factories.values()].filter((f) => f.kind === kind).map((f) => f.type);
+    return this.all(kind).map((f) => f.type);
+  }
+
+  all<K extends Kind>(kind: K): Factory<K>[] {
+    return [...this.factories.values()].filter((f): f is Factory<K> => f.kind === kind);
+  }
+
+  /** Another registry with the same types: plugins of one config are added to it, not to the built-ins'. */
+  copy(): ComponentRegistry {
+    return new ComponentRegistry().register(...this.factories.values());
   }
 }

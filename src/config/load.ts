@@ -2,8 +2,10 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Document, LineCounter, parseDocument, parse as parseYaml, Scalar, visit } from 'yaml';
 import { z } from 'zod';
+import { errorMessage } from '../core/errors.ts';
 import type { TagPattern } from '../core/tag-pattern.ts';
-import type { ComponentRegistry, Kind } from '../registry.ts';
+import { importPlugin } from '../plugin/loader.ts';
+import type { ComponentRegistry, Factory, Kind } from '../registry.ts';
 import { substituteEnv } from './env.ts';
 import { ConfigError, type ConfigIssue, formatPath } from './errors.ts';
 import {
@@ -53,21 +55,124 @@ const COMMON: Record<Kind, z.ZodRawShape> = {
 };
 
 export function loadConfigFile(file: string, registry: ComponentRegistry, env = process.env): EstuaryConfig {
-  let text: string;
+  return loadConfig(readConfigFile(file), file, registry, env);
+}
+
+function readConfigFile(file: string): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError([{ file, line: 0, key: '', message: `cannot read: ${(err as Error).message}` }]);
   }
-  return loadConfig(text, file, registry, env);
 }
 
+/**
+ * Without plugins: the types of a `plugins:` list must be in `registry` already (tests).
+ * `estuary` itself loads with loadConfigWithPlugins.
+ */
 export function loadConfig(
   text: string,
   file: string,
   registry: ComponentRegistry,
   env = process.env,
 ): EstuaryConfig {
+  return validate(parse(text, file, env), registry);
+}
+
+export interface ConfigWithPlugins {
+  config: EstuaryConfig;
+  /** `registry` and the types of the config's plugins: build the app with this one. */
+  registry: ComponentRegistry;
+}
+
+/**
+ * Parse, import the modules of `plugins:` in order, register their types on a copy of
+ * `registry`, then validate the rest: plugin types are checked by their own schemas, with
+ * the same `file:line: key:` errors as built-ins.
+ */
+export async function loadConfigWithPlugins(
+  text: string,
+  file: string,
+  registry: ComponentRegistry,
+  env = process.env,
+): Promise<ConfigWithPlugins> {
+  const parsed = parse(text, file, env);
+  const withPlugins = await registerPlugins(parsed, registry);
+  return { config: validate(parsed, withPlugins), registry: withPlugins };
+}
+
+/** `estuary plugins`: the types of a config file's plugins, its components left unchecked. */
+export async function loadPluginsOfFile(
+  file: string,
+  registry: ComponentRegistry,
+  env = process.env,
+): Promise<ComponentRegistry> {
+  const parsed = parse(readConfigFile(file), file, env);
+  const withPlugins = await registerPlugins(parsed, registry);
+  const problems = parsed.issues.filter((i) => i.key.startsWith('plugins'));
+  if (problems.length) throw new ConfigError(problems);
+  return withPlugins;
+}
+
+/** A copy of `registry` with the types of every module of `plugins:`; problems go to parsed.issues. */
+async function registerPlugins(parsed: Parsed, registry: ComponentRegistry): Promise<ComponentRegistry> {
+  const withPlugins = registry.copy();
+  const dir = dirname(resolve(parsed.file));
+  const listed = new Map<string, number>();
+  for (const [index, spec] of parsed.plugins.entries()) {
+    const at = parsed.place(['plugins', index]);
+    const twice = listed.get(spec);
+    if (twice !== undefined) {
+      parsed.issues.push({ ...at, message: `"${spec}" is listed twice (also plugins[${twice}])` });
+      continue;
+    }
+    listed.set(spec, index);
+    let factories: Factory[];
+    try {
+      ({ factories } = await importPlugin(spec, dir));
+    } catch (err) {
+      parsed.issues.push({ ...at, message: errorMessage(err) });
+      continue;
+    }
+    for (const f of factories) {
+      const taken = withPlugins.get(f.kind, f.type);
+      if (!taken) {
+        withPlugins.register(f);
+        continue;
+      }
+      const other =
+        taken.origin === undefined
+          ? `the built-in ${f.kind} type "${f.type}"`
+          : taken.origin === spec
+            ? `another ${f.kind} "${f.type}" of the same plugin`
+            : `${f.kind} type "${f.type}" of ${taken.origin} (plugins[${listed.get(taken.origin)}])`;
+      parsed.issues.push({ ...at, message: `${f.kind} type "${f.type}" of ${spec} clashes with ${other}` });
+    }
+  }
+  return withPlugins;
+}
+
+export async function loadConfigFileWithPlugins(
+  file: string,
+  registry: ComponentRegistry,
+  env = process.env,
+): Promise<ConfigWithPlugins> {
+  return loadConfigWithPlugins(readConfigFile(file), file, registry, env);
+}
+
+type Place = (path: readonly PropertyKey[]) => Omit<ConfigIssue, 'message'>;
+
+/** A document read, its env substituted and its top level checked; issues so far kept for the end. */
+interface Parsed {
+  file: string;
+  raw: unknown;
+  root: z.output<typeof rootSchema>;
+  plugins: string[];
+  issues: ConfigIssue[];
+  place: Place;
+}
+
+function parse(text: string, file: string, env: NodeJS.ProcessEnv): Parsed {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const issues: ConfigIssue[] = [];
@@ -91,16 +196,20 @@ export function loadConfig(
     line: lineOf(nodeAt(doc, path)),
     key: formatPath(path),
   });
+  const root = rootSchema.safeParse(raw, { reportInput: true });
+  if (!root.success) {
+    for (const issue of root.error.issues) issues.push(...describeIssue(issue, [], place));
+    throw new ConfigError(issues);
+  }
+  return { file, raw, root: root.data, plugins: root.data.plugins, issues, place };
+}
+
+function validate(parsed: Parsed, registry: ComponentRegistry): EstuaryConfig {
+  const { file, raw, root, issues, place } = parsed;
   const collect = (error: z.ZodError, prefix: PropertyKey[] = []) => {
     for (const issue of error.issues) issues.push(...describeIssue(issue, prefix, place));
   };
-
-  const root = rootSchema.safeParse(raw, { reportInput: true });
-  if (!root.success) {
-    collect(root.error);
-    throw new ConfigError(issues);
-  }
-  const service = serviceSchema.safeParse(root.data.service ?? {}, { reportInput: true });
+  const service = serviceSchema.safeParse(root.service ?? {}, { reportInput: true });
   if (!service.success) collect(service.error, ['service']);
   // With a bad service section, components are still checked, against the defaults.
   const serviceConfig = service.success ? service.data : serviceSchema.parse({});
@@ -116,7 +225,7 @@ export function loadConfig(
   const ids = new Map<string, string>();
   for (const kind of ['input', 'filter', 'output'] as const) {
     const section = `${kind}s` as const;
-    root.data[section].forEach((item, index) => {
+    root[section].forEach((item, index) => {
       const path = [section, index];
       const factory = registry.get(kind, item.type);
       if (!factory) {
@@ -195,8 +304,6 @@ function nodeAt(doc: Document, path: readonly PropertyKey[]): number | undefined
   }
   return undefined;
 }
-
-type Place = (path: readonly PropertyKey[]) => Omit<ConfigIssue, 'message'>;
 
 function describeIssue(issue: z.core.$ZodIssue, prefix: PropertyKey[], place: Place): ConfigIssue[] {
   const path = [...prefix, ...issue.path];

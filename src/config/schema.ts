@@ -243,6 +243,11 @@ export type ServiceConfig = z.output<typeof serviceSchema>;
  * bad section does not hide the problems of the others.
  */
 export const rootSchema = z.strictObject({
+  /**
+   * Plugin modules, imported in order before the components are checked: paths relative to
+   * this file, or package names (from node_modules above this file's directory, then Estuary's).
+   */
+  plugins: z.array(z.string().min(1)).default([]),
   service: z.unknown().optional(),
   inputs: z.array(z.looseObject({ type: z.string() })).default([]),
   filters: z.array(z.looseObject({ type: z.string() })).default([]),
