@@ -4,14 +4,8 @@ import type { Entry, LogRecord } from '../core/entry.ts';
 import { getPath, parseRecordPath, withPath } from '../core/record-path.ts';
 import { type Logger, rateLimited } from '../logger.ts';
 import { defineComponent } from '../registry.ts';
-import { fieldText, valid } from './checks.ts';
+import { compileRegex, fieldText, rubyRegex, valid } from './checks.ts';
 import type { Emission, Filter, Release } from './filter.ts';
-
-const regex = () =>
-  z
-    .string()
-    .min(1)
-    .check(valid((p) => new RegExp(p)));
 
 /** Where Docker puts the partial-message metadata, by `partial_metadata_format`. */
 const PARTIAL_METADATA = {
@@ -45,11 +39,11 @@ const schema = z
     /** Join every n records. */
     n_lines: z.number().int().min(1).optional(),
     /** A record matching this starts a new group (the group before it is emitted). */
-    multiline_start_regexp: regex().optional(),
+    multiline_start_regexp: rubyRegex().optional(),
     /** A record matching this ends its group. */
-    multiline_end_regexp: regex().optional(),
+    multiline_end_regexp: rubyRegex().optional(),
     /** With a start regexp: a record matching this continues the group; one that does not ends it and passes alone. */
-    continuous_line_regexp: regex().optional(),
+    continuous_line_regexp: rubyRegex().optional(),
     /** Records are joined only with records of the same tag and the same value of this field (e.g. `container_id`). */
     stream_identity_key: z.string().min(1).check(valid(parseRecordPath)).optional(),
     /** A group that gets no record for this long is emitted as it is. */
@@ -154,11 +148,11 @@ class ConcatFilter implements Filter {
     this.streamPath =
       config.stream_identity_key === undefined ? undefined : parseRecordPath(config.stream_identity_key);
     this.start_ =
-      config.multiline_start_regexp === undefined ? undefined : new RegExp(config.multiline_start_regexp);
+      config.multiline_start_regexp === undefined ? undefined : compileRegex(config.multiline_start_regexp);
     this.end =
-      config.multiline_end_regexp === undefined ? undefined : new RegExp(config.multiline_end_regexp);
+      config.multiline_end_regexp === undefined ? undefined : compileRegex(config.multiline_end_regexp);
     this.continuous =
-      config.continuous_line_regexp === undefined ? undefined : new RegExp(config.continuous_line_regexp);
+      config.continuous_line_regexp === undefined ? undefined : compileRegex(config.continuous_line_regexp);
     this.meta = PARTIAL_METADATA[config.partial_metadata_format];
     this.warnRelease = rateLimited(60_000, (suppressed, err: unknown) =>
       logger.warn({ err, suppressed }, 'concat: a timed-out group could not be buffered'),

@@ -1,14 +1,14 @@
 import { z } from 'zod';
 import { getPath, parseRecordPath } from '../core/record-path.ts';
 import { defineComponent } from '../registry.ts';
-import { fieldText, valid } from './checks.ts';
+import { compileRegex, fieldText, rubyRegex, valid } from './checks.ts';
 import type { Filter } from './filter.ts';
 
 const rule = z.strictObject({
   /** Record key or path (`log`, `$.kubernetes.namespace_name`). */
   key: z.string().min(1).check(valid(parseRecordPath)),
-  /** A JavaScript regular expression, unanchored. */
-  pattern: z.string().check(valid((p) => new RegExp(p))),
+  /** A regular expression in Fluentd's (Ruby) syntax, unanchored. */
+  pattern: rubyRegex(),
 });
 
 const schema = z.strictObject({
@@ -19,7 +19,7 @@ const schema = z.strictObject({
 });
 
 function compile(rules: z.output<typeof rule>[]) {
-  return rules.map((r) => ({ path: parseRecordPath(r.key), regex: new RegExp(r.pattern) }));
+  return rules.map((r) => ({ path: parseRecordPath(r.key), regex: compileRegex(r.pattern) }));
 }
 
 export const grepFilter = defineComponent({

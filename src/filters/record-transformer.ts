@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { type Entry, isLogRecord, type LogRecord } from '../core/entry.ts';
+import type { Entry, LogRecord } from '../core/entry.ts';
+import { parseTime } from '../core/parse-time.ts';
 import { getPath, parseRecordPath, withoutPath, withPath } from '../core/record-path.ts';
-import { parseTime } from '../inputs/http-body.ts';
 import { defineComponent } from '../registry.ts';
-import { fieldText, valid } from './checks.ts';
+import { compileRegex, fieldText, rubyRegex, valid } from './checks.ts';
 import type { Filter } from './filter.ts';
 import { parseValueTemplate, renderValue, type ValueTemplate } from './value-template.ts';
 
@@ -15,10 +15,7 @@ const schema = z.strictObject({
   condition: z
     .strictObject({
       key: path(),
-      regex: z
-        .string()
-        .min(1)
-        .check(valid((p) => new RegExp(p))),
+      regex: rubyRegex(),
     })
     .optional(),
   /** Start from an empty record (Fluentd's renew_record), keeping `keep_keys`. */
@@ -73,7 +70,7 @@ export const recordTransformerFilter = defineComponent({
 function transformer(config: TransformerConfig): (entry: Entry, tag: string) => Entry {
   const condition = config.condition && {
     path: parseRecordPath(config.condition.key),
-    regex: new RegExp(config.condition.regex),
+    regex: compileRegex(config.condition.regex),
   };
   const renames = Object.entries(config.rename_keys).map(
     ([from, to]) => [parseRecordPath(from), parseRecordPath(to)] as const,

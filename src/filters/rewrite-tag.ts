@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { getPath, parseRecordPath } from '../core/record-path.ts';
 import { defineComponent } from '../registry.ts';
-import { fieldText, valid } from './checks.ts';
+import { compileRegex, fieldText, rubyRegex, valid } from './checks.ts';
 import type { Emission, Filter } from './filter.ts';
 import { buildTag, parseTagTemplate, type TagTemplate } from './tag-template.ts';
 
@@ -9,11 +9,8 @@ import { buildTag, parseTagTemplate, type TagTemplate } from './tag-template.ts'
 const ruleObject = z.strictObject({
   /** The field, as a record path (`log`, `$kubernetes['namespace_name']`, `$.a.b`). */
   key: z.string().min(1).check(valid(parseRecordPath)),
-  /** A JavaScript regular expression (Onigmo's `(?<name>…)` works as written), unanchored. */
-  regex: z
-    .string()
-    .min(1)
-    .check(valid((p) => new RegExp(p))),
+  /** A regular expression in Fluent Bit's (Onigmo) syntax, unanchored. */
+  regex: rubyRegex(),
   /** `$TAG`, `$TAG[n]`, `$0`…`$9` (the regex's groups) and record fields (`$kubernetes['pod_name']`). */
   new_tag: z.string().min(1).check(valid(parseTagTemplate)),
   /** Whether the record also goes on under its own tag. */
@@ -60,7 +57,7 @@ export const rewriteTagFilter = defineComponent({
   create(config, deps): Filter {
     const rules: Compiled[] = config.rules.map((r) => ({
       path: parseRecordPath(r.key),
-      regex: new RegExp(r.regex),
+      regex: compileRegex(r.regex),
       template: parseTagTemplate(r.new_tag),
       keep: r.keep,
     }));

@@ -46,12 +46,21 @@ describe('grep filter', () => {
     assert.equal(f.apply(entry({ level: 'warn', k8s: { ns: 'prod' }, msg: 'GET /healthz' }), 't'), null);
   });
 
+  it("takes Fluentd's Ruby regex syntax: \\h, POSIX brackets, /…/i", () => {
+    const f = build(
+      'grep',
+      'regexp: [{ key: id, pattern: "^\\\\h{8}$" }, { key: level, pattern: "/^[[:upper:]]+$/i" }]',
+    );
+    assert.ok(f.apply(entry({ id: 'deadBEEF', level: 'warn' }), 't'));
+    assert.equal(f.apply(entry({ id: 'deadBEEG', level: 'warn' }), 't'), null);
+  });
+
   it('rejects an invalid pattern at config time, with its place', () => {
     assert.throws(
       () => build('grep', 'regexp: [{ key: a, pattern: "(" }]'),
       (err: unknown) =>
         err instanceof ConfigError &&
-        /f\.yaml:2: filters\[0\]\.regexp\[0\]\.pattern: Invalid regular expression/.test(err.message),
+        /f\.yaml:2: filters\[0\]\.regexp\[0\]\.pattern: missing \)/.test(err.message),
     );
   });
 });

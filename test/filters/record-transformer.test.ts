@@ -93,7 +93,7 @@ describe('record_transformer filter', () => {
       () => build('    condition: { key: level, regex: "(" }\n'),
       (err: unknown) =>
         err instanceof ConfigError &&
-        /^f\.yaml:3: filters\[0\]\.condition\.regex: Invalid regular expression/.test(err.message),
+        /^f\.yaml:3: filters\[0\]\.condition\.regex: missing \)/.test(err.message),
     );
     assert.throws(
       () => build('    rename_keys: { a: "$.b[oops" }\n'),

@@ -59,7 +59,7 @@ describe('rewrite_tag filter', () => {
       errors.map((e) => e.replace(/ \(.*$/, '')),
       [
         'f.yaml:4: filters[0].rules[0]: expected "$key regex new_tag keep"',
-        'f.yaml:5: filters[0].rules[1].regex: Invalid regular expression: /(/: Unterminated group',
+        'f.yaml:5: filters[0].rules[1].regex: missing )',
         'f.yaml:6: filters[0].rules[2].key: invalid record path "$.a[oops" at character 4',
       ],
     );

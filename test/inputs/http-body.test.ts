@@ -13,7 +13,6 @@ import {
   mediaType,
   parseForm,
   parseJsonValues,
-  parseTime,
 } from '../../src/inputs/http-body.ts';
 
 const OPTIONS: DecodeOptions = { timeKey: 'time', keepTimeKey: false, maxDecompressedSize: 1024 * 1024 };
@@ -397,20 +396,6 @@ describe('decodeBody — time', () => {
       400,
       /invalid time parameter "soon"/,
     );
-  });
-});
-
-describe('parseTime', () => {
-  it('reads microseconds and nanoseconds by magnitude, exactly from text', () => {
-    assert.deepEqual(parseTime(1700000000123456), new EventTime(1700000000, 123456000));
-    assert.deepEqual(parseTime('1700000000123456789'), new EventTime(1700000000, 123456789));
-  });
-
-  it('refuses what an EventTime cannot hold', () => {
-    assert.equal(parseTime(2 ** 32), undefined);
-    assert.equal(parseTime(Number.NaN), undefined);
-    assert.equal(parseTime('2024-13-45T00:00:00Z'), undefined);
-    assert.equal(parseTime(null), undefined);
   });
 });
 

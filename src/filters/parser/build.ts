@@ -1,4 +1,5 @@
 import type { EventTime } from '../../core/event-time.ts';
+import { compileOnigmo } from '../../core/onigmo.ts';
 import { apache2, apacheError, nginx } from './access-log.ts';
 import type { PatternConfig } from './config.ts';
 import { cri } from './cri.ts';
@@ -8,7 +9,6 @@ import { groupsOf, setField } from './format.ts';
 import { docker, json } from './json.ts';
 import { logfmt } from './logfmt.ts';
 import { ltsv } from './ltsv.ts';
-import { compileOnigmo } from './onigmo.ts';
 import { parseOffset } from './strptime.ts';
 import { syslog } from './syslog.ts';
 import { valueTime } from './time.ts';

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { size } from '../../config/values.ts';
+import { compileOnigmo } from '../../core/onigmo.ts';
 import { parseRecordPath } from '../../core/record-path.ts';
 import { valid } from '../checks.ts';
-import { compileOnigmo } from './onigmo.ts';
 import { compileStrptime, parseOffset } from './strptime.ts';
 import { parseTypes } from './value-types.ts';
 
@@ -57,13 +57,7 @@ const parseKeys = {
   /** Conversions of parsed fields: `status:integer,latency:float,ok:bool,tags:array,at:time`, or a map. */
   types: z
     .union([z.string(), z.record(z.string(), z.string())])
-    .superRefine((types, ctx) => {
-      try {
-        parseTypes(types);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      }
-    })
+    .check(valid<string | Record<string, string>>(parseTypes))
     .optional(),
 };
 

@@ -1,5 +1,5 @@
 import { EventTime } from '../../core/event-time.ts';
-import { parseTime } from '../../inputs/http-body.ts';
+import { parseTime } from '../../core/parse-time.ts';
 import { compileStrptime, type TimeReader } from './strptime.ts';
 
 /** A record's time value (text, number, EventTime) as an EventTime; undefined when it is none. */

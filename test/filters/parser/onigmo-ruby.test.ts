@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compileOnigmo } from '../../../src/filters/parser/onigmo.ts';
+import { compileOnigmo } from '../../../src/core/onigmo.ts';
 import { ruby } from './helpers.ts';
 
 /**

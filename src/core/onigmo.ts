@@ -17,7 +17,9 @@ import { posixRanges, propertyRanges } from './unicode-class.ts';
  * - Atomic groups `(?>X)` and possessive `X*+` `X++` `X?+`: JS has neither; `(?=(X))\1` is the
  *   exact equivalent (a lookahead is atomic), with a named group so no numbering shifts.
  *   Ruby's `X{n,m}+` is not possessive but a repeat of the interval: `(?:X{n,m})+`.
- * - With named groups, Ruby's plain `(…)` groups do not capture: they become `(?:…)`.
+ * - With named groups, Ruby's plain `(…)` groups do not capture: they become `(?:…)`. Without
+ *   any, they capture as in JS (`$1` in rewrite_tag); atomic groups and possessive quantifiers,
+ *   whose helper groups would shift those numbers, are refused then.
  * What has no JS form (`\G`, `\K`, `\X`, `\g<…>` calls, numbered back-references next to named
  * groups, conditionals, absent operators, class intersections) is refused with its name.
  */
@@ -80,6 +82,12 @@ export function translateOnigmo(expression: string): Translated {
     ignoreCase: flags.includes('i'),
   };
   const stack: Frame[] = [root];
+  // Ruby numbers plain groups only in a pattern without named ones.
+  const numbered = !/\(\?(?:<[A-Za-z_]|')/.test(pattern);
+  const helper = (at: number) => {
+    if (numbered) fail('an atomic group or possessive quantifier beside numbered groups (name the groups)', at);
+    return `${HELPER_PREFIX}${helpers++}`;
+  };
   const top = () => stack[stack.length - 1]!;
   /** Where the last quantifiable atom starts in `out`; -1 when there is none. */
   let atom = -1;
@@ -146,7 +154,7 @@ export function translateOnigmo(expression: string): Translated {
           out += plain[0];
           i += plain[0].length;
         } else if (rest.startsWith('(?>')) {
-          child.atomic = `${HELPER_PREFIX}${helpers++}`;
+          child.atomic = helper(i);
           out += `(?=(?<${child.atomic}>`;
           i += 3;
         } else if (m && (m[1] || m[2])) {
@@ -172,8 +180,7 @@ export function translateOnigmo(expression: string): Translated {
         } else if (rest.startsWith('(?')) {
           fail(`the group ${rest.slice(0, 4)}`, i);
         } else {
-          // Ruby: with named groups, plain ones do not capture (and a regexp here needs names).
-          out += '(?:';
+          out += numbered ? '(' : '(?:';
           i++;
         }
         stack.push(child);
@@ -216,7 +223,7 @@ export function translateOnigmo(expression: string): Translated {
         if (atom < 0) fail(`the quantifier ${q.text} with nothing to repeat`, i);
         i = q.next;
         if (q.possessive) {
-          const name = `${HELPER_PREFIX}${helpers++}`;
+          const name = helper(i);
           out = `${out.slice(0, atom)}(?=(?<${name}>${out.slice(atom)}${q.text}))\\k<${name}>`;
         } else if (q.repeat) {
           out = `${out.slice(0, atom)}(?:${out.slice(atom)}${q.text})${q.repeat}`;
