@@ -10,6 +10,7 @@
  */
 import type { z } from 'zod';
 import type { bufferOverridesSchema } from '../config/schema.ts';
+import type { duration, port, size } from '../config/values.ts';
 import type { Batch } from '../core/batch.ts';
 import type { Entry, LogRecord, TaggedEntry } from '../core/entry.ts';
 import type {
@@ -209,6 +210,15 @@ export interface PluginApi {
   readonly version: string;
   /** The zod Estuary validates with: schemas built with it give the same `file:line: key:` errors. */
   readonly z: typeof z;
+  /** Schemas of Estuary's own value forms, so options read as built-ins' do. */
+  readonly schemas: {
+    /** `500ms`, `5s`, `72h` or seconds → milliseconds. */
+    readonly duration: typeof duration;
+    /** `8MiB`, `512KiB`, `10MB` or bytes → bytes. */
+    readonly size: typeof size;
+    /** 0-65535, also written as a string (`${PORT}`). */
+    readonly port: typeof port;
+  };
   readonly RetryableError: typeof RetryableError;
   readonly RejectError: typeof RejectError;
   readonly HaltError: typeof HaltError;

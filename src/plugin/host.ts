@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { bufferOverridesSchema } from '../config/schema.ts';
+import { duration, port, size } from '../config/values.ts';
 import { makeBatch } from '../core/batch.ts';
 import { isLogRecord } from '../core/entry.ts';
 import {
@@ -42,6 +43,7 @@ const identity = <T>(definition: T): T => definition;
 export const pluginApi: PluginApi = Object.freeze({
   version: version(),
   z,
+  schemas: Object.freeze({ duration, size, port }),
   RetryableError,
   RejectError,
   HaltError,

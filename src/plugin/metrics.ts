@@ -59,9 +59,10 @@ export function pluginMetrics(registry: Registry, pluginId: string): PluginMetri
   };
   /** `(value?)` or `(labels, value?)`, as prom-client takes them, with this instance's plugin_id. */
   const args = (a: MetricLabels<string> | number | undefined, b: number | undefined) =>
-    typeof a === 'object'
-      ? ([{ ...a, plugin_id: pluginId }, b] as const)
-      : ([{ plugin_id: pluginId }, a] as const);
+    typeof a === 'object' ? ([labelled(a), b] as const) : ([{ plugin_id: pluginId }, a] as const);
+  // plugin_id first, as it is listed first; and last, so no label value passed in replaces it.
+  const labelled = (labels: MetricLabels<string> = {}) =>
+    Object.assign({ plugin_id: pluginId }, labels, { plugin_id: pluginId });
   return {
     counter<L extends string>(name: string, help: string, labelNames: readonly L[] = []): PluginCounter<L> {
       const [full, metric] = get('counter', name, help, labelNames, (o) => new Counter(o));
@@ -105,7 +106,7 @@ export function pluginMetrics(registry: Registry, pluginId: string): PluginMetri
           const [labels, value] = args(a, b);
           h.observe(labels, value ?? 0);
         },
-        startTimer: (labels?: MetricLabels<L>) => h.startTimer({ ...labels, plugin_id: pluginId }),
+        startTimer: (labels?: MetricLabels<L>) => h.startTimer(labelled(labels)),
       };
     },
   };

@@ -3,7 +3,8 @@
  * spirit of the OpenTelemetry Collector's generated lifecycle tests: start and stop in any
  * order, a write after stop that settles, the write signal honoured, and each answer of a
  * sink classified as retry, reject or halt. A new output type gets these checks by adding
- * one entry to FIXTURES (the first test fails until it has one).
+ * one entry to FIXTURES (the first test fails until it has one). The cases themselves are
+ * src/plugin/conformance.ts, which plugin authors run on their outputs too.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -12,17 +13,24 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { makeChunk } from '../../src/buffer/chunk.ts';
 import { builtinRegistry } from '../../src/builtins.ts';
-import { makeBatch } from '../../src/core/batch.ts';
 import { HaltError, RetryableError } from '../../src/core/errors.ts';
-import { EventTime } from '../../src/core/event-time.ts';
 import { type Logger, silentLogger } from '../../src/logger.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
-import type { Chunk, Output, WriteResult } from '../../src/outputs/output.ts';
+import type { Output } from '../../src/outputs/output.ts';
 import { createStdoutOutput, stdoutSchema } from '../../src/outputs/stdout/index.ts';
+import {
+  type Built,
+  type CaseNotes,
+  caseOptions,
+  chunkOf,
+  describeOutcome,
+  entryIds,
+  failOnUnhandledRejections,
+  outputCases,
+} from '../../src/plugin/conformance.ts';
 import type { ComponentDeps } from '../../src/registry.ts';
 import { forwardReceiver } from '../support/forward-receiver.ts';
 import { NO_DEADLINE } from '../support/outputs.ts';
@@ -35,19 +43,11 @@ import { freePort, settlesWithin, waitFor } from '../support/wait.ts';
 
 type Options = Record<string, unknown>;
 
-/** An output ready for a case, and what to release after it (its sink, a stuck call). */
-interface Built {
-  output: Output;
-  close(): Promise<void>;
-  /** A stalled sink: the write has reached it and waits on it now. */
-  reached?(): boolean;
-}
-
 /**
  * Cases a type does not pass yet, each with the work it waits for (run as `todo`); and
  * cases that do not apply to it, each with why (skipped).
  */
-type Todo = Partial<Record<string, string>>;
+type Todo = CaseNotes;
 
 /** An HTTP sink: the suite runs a scripted server and points the output at it. */
 interface HttpFixture {
@@ -281,15 +281,6 @@ async function httpSinkOutput(
   return { output, close: () => sink.close() };
 }
 
-/** The sink's answer with this status, in the JSON error shape sinks commonly use. */
-function status(code: number, headers: Record<string, string> = {}): Reply {
-  return {
-    status: code,
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ error: { type: 'scripted', reason: `status ${code}` }, status: code }),
-  };
-}
-
 async function healthy(type: string, fixture: Fixture, dir: string): Promise<Built> {
   switch (fixture.kind) {
     case 'http':
@@ -315,54 +306,19 @@ async function stalled(type: string, fixture: Fixture, dir: string): Promise<Bui
   };
 }
 
-// ───────────────────────────── chunks ─────────────────────────────
-
-const TOO_LARGE = 'TOO-LARGE-FOR-THE-SINK';
-
-/** `n` records `{ msg: "entry-<i>" }` under one tag; `pad` bytes each; record `tooLarge` marked. */
-function chunkOf(n: number, { pad = 0, tooLarge = -1 } = {}): Chunk {
-  const time = new EventTime(1_700_000_000, 123_456_789);
-  const entries = Array.from({ length: n }, (_, i) => ({
-    time,
-    record: {
-      msg: `entry-${i}`,
-      ...(pad > 0 ? { pad: 'x'.repeat(pad) } : {}),
-      ...(i === tooLarge ? { mark: TOO_LARGE } : {}),
-    },
-  }));
-  return makeChunk(`conformance-${n}`, [makeBatch('app.conformance', entries)], 0);
-}
-
-/** The `entry-<i>` markers a request body carries, once each. */
-function entryIds(text: string): string[] {
-  return [...new Set(text.match(/entry-\d+/g) ?? [])];
-}
-
-function describeOutcome(outcome: { value?: unknown; error?: unknown }): string {
-  return outcome.error === undefined ? `resolved ${JSON.stringify(outcome.value)}` : String(outcome.error);
-}
-
 // ───────────────────────────── the suite ─────────────────────────────
 
 let dir: string;
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'estuary-conformance-'));
-  process.on('unhandledRejection', onUnhandled);
 });
 
 after(async () => {
-  process.off('unhandledRejection', onUnhandled);
   await rm(dir, { recursive: true, force: true });
 });
 
-afterEach(async () => {
-  // An unhandled rejection is reported on a later turn of the event loop.
-  await new Promise((resolve) => setImmediate(resolve));
-  assert.deepEqual(unhandled.splice(0).map(String), [], 'no unhandled rejection');
-});
+failOnUnhandledRejections();
 
 const types = registry.types('output');
 
@@ -382,163 +338,28 @@ describe('output conformance', () => {
   for (const type of types) {
     const fixture = FIXTURES[type];
     if (!fixture) continue;
-    const todo = (name: string) => {
-      const skip = fixture.kind === 'http' ? fixture.notApplicable?.[name] : undefined;
-      return skip === undefined ? { todo: fixture.todo?.[name] } : { skip };
-    };
-    /** Runs `body` with a fresh output, closing it (and its sink) whatever happens. */
-    const withOutput = async (make: Promise<Built> | Built, body: (built: Built) => Promise<void>) => {
-      const built = await make;
-      try {
-        await body(built);
-      } finally {
-        // The sink first: a stalled one must let go before stop() can finish.
-        await built.close();
-        await built.output.stop?.();
-      }
-    };
-
     describe(`${type} output`, () => {
-      it('stop() without start() resolves, twice', todo('stop without start'), async () => {
-        await withOutput(healthy(type, fixture, dir), async ({ output }) => {
-          await settlesWithin(output.stop?.() ?? Promise.resolve(), 2000);
-          await settlesWithin(output.stop?.() ?? Promise.resolve(), 2000);
-        });
+      const { stalled: stalledFixture } = fixture.kind === 'local' ? fixture : { stalled: undefined };
+      outputCases({
+        type,
+        healthy: () => healthy(type, fixture, dir),
+        stalled:
+          stalledFixture && 'none' in stalledFixture
+            ? stalledFixture
+            : async () => (await stalled(type, fixture, dir))!,
+        ...(fixture.kind === 'http' && {
+          http: {
+            against: (reply, requestTimeout) => httpSinkOutput(type, fixture, dir, reply, requestTimeout),
+            ok: fixture.ok,
+          },
+          notApplicable: fixture.notApplicable,
+        }),
+        todo: fixture.todo,
       });
-
-      it(
-        'starts and stops, twice on one instance and again on a second',
-        todo('start and stop'),
-        async () => {
-          for (let round = 0; round < 2; round++) {
-            await withOutput(healthy(type, fixture, dir), async ({ output }) => {
-              assert.equal(output.type, type);
-              await output.start?.();
-              await output.stop?.();
-              await output.stop?.();
-            });
-          }
-        },
-      );
-
-      it('a healthy sink takes a chunk: nothing to retry, nothing rejected', todo('healthy'), async () => {
-        await withOutput(healthy(type, fixture, dir), async ({ output }) => {
-          await output.start?.();
-          const outcome = await settlesWithin(output.write(chunkOf(3), NO_DEADLINE), 5000);
-          assert.equal(outcome.error, undefined, describeOutcome(outcome));
-          const result = outcome.value as WriteResult | undefined;
-          assert.equal(result?.retry?.length ?? 0, 0);
-          assert.equal(result?.reject?.length ?? 0, 0);
-        });
-      });
-
-      it('a write after stop() settles, resolved or rejected', todo('write after stop'), async () => {
-        await withOutput(healthy(type, fixture, dir), async ({ output }) => {
-          await output.start?.();
-          await output.stop?.();
-          await settlesWithin(output.write(chunkOf(1), NO_DEADLINE), 5000);
-        });
-      });
-
-      it('an already aborted signal settles at once', todo('aborted signal'), async () => {
-        await withOutput(healthy(type, fixture, dir), async ({ output }) => {
-          await output.start?.();
-          const outcome = await settlesWithin(
-            output.write(chunkOf(1), { signal: AbortSignal.abort() }),
-            1000,
-          );
-          if (outcome.error !== undefined)
-            assert.ok(outcome.error instanceof RetryableError, String(outcome.error));
-        });
-      });
-
-      const none = fixture.kind === 'local' && 'none' in fixture.stalled ? fixture.stalled.none : undefined;
-      it('a sink that never answers: the write gives up within 1s of the abort, with a RetryableError', {
-        skip: none,
-        ...todo('abort'),
-      }, async () => {
-        await withOutput((await stalled(type, fixture, dir))!, async ({ output, reached }) => {
-          await output.start?.();
-          const deadline = new AbortController();
-          // Larger than a pipe's buffer: a stalled pipe blocks it.
-          const write = output.write(chunkOf(4, { pad: 20_000 }), { signal: deadline.signal });
-          await waitFor(() => reached?.() ?? true, { what: 'the write to reach the sink' });
-          deadline.abort(new Error('write_timeout'));
-          const outcome = await settlesWithin(write, 1000);
-          assert.ok(outcome.error instanceof RetryableError, describeOutcome(outcome));
-        });
-      });
-
-      if (fixture.kind === 'http') httpAnswers(type, fixture, todo);
-      if (fixture.kind === 'forward') forwardAnswers(type, fixture, todo);
+      if (fixture.kind === 'forward') forwardAnswers(type, fixture, caseOptions(fixture.todo));
     });
   }
 });
-
-/** What each answer of an HTTP sink becomes. */
-function httpAnswers(type: string, fixture: HttpFixture, todo: (name: string) => { todo?: string }) {
-  const writeAgainst = async (
-    reply: (request: SeenRequest) => Reply,
-    chunk = chunkOf(3),
-    requestTimeout?: string,
-  ) => {
-    const built = await httpSinkOutput(type, fixture, dir, reply, requestTimeout);
-    try {
-      await built.output.start?.();
-      return await settlesWithin(built.output.write(chunk, NO_DEADLINE), 5000);
-    } finally {
-      await built.output.stop?.();
-      await built.close();
-    }
-  };
-
-  for (const code of [401, 403, 404]) {
-    it(`${code} halts: HaltError`, todo(String(code)), async () => {
-      const outcome = await writeAgainst(() => status(code));
-      assert.ok(outcome.error instanceof HaltError, describeOutcome(outcome));
-    });
-  }
-
-  for (const code of [500, 503]) {
-    it(`${code} is retried: RetryableError`, todo(String(code)), async () => {
-      const outcome = await writeAgainst(() => status(code));
-      assert.ok(outcome.error instanceof RetryableError, describeOutcome(outcome));
-    });
-  }
-
-  it('429 is retried after the sink’s Retry-After', todo('429'), async () => {
-    const outcome = await writeAgainst(() => status(429, { 'retry-after': '7' }));
-    assert.ok(outcome.error instanceof RetryableError, describeOutcome(outcome));
-    assert.equal(outcome.error.retryAfterMs, 7000);
-  });
-
-  it('413 splits the request until one entry is left, and rejects only that entry', todo('413'), async () => {
-    const taken: string[] = [];
-    const outcome = await writeAgainst(
-      (request) => {
-        const ids = entryIds(request.text);
-        if (ids.length > 1 || request.text.includes(TOO_LARGE)) return status(413);
-        taken.push(...ids);
-        return fixture.ok(request);
-      },
-      chunkOf(4, { tooLarge: 2 }),
-    );
-    assert.equal(outcome.error, undefined, describeOutcome(outcome));
-    const result = outcome.value as WriteResult | undefined;
-    assert.deepEqual(
-      result?.reject?.map((r) => r.entry.record.msg),
-      ['entry-2'],
-    );
-    assert.equal(result?.retry?.length ?? 0, 0);
-    assert.deepEqual(taken.sort(), ['entry-0', 'entry-1', 'entry-3']);
-  });
-
-  it('no answer within the request timeout is retried: RetryableError', todo('timeout'), async () => {
-    const outcome = await writeAgainst(() => 'hang', chunkOf(1), '300ms');
-    assert.ok(outcome.error instanceof RetryableError, describeOutcome(outcome));
-    assert.ok(outcome.ms < 1500, `gave up after ${outcome.ms}ms`);
-  });
-}
 
 /** What each answer of a forward receiver becomes. */
 function forwardAnswers(type: string, fixture: ForwardFixture, todo: (name: string) => { todo?: string }) {

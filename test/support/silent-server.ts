@@ -1,48 +1,8 @@
 import assert from 'node:assert/strict';
-import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { RetryableError } from '../../src/core/errors.ts';
+import { SilentServer } from '../../src/plugin/testing.ts';
 
-/**
- * A TCP server on 127.0.0.1 that accepts connections, reads what it is sent and never answers:
- * the sink that hangs, for tests of deadlines and aborts.
- */
-export class SilentServer {
-  port = 0;
-  /** Connections accepted so far. */
-  accepted = 0;
-  private readonly sockets = new Set<Socket>();
-  private readonly server = createServer((socket) => {
-    this.accepted += 1;
-    this.sockets.add(socket);
-    socket.on('data', () => {});
-    socket.on('error', () => {});
-    socket.on('close', () => this.sockets.delete(socket));
-  });
-
-  static async start(): Promise<SilentServer> {
-    const silent = new SilentServer();
-    await new Promise<void>((resolve, reject) => {
-      silent.server.once('error', reject);
-      silent.server.listen(0, '127.0.0.1', () => resolve());
-    });
-    silent.port = (silent.server.address() as AddressInfo).port;
-    return silent;
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  /** Connections still open (an abandoned request closes its own). */
-  get open(): number {
-    return this.sockets.size;
-  }
-
-  async stop(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
+export { SilentServer };
 
 /**
  * Points a write at a SilentServer with a signal that aborts after `abortMs`, and checks the
