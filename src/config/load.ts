@@ -132,6 +132,7 @@ async function registerPlugins(parsed: Parsed, registry: ComponentRegistry): Pro
       ({ factories } = await importPlugin(spec, dir));
     } catch (err) {
       parsed.issues.push({ ...at, message: errorMessage(err) });
+      parsed.pluginFailed = true;
       continue;
     }
     for (const f of factories) {
@@ -168,6 +169,8 @@ interface Parsed {
   raw: unknown;
   root: z.output<typeof rootSchema>;
   plugins: string[];
+  /** A `plugins:` entry could not be loaded: an unknown type may be one of its. */
+  pluginFailed?: boolean;
   issues: ConfigIssue[];
   place: Place;
 }
@@ -205,7 +208,7 @@ function parse(text: string, file: string, env: NodeJS.ProcessEnv): Parsed {
 }
 
 function validate(parsed: Parsed, registry: ComponentRegistry): EstuaryConfig {
-  const { file, raw, root, issues, place } = parsed;
+  const { file, raw, root, issues, place, pluginFailed } = parsed;
   const collect = (error: z.ZodError, prefix: PropertyKey[] = []) => {
     for (const issue of error.issues) issues.push(...describeIssue(issue, prefix, place));
   };
@@ -232,7 +235,9 @@ function validate(parsed: Parsed, registry: ComponentRegistry): EstuaryConfig {
         const known = registry.types(kind).sort().join(', ');
         issues.push({
           ...place([...path, 'type']),
-          message: `unknown ${kind} type "${item.type}" (known: ${known})`,
+          message: pluginFailed
+            ? `unknown ${kind} type "${item.type}" (is it of the plugin that failed to load?)`
+            : `unknown ${kind} type "${item.type}" (known: ${known})`,
         });
         return;
       }

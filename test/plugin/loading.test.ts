@@ -127,10 +127,11 @@ outputs:
   - ./plugins/no-default.js
   - ./plugins/empty.js
   - no-such-package
+outputs: [{ type: missing_type }]
 `);
     const at = (line: number, index: number) =>
       `${join(scratch.dir, 'estuary.yaml')}:${line}: plugins[${index}]: `;
-    assert.equal(errors.length, 5, errors.join('\n'));
+    assert.equal(errors.length, 6, errors.join('\n'));
     assert.ok(
       errors[0]!.startsWith(`${at(2, 0)}cannot import ${join(scratch.dir, 'plugins/missing.js')}: `),
       errors[0],
