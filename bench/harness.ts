@@ -16,11 +16,12 @@ import { join } from 'node:path';
 import { info, RedisServer } from '../test/support/redis.ts';
 import { freePort, waitFor } from '../test/support/wait.ts';
 import type { Anchor } from './anchors.ts';
+import { loopbackCert, randomLoopback } from './certificate.ts';
 import { FileLineCounter } from './file-lines.ts';
 import type { LoadResult } from './load/forward.ts';
 import { MemoryMetricsSampler } from './memory-metrics.ts';
 import { ProcSampler, treeCpuSeconds } from './proc.ts';
-import { type BufferKind, estuaryConfig, type Ports, type Scenario, SINK_ENV } from './scenarios.ts';
+import { type BufferKind, estuaryConfig, type Ports, type Scenario, SINKS } from './scenarios.ts';
 import type { SinkStats } from './sinks/stats.ts';
 import { buildSeries, type SeriesPoint } from './soak.ts';
 
@@ -121,16 +122,21 @@ export async function runOne(scenario: Scenario, server: Server, options: RunOpt
   const dir = mkdtempSync(join(tmpdir(), 'estuary-bench-'));
   const outputDir = join(dir, 'out');
   mkdirSync(outputDir);
+  const sinkSpec = SINKS[scenario.sink];
   const ports: Ports = {
     forward: await freePort(),
     http: await freePort(),
-    sink: await freePort(),
+    // A sink on 443 has a loopback address of its own, so it meets no other server's 443.
+    sinkHost: sinkSpec.tls?.port === undefined ? '127.0.0.1' : randomLoopback(),
+    sink: sinkSpec.tls?.port ?? (await freePort()),
     admin: await freePort(),
   };
   const children: ChildProcess[] = [];
   const groups: number[] = [];
   let redis: RedisServer | undefined;
   try {
+    // HTTPS sinks: a certificate of the run for the sink's address, which every server trusts.
+    const tls = sinkSpec.tls && loopbackCert(dir, ports.sinkHost);
     let receiver: Receiver;
     if (scenario.sink === 'file') {
       const lines = new FileLineCounter(outputDir);
@@ -138,11 +144,18 @@ export async function runOne(scenario: Scenario, server: Server, options: RunOpt
         stats: async () => ({ received: lines.count(), latency_p50_ms: null, latency_p99_ms: null }),
       };
     } else {
-      const sink = fork(`bench/sinks/${scenario.sink}-sink.ts`, ['--port', String(ports.sink)], {
+      const address = ['--port', String(ports.sink), '--host', ports.sinkHost];
+      const https = tls ? ['--cert', tls.cert, '--key', tls.key] : [];
+      const sink = fork(`bench/sinks/${scenario.sink}-sink.ts`, [...address, ...https], {
         stdio: 'inherit',
       });
       children.push(sink);
-      await new Promise((resolve) => sink.once('message', resolve));
+      await new Promise((resolve, reject) => {
+        sink.once('message', resolve);
+        sink.once('exit', (code) =>
+          reject(new Error(`the ${scenario.sink} sink exited (${code}) before listening`)),
+        );
+      });
       receiver = { stats: () => sinkStats(sink) };
     }
 
@@ -157,6 +170,7 @@ export async function runOne(scenario: Scenario, server: Server, options: RunOpt
       outputDir,
       redis,
       workers: options.workers,
+      caFile: tls?.cert,
     });
     groups.push(sut.process.pid!);
     await waitForPort(scenario.load.kind === 'http' ? ports.http : ports.forward, sut);
@@ -316,22 +330,24 @@ function startServer(
     outputDir: string;
     redis: RedisServer | undefined;
     workers: number;
+    caFile: string | undefined;
   },
 ): Started {
-  const { scenario, buffer, ports, dir, outputDir, redis, workers } = context;
+  const { scenario, buffer, ports, dir, outputDir, redis, workers, caFile } = context;
   const config = join(dir, 'estuary.yaml');
   writeFileSync(config, estuaryConfig({ scenario, buffer, ports, redisUrl: redis?.url, outputDir, workers }));
   let argv: string[];
   if (server.kind === 'anchor') {
-    if (typeof scenario.anchor !== 'string')
-      throw new Error(`scenario ${scenario.id}: ${scenario.anchor.none}`);
-    const anchorConfig = join(dir, server.anchor.configName);
-    writeFileSync(anchorConfig, server.anchor.config(scenario.anchor, ports, outputDir));
-    argv = server.anchor.command(anchorConfig);
+    const shape = scenario.anchor;
+    if (typeof shape !== 'string') throw new Error(`scenario ${scenario.id}: ${shape.none}`);
+    const files = server.anchor.config(shape, scenario, { ports, dir, outputDir, caFile });
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+    argv = server.anchor.command(join(dir, server.anchor.configName));
   } else if (server.kind === 'command') {
     const command = server.command
       .replaceAll('{forward_port}', String(ports.forward))
       .replaceAll('{http_port}', String(ports.http))
+      .replaceAll('{sink_host}', ports.sinkHost)
       .replaceAll('{sink_port}', String(ports.sink))
       .replaceAll('{output_dir}', outputDir)
       .replaceAll('{config}', config);
@@ -345,7 +361,11 @@ function startServer(
   const child = spawn(argv[0]!, argv.slice(1), {
     stdio,
     detached: true,
-    env: { ...process.env, ...SINK_ENV[scenario.sink] },
+    env: {
+      ...process.env,
+      ...SINKS[scenario.sink].env,
+      ...(caFile === undefined ? {} : { NODE_EXTRA_CA_CERTS: caFile }),
+    },
   });
   let tail = '';
   child.stderr?.on('data', (d: Buffer) => {
@@ -381,6 +401,8 @@ function loadArgs(
     String(connections),
     '--records',
     String(records),
+    '--payload',
+    scenario.load.payload ?? 'record',
     ...common,
   ];
 }

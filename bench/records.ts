@@ -34,3 +34,11 @@ export function nginxRecord(i: number): Record<string, unknown> {
 export function recordAt(i: number): Record<string, unknown> {
   return i % 2 === 0 ? goAppRecord(i) : nginxRecord(i);
 }
+
+/**
+ * The same payload as one JSON string under `log`, as a container runtime's line reaches an
+ * aggregator before a parser filter reads it (~290 bytes: the quotes escaped).
+ */
+export function logLineAt(i: number): Record<string, unknown> {
+  return { log: JSON.stringify(recordAt(i)) };
+}

@@ -13,7 +13,7 @@
  * --quick (10 s each), --json, --buffer memory|redis (override), --workers N (service.workers;
  * CPU and RSS then cover the supervisor and every worker), --connections N, --records N,
  * --anchor fluent-bit|fluentd (repeatable or a comma list), --sut "<command>" with
- * {forward_port} {http_port} {sink_port} {output_dir} {config} placeholders.
+ * {forward_port} {http_port} {sink_host} {sink_port} {output_dir} {config} placeholders.
  * --soak: one long open-loop run of scenario 6's shape (10 min at 20,000 records/s unless
  * --duration/--rate say otherwise) with a memory series and a drift verdict (bench/soak.ts),
  * written to bench/results/<date>-soak[-redis].json.
@@ -115,6 +115,11 @@ async function scenarios(): Promise<void> {
       for (const { name, found } of anchors) {
         if ('missing' in found) {
           skipped.push({ ...base, server: name, reason: found.missing });
+          continue;
+        }
+        const lacks = found.lacks[scenario.anchor];
+        if (lacks !== undefined) {
+          skipped.push({ ...base, server: name, reason: lacks });
           continue;
         }
         log(`scenario ${scenario.id}${at}: ${name} (${found.version})`);

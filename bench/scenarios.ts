@@ -5,14 +5,15 @@
  */
 
 export type BufferKind = 'memory' | 'redis';
-export type SinkKind = 'forward' | 'elasticsearch' | 'loki' | 's3' | 'file';
+export type SinkKind = 'forward' | 'elasticsearch' | 'loki' | 's3' | 'firehose' | 'cloudwatch' | 'file';
 
 /**
  * The anchors' equivalent of a scenario: `forward` (in_forward → out_forward with acks to the
- * bench's forward sink) or `file` (in_forward → out_file, the record as JSON per line), or
+ * bench's forward sink), `file` (in_forward → out_file, the record as JSON per line),
+ * `firehose` / `cloudwatch_logs` (Fluent Bit's AWS outputs to the bench's fake, over TLS), or
  * why there is none.
  */
-export type AnchorShape = 'forward' | 'file' | { none: string };
+export type AnchorShape = 'forward' | 'file' | 'firehose' | 'cloudwatch_logs' | { none: string };
 
 export type Load =
   | {
@@ -21,6 +22,11 @@ export type Load =
       batch: number;
       /** Connections of the load generator (4 when absent). */
       connections?: number;
+      /**
+       * `log`: each record's payload as a JSON string under `log`, as a container runtime's
+       * line arrives before a parser filter reads it (bench/records.ts); `record` when absent.
+       */
+      payload?: 'record' | 'log';
     }
   | { kind: 'http'; batch: number };
 
@@ -38,6 +44,10 @@ export interface Scenario {
    * buffers): a duration would compare how much each lets pile up.
    */
   records?: number;
+  /** A parser filter before the buffer: `format: json` on `log`, `reserve_data: true` (issue 17). */
+  parser?: boolean;
+  /** The firehose output's `aggregation: simple` (Fluent Bit: `simple_aggregation On`). */
+  aggregation?: boolean;
   anchor: AnchorShape;
 }
 
@@ -45,6 +55,8 @@ const PACKED = { kind: 'forward', mode: 'packed', batch: 1000 } as const;
 /** Issue 13's reference runs: 500,000 records over 2 connections. */
 const ISSUE_13 = { connections: 2, records: 500_000 };
 const NO_ANCHOR_HTTP = { none: 'HTTP input: not set up for the anchors' };
+/** Issue 17: scenario 8's records as JSON strings under `log`, into the same file output. */
+const JSON_IN_LOG = { ...PACKED, connections: ISSUE_13.connections, payload: 'log' } as const;
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -139,44 +151,130 @@ export const SCENARIOS: Scenario[] = [
     records: ISSUE_13.records,
     anchor: 'file',
   },
+  {
+    id: 12,
+    name: 'forward PackedForward ×1000, ack → redis → Firehose sink (PutRecordBatch)',
+    load: PACKED,
+    buffer: 'redis',
+    sink: 'firehose',
+    anchor: 'firehose',
+  },
+  {
+    id: 13,
+    name: 'forward PackedForward ×1000, ack → redis → Firehose sink (aggregation simple)',
+    load: PACKED,
+    buffer: 'redis',
+    sink: 'firehose',
+    aggregation: true,
+    anchor: 'firehose',
+  },
+  {
+    id: 14,
+    name: 'fixed rate, PackedForward ×100 → memory → CloudWatch Logs sink (PutLogEvents)',
+    load: { kind: 'forward', mode: 'packed', batch: 100 },
+    buffer: 'memory',
+    sink: 'cloudwatch',
+    rates: [10_000],
+    anchor: 'cloudwatch_logs',
+  },
+  {
+    id: 15,
+    name: 'forward PackedForward ×1000, ack, JSON in log → memory → file (format record)',
+    load: JSON_IN_LOG,
+    buffer: 'memory',
+    sink: 'file',
+    records: ISSUE_13.records,
+    anchor: 'file',
+  },
+  {
+    id: 16,
+    name: 'forward PackedForward ×1000, ack, JSON in log → parser (json) → memory → file (format record)',
+    load: JSON_IN_LOG,
+    buffer: 'memory',
+    sink: 'file',
+    records: ISSUE_13.records,
+    parser: true,
+    anchor: 'file',
+  },
 ];
 
 export interface Ports {
   forward: number;
   http: number;
+  /** The sink's address: 127.0.0.1 and a free port, but see `SinkSpec.tls`. */
+  sinkHost: string;
   sink: number;
   admin: number;
 }
 
-/**
- * The SUT's output per sink. The file output does not fsync: neither Fluent Bit's nor
- * Fluentd's out_file does, and the side-by-side is about turning records into lines.
- */
-const SINK_OUTPUTS: Record<SinkKind, (port: number, outputDir: string) => string> = {
-  forward: (port) => `{ type: forward, id: sink, servers: [{ host: 127.0.0.1, port: ${port} }] }`,
-  elasticsearch: (port) =>
-    `{ type: elasticsearch, id: sink, hosts: ["http://127.0.0.1:${port}"], logstash_format: true, logstash_prefix: bench }`,
-  loki: (port) =>
-    `{ type: loki, id: sink, url: "http://127.0.0.1:${port}/loki/api/v1/push", labels: { job: bench }, include_tag: true }`,
-  // The s3 output's own defaults (64MiB chunks, 5 min) would make one or two objects a run: the
-  // service's 1 s and 8MiB (those of every other scenario) make dozens, each one PutObject.
-  s3: (port) =>
-    `{ type: s3, id: sink, bucket: bench, endpoint: "http://127.0.0.1:${port}", force_path_style: true, region: us-east-1, buffer: { chunk_limit_size: 8MiB, flush_interval: 1s } }`,
-  file: (_port, outputDir) =>
-    `{ type: file, id: sink, path: ${JSON.stringify(`${outputDir}/estuary.log`)}, format: record, fsync: false }`,
-};
+/** The bench's AWS region, for the AWS outputs and Fluent Bit's. */
+export const AWS_REGION = 'us-east-1';
 
 /**
- * Environment the SUT runs with, per sink: the S3 output takes its credentials from the SDK's
- * chain, of which the environment comes first (the sink does not check them) unless
- * AWS_PROFILE is set, and must never wait on an EC2 metadata service.
+ * Environment of the servers in a run to an AWS sink: the AWS outputs (Estuary's and Fluent
+ * Bit's) take credentials from their chain, of which the environment comes first (the sinks
+ * check no signature) unless AWS_PROFILE is set, and must never wait on an EC2 metadata service.
  */
-export const SINK_ENV: Partial<Record<SinkKind, Record<string, string>>> = {
+const AWS_ENV = {
+  AWS_ACCESS_KEY_ID: 'bench',
+  AWS_SECRET_ACCESS_KEY: 'bench',
+  AWS_PROFILE: '',
+  AWS_EC2_METADATA_DISABLED: 'true',
+};
+
+export interface SinkSpec {
+  /** Estuary's output to this sink. */
+  output(ports: Ports, outputDir: string, scenario: Scenario): string;
+  /** Environment of every server in the run (Estuary's, --sut's, an anchor's). */
+  env?: Record<string, string>;
+  /**
+   * The sink speaks HTTPS only, with a self-signed certificate made for the run (Estuary trusts
+   * it through NODE_EXTRA_CA_CERTS, Fluent Bit through `tls.ca_file`): Fluent Bit's AWS outputs
+   * speak TLS only. `port: 443`: on that port of a loopback address of its own, since Fluent
+   * Bit's kinesis_firehose takes a host for `endpoint` and always connects to 443.
+   */
+  tls?: { port?: number };
+}
+
+/**
+ * Per sink: the SUT's output and what the run needs. The file output does not fsync: neither
+ * Fluent Bit's nor Fluentd's out_file does, and the side-by-side is about turning records
+ * into lines.
+ */
+export const SINKS: Record<SinkKind, SinkSpec> = {
+  forward: {
+    output: (p) => `{ type: forward, id: sink, servers: [{ host: ${p.sinkHost}, port: ${p.sink} }] }`,
+  },
+  elasticsearch: {
+    output: (p) =>
+      `{ type: elasticsearch, id: sink, hosts: ["http://${p.sinkHost}:${p.sink}"], logstash_format: true, logstash_prefix: bench }`,
+  },
+  loki: {
+    output: (p) =>
+      `{ type: loki, id: sink, url: "http://${p.sinkHost}:${p.sink}/loki/api/v1/push", labels: { job: bench }, include_tag: true }`,
+  },
+  // The s3 output's own defaults (64MiB chunks, 5 min) would make one or two objects a run: the
+  // service's 1 s and 8MiB (those of every other scenario) make dozens, each one PutObject.
   s3: {
-    AWS_ACCESS_KEY_ID: 'bench',
-    AWS_SECRET_ACCESS_KEY: 'bench',
-    AWS_PROFILE: '',
-    AWS_EC2_METADATA_DISABLED: 'true',
+    output: (p) =>
+      `{ type: s3, id: sink, bucket: bench, endpoint: "http://${p.sinkHost}:${p.sink}", force_path_style: true, region: ${AWS_REGION}, buffer: { chunk_limit_size: 8MiB, flush_interval: 1s } }`,
+    env: AWS_ENV,
+  },
+  firehose: {
+    output: (p, _dir, scenario) =>
+      `{ type: firehose, id: sink, delivery_stream: bench, endpoint: "https://${p.sinkHost}:${p.sink}", region: ${AWS_REGION}${scenario.aggregation ? ', aggregation: simple' : ''} }`,
+    env: AWS_ENV,
+    tls: { port: 443 },
+  },
+  cloudwatch: {
+    output: (p) =>
+      `{ type: cloudwatch_logs, id: sink, log_group_name: bench, log_stream_name: bench, endpoint: "https://${p.sinkHost}:${p.sink}", region: ${AWS_REGION} }`,
+    env: AWS_ENV,
+    tls: {},
+  },
+  file: {
+    output: (_p, outputDir) =>
+      `{ type: file, id: sink, path: ${JSON.stringify(`${outputDir}/estuary.log`)}, format: record, fsync: false }`,
   },
 };
 
@@ -200,7 +298,7 @@ export function estuaryConfig(options: {
   buffer: { type: ${buffer}${redisUrl ? `, redis_url: "${redisUrl}"` : ''}, flush_interval: 1s }
 inputs:
   - ${input}
-outputs:
-  - ${SINK_OUTPUTS[scenario.sink](ports.sink, outputDir)}
+${scenario.parser ? `filters:\n  - { type: parser, match: "bench.**", key_name: log, format: json, reserve_data: true }\n` : ''}outputs:
+  - ${SINKS[scenario.sink].output(ports, outputDir, scenario)}
 `;
 }

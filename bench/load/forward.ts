@@ -11,6 +11,9 @@
  *
  *   node bench/load/forward.ts --port 24224 [--mode packed|message] [--batch 1000]
  *        [--connections 4] [--window 4] [--rate 0] [--duration 10s] [--records 0] [--no-ack]
+ *        [--payload record|log]
+ *
+ * `--payload log` sends each record's payload as a JSON string under `log` (bench/records.ts).
  *
  * Prints one JSON line when done (sent, acked, failed, retried, seconds); under `fork` it also
  * sends that object to the parent.
@@ -23,7 +26,7 @@ import { parseDuration } from '../../src/core/units.ts';
 import { ForwardConnection } from '../../src/outputs/forward/client.ts';
 import type { ForwardMessage } from '../../src/outputs/forward/encode.ts';
 import { encodePackedForward } from '../../src/protocol/forward/modes.ts';
-import { recordAt } from '../records.ts';
+import { logLineAt, recordAt } from '../records.ts';
 
 export interface LoadResult {
   sent: number;
@@ -47,6 +50,7 @@ const { values } = parseArgs({
     records: { type: 'string', default: '0' },
     tag: { type: 'string', default: 'bench.app' },
     'no-ack': { type: 'boolean', default: false },
+    payload: { type: 'string', default: 'record' },
   },
 });
 if (!values.port) throw new Error('--port is required');
@@ -61,10 +65,13 @@ const ack = !values['no-ack'];
 const records = Number(values.records);
 if (!Number.isInteger(records) || records < 0)
   throw new Error(`--records: expected a count, got ${values.records}`);
+if (values.payload !== 'record' && values.payload !== 'log')
+  throw new Error(`--payload: record or log, got ${values.payload}`);
+const payloadAt = values.payload === 'log' ? logLineAt : recordAt;
 const tagBytes = pack(values.tag);
 
 // Records are encoded once; each message only stamps fresh times in front of them.
-const RECORDS = Array.from({ length: 4096 }, (_, i) => pack(recordAt(i)));
+const RECORDS = Array.from({ length: 4096 }, (_, i) => pack(payloadAt(i)));
 let cursor = 0;
 
 function message(): ForwardMessage {

@@ -16,29 +16,18 @@
  *   node bench/sinks/elasticsearch-sink.ts --port 9200
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { EventTime } from '../../src/core/event-time.ts';
-import { SinkCounter, serveHttp } from './stats.ts';
+import { memo, SinkCounter, serveHttp, sinkArgs } from './stats.ts';
 
-const { values } = parseArgs({
-  options: { port: { type: 'string', default: '9200' }, host: { type: 'string', default: '127.0.0.1' } },
-});
+const address = sinkArgs('9200');
 const counter = new SinkCounter();
 const NEWLINE = 0x0a;
 const TIMESTAMP = Buffer.from('"@timestamp":"');
 const QUOTE = 0x22;
 
 /** Per op, the item of a success; the output compares `status` only. */
-const ITEMS = new Map<string, string>();
-function item(op: string): string {
-  let text = ITEMS.get(op);
-  if (text === undefined) {
-    text = JSON.stringify({ [op]: { result: 'created', status: 201 } });
-    ITEMS.set(op, text);
-  }
-  return text;
-}
+const item = memo((op: string) => JSON.stringify({ [op]: { result: 'created', status: 201 } }));
 
 /**
  * Counts the actions of a `_bulk` body and observes each document's `@timestamp` (the event
@@ -117,6 +106,6 @@ function handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): void {
   } else answer(res, 404, JSON.stringify({ error: `no route for ${method} ${path}`, status: 404 }));
 }
 
-serveHttp(counter, values, handle, (res, err) =>
+serveHttp(counter, address, handle, (res, err) =>
   answer(res, 400, JSON.stringify({ error: String(err), status: 400 })),
 );

@@ -13,15 +13,12 @@
  *   node bench/sinks/loki-sink.ts --port 3100
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import snappy from 'snappyjs';
 import { EventTime } from '../../src/core/event-time.ts';
-import { SinkCounter, serveHttp } from './stats.ts';
+import { SinkCounter, serveHttp, sinkArgs } from './stats.ts';
 
-const { values } = parseArgs({
-  options: { port: { type: 'string', default: '3100' }, host: { type: 'string', default: '127.0.0.1' } },
-});
+const address = sinkArgs('3100');
 const counter = new SinkCounter();
 
 const LEN = 2;
@@ -149,6 +146,6 @@ function handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): void {
   }
 }
 
-serveHttp(counter, values, handle, (res, err) =>
+serveHttp(counter, address, handle, (res, err) =>
   answer(res, 400, `bench sink: unreadable push body: ${(err as Error).message}`),
 );

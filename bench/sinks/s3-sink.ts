@@ -21,15 +21,11 @@
  *   node bench/sinks/s3-sink.ts --port 9000
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { parseArgs } from 'node:util';
 import { gunzipSync, zstdDecompressSync } from 'node:zlib';
-import { SinkCounter, serveHttp } from './stats.ts';
+import { countLines, SinkCounter, serveHttp, sinkArgs } from './stats.ts';
 
-const { values } = parseArgs({
-  options: { port: { type: 'string', default: '9000' }, host: { type: 'string', default: '127.0.0.1' } },
-});
+const address = sinkArgs('9000');
 const counter = new SinkCounter();
-const NEWLINE = 0x0a;
 /** Whatever the ETag, the S3 output and lib-storage only pass it on. */
 const ETAG = '"0123456789abcdef0123456789abcdef"';
 
@@ -45,11 +41,7 @@ function decompress(body: Buffer, encoding: string | undefined): Buffer {
 }
 
 function countObject(body: Buffer, encoding: string | undefined): void {
-  const lines = decompress(body, encoding);
-  let n = 0;
-  for (let at = lines.indexOf(NEWLINE); at !== -1; at = lines.indexOf(NEWLINE, at + 1)) n++;
-  if (lines.length > 0 && lines[lines.length - 1] !== NEWLINE) n++;
-  counter.observe(undefined, n);
+  counter.observe(undefined, countLines(decompress(body, encoding)));
 }
 
 function answer(res: ServerResponse, status: number, body = '', headers: Record<string, string> = {}): void {
@@ -112,6 +104,6 @@ function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
     s3Error(res, 501, 'NotImplemented', `the bench sink does not do ${method} ${url.pathname}${url.search}`);
 }
 
-serveHttp(counter, values, handle, (res, err) =>
+serveHttp(counter, address, handle, (res, err) =>
   s3Error(res, 400, 'InvalidRequest', `bench sink: ${String(err)}`),
 );

@@ -1,4 +1,7 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { parseArgs } from 'node:util';
 import { EventTime } from '../../src/core/event-time.ts';
 import { LatencyHistogram } from '../latency.ts';
 
@@ -42,17 +45,62 @@ export class SinkCounter {
   }
 }
 
+/** Where an HTTP sink listens: `--port`, `--host`, and with `--cert` and `--key` (PEM files) over HTTPS. */
+export interface SinkAddress {
+  port: string | undefined;
+  host: string | undefined;
+  cert?: string | undefined;
+  key?: string | undefined;
+}
+
+/** An HTTP sink's command line: `--port P [--host H] [--cert FILE --key FILE]`. */
+export function sinkArgs(defaultPort: string): SinkAddress {
+  return parseArgs({
+    options: {
+      port: { type: 'string', default: defaultPort },
+      host: { type: 'string', default: '127.0.0.1' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+    },
+  }).values;
+}
+
+/** `make`, remembering each answer: for the parts of a sink's answers that repeat. */
+export function memo<K, V>(make: (key: K) => V): (key: K) => V {
+  const made = new Map<K, V>();
+  return (key) => {
+    let value = made.get(key);
+    if (value === undefined) {
+      value = make(key);
+      made.set(key, value);
+    }
+    return value;
+  };
+}
+
+const NEWLINE = 0x0a;
+
+/** Lines in `text` (native newline search); a last line without `\n` counts too. */
+export function countLines(text: Buffer): number {
+  let n = 0;
+  for (let at = text.indexOf(NEWLINE); at !== -1; at = text.indexOf(NEWLINE, at + 1)) n++;
+  if (text.length > 0 && text[text.length - 1] !== NEWLINE) n++;
+  return n;
+}
+
 /**
  * The HTTP sinks' server: each request's body read whole, then `handle`d; a body `handle`
- * cannot read is `refuse`d (a 400 in the sink's error shape). Reports to the parent once it listens.
+ * cannot read is `refuse`d (a 400 in the sink's error shape). Over HTTPS when the address has
+ * a certificate (clients that speak TLS only to the real service: Fluent Bit's AWS outputs).
+ * Reports to the parent once it listens.
  */
 export function serveHttp(
   counter: SinkCounter,
-  address: { port: string | undefined; host: string | undefined },
+  address: SinkAddress,
   handle: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void,
   refuse: (res: ServerResponse, err: unknown) => void,
 ): void {
-  const server = createServer((req, res) => {
+  const serve: RequestListener = (req, res) => {
     const parts: Buffer[] = [];
     req.on('data', (d: Buffer) => parts.push(d));
     req.on('end', () => {
@@ -62,7 +110,12 @@ export function serveHttp(
         refuse(res, err);
       }
     });
-  });
+  };
+  const { cert, key } = address;
+  const server =
+    cert !== undefined && key !== undefined
+      ? createHttpsServer({ cert: readFileSync(cert), key: readFileSync(key) }, serve)
+      : createServer(serve);
   server.keepAliveTimeout = 60_000;
   server.listen(Number(address.port), address.host, () => counter.report());
 }
