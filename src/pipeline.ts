@@ -27,6 +27,22 @@ const ROUTE_CACHE_LIMIT = 10_000;
  */
 export const MAX_RETAGS = 8;
 
+/** Entries one input entry may become through every filter (copies kept while re-tagging multiply). */
+export const MAX_EMISSIONS = 64;
+
+/** A tag a filter makes longer than this stays the old tag: routes and caches are keyed by tags. */
+export const MAX_TAG_LENGTH = 1024;
+
+/** What one input entry has become so far. */
+interface Tally {
+  /** Re-tags on the current path (the loop guard). */
+  retags: number;
+  /** Emissions of filters, over every path. */
+  emitted: number;
+}
+
+const newTally = (): Tally => ({ retags: 0, emitted: 0 });
+
 /** A buffer and the batch it is to stage. */
 interface Placement {
   buffer: OutputBuffer;
@@ -46,6 +62,7 @@ export class Pipeline {
   private readonly outputCache = new Map<string, OutputBuffer[]>();
   private readonly warnUnrouted: (tag: string) => void;
   private readonly warnLoop: (filter: Filter, tag: string) => void;
+  private readonly warnFilterError: (filter: Filter, err: unknown) => void;
 
   constructor(
     filters: readonly FilterRoute[],
@@ -63,6 +80,12 @@ export class Pipeline {
       logger.warn(
         { plugin_id: filter.id, tag, suppressed, max_retags: MAX_RETAGS },
         'record re-tagged too many times (a routing loop?); dropped',
+      ),
+    );
+    this.warnFilterError = rateLimited(60_000, (suppressed, filter: Filter, err: unknown) =>
+      logger.warn(
+        { plugin_id: filter.id, err, suppressed },
+        'filter failed on a record; it went on unchanged',
       ),
     );
   }
@@ -85,7 +108,7 @@ export class Pipeline {
       return;
     }
     const out = new Map<string, Entry[]>();
-    for (const entry of decodeEntries(batch.payload)) this.run(entry, batch.tag, 0, 0, out);
+    for (const entry of decodeEntries(batch.payload)) this.run(entry, batch.tag, 0, newTally(), out);
     await this.stage(batchesOf(out), options);
   };
 
@@ -93,20 +116,29 @@ export class Pipeline {
   private async release(filter: Filter, tag: string, emissions: readonly Emission[]): Promise<void> {
     const out = new Map<string, Entry[]>();
     const at = this.chainFor(tag).indexOf(filter);
-    this.fan(emissions, tag, at < 0 ? Number.POSITIVE_INFINITY : at + 1, 0, filter, out);
+    this.fan(emissions, tag, at < 0 ? Number.POSITIVE_INFINITY : at + 1, newTally(), filter, out);
     await this.stage(batchesOf(out), { wait: true });
   }
 
   /** `entry` of `tag` through the filters of its chain from `from`; what comes out is added to `out`. */
-  private run(entry: Entry, tag: string, from: number, retags: number, out: Map<string, Entry[]>): void {
+  private run(entry: Entry, tag: string, from: number, tally: Tally, out: Map<string, Entry[]>): void {
     const chain = this.chainFor(tag);
     let current = entry;
     for (let i = from; i < chain.length; i++) {
       const filter = chain[i]!;
-      const result = filter.apply(current, tag);
+      let result: ReturnType<Filter['apply']>;
+      try {
+        result = filter.apply(current, tag);
+      } catch (err) {
+        // One record a filter cannot take must not fail its whole batch (the sender would
+        // re-send it for ever): it goes on as it was, counted and logged.
+        this.metrics.filterErrors.inc({ plugin_id: filter.id, type: filter.type });
+        this.warnFilterError(filter, err);
+        continue;
+      }
       if (result === null) return;
       if (Array.isArray(result)) {
-        this.fan(result, tag, i + 1, retags, filter, out);
+        this.fan(result, tag, i + 1, tally, filter, out);
         return;
       }
       current = result as Entry;
@@ -116,23 +148,44 @@ export class Pipeline {
     else out.set(tag, [current]);
   }
 
-  /** What `filter` made of an entry of `tag`: the same tag goes on from `next`, another starts over. */
+  /**
+   * What `filter` made of an entry of `tag`: the same tag goes on from `next`, another starts
+   * over. A new tag that is empty or over MAX_TAG_BYTES leaves the entry under its own tag.
+   */
   private fan(
     emissions: readonly Emission[],
     tag: string,
     next: number,
-    retags: number,
+    tally: Tally,
     filter: Filter,
     out: Map<string, Entry[]>,
   ): void {
     for (const { entry, tag: to } of emissions) {
-      if (to === undefined || to === tag) this.run(entry, tag, next, retags, out);
-      else if (retags < MAX_RETAGS) this.run(entry, to, 0, retags + 1, out);
-      else {
-        this.metrics.recordsDropped.inc({ plugin_id: filter.id, type: filter.type, reason: 'retag_loop' });
-        this.warnLoop(filter, to);
+      // Filters that each keep the original and add a re-tagged copy multiply an entry
+      // geometrically: past MAX_EMISSIONS copies of one input entry, the rest are a loop too.
+      if (++tally.emitted > MAX_EMISSIONS) {
+        this.loopDrop(filter, to ?? tag);
+        continue;
       }
+      if (to === undefined || to === tag || to === '') this.run(entry, tag, next, tally, out);
+      else if (to.length > MAX_TAG_LENGTH) {
+        this.metrics.filterErrors.inc({ plugin_id: filter.id, type: filter.type });
+        this.warnFilterError(
+          filter,
+          new Error(`new tag of ${to.length} characters, over ${MAX_TAG_LENGTH}: kept under ${tag}`),
+        );
+        this.run(entry, tag, next, tally, out);
+      } else if (tally.retags < MAX_RETAGS) {
+        tally.retags += 1;
+        this.run(entry, to, 0, tally, out);
+        tally.retags -= 1;
+      } else this.loopDrop(filter, to);
     }
+  }
+
+  private loopDrop(filter: Filter, tag: string): void {
+    this.metrics.recordsDropped.inc({ plugin_id: filter.id, type: filter.type, reason: 'retag_loop' });
+    this.warnLoop(filter, tag);
   }
 
   /** Room for every batch in each buffer it routes to, then staged in all of them. */

@@ -10,7 +10,8 @@ import { TagPattern } from '../src/core/tag-pattern.ts';
 import type { Filter, Release } from '../src/filters/filter.ts';
 import { silentLogger } from '../src/logger.ts';
 import { Metrics } from '../src/metrics/registry.ts';
-import { MAX_RETAGS, Pipeline } from '../src/pipeline.ts';
+import { MAX_EMISSIONS, MAX_RETAGS, MAX_TAG_LENGTH, Pipeline } from '../src/pipeline.ts';
+import { buildFilter } from './support/filters.ts';
 import { ScriptedOutput } from './support/outputs.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -294,6 +295,101 @@ describe('pipeline', () => {
         ['app.web', 2, true],
       ],
     );
+    await stop();
+  });
+
+  it('records a filter joined from acknowledged batches are buffered on their own: a full buffer refusing the next batch loses none', async () => {
+    let release!: () => void;
+    const hold = new Promise<void>((r) => {
+      release = r;
+    });
+    const concat = buildFilter(
+      'filters:\n  - { type: concat, key: log, multiline_start_regexp: "^START", flush_interval: 0 }\n',
+    );
+    const one = batch('app.x', 1);
+    const { pipeline, outputs, stop } = setup([['all', '**']], [['app.**', concat]], {
+      all: { total_limit_size: one.bytes * 3, overflow_action: 'block', chunk_limit_records: 1 },
+    });
+    outputs[0]!.output.script = [{ hold }];
+    pipeline.start();
+    const lines = (...logs: string[]) =>
+      makeBatch(
+        'app.x',
+        logs.map((log, i) => ({ time: new EventTime(1_700_000_000, i), record: { log } })),
+      );
+    await pipeline.emit(lines('START a', 'a-2'), { wait: false }); // held by concat: acknowledged
+    // Fill the buffer behind a held write.
+    for (let n = 0; n < 3; n++) await pipeline.emit(batch('other.x', n), { wait: true }).catch(() => {});
+    // This batch starts a new event, so the held one is complete: it waits for room on its own,
+    // while this batch (nothing of it to buffer yet) is acknowledged.
+    await pipeline.emit(lines('START c'), { wait: false });
+    release();
+    await pipeline.stop();
+    await waitFor(() => outputs[0]!.output.delivered.filter((e) => e.tag === 'app.x').length === 2, {
+      what: 'both events delivered',
+    });
+    assert.deepEqual(
+      outputs[0]!.output.delivered.filter((e) => e.tag === 'app.x').map((e) => e.record.log),
+      ['START a\na-2', 'START c'],
+    );
+    await stop();
+  });
+
+  it('a filter throwing on one record does not fail its batch: the record goes on unchanged, counted', async () => {
+    const picky: Filter = {
+      id: 'picky',
+      type: 't',
+      apply: (e) => {
+        if (e.record.n === 2) throw new Error('cannot take 2');
+        return { ...e, record: { ...e.record, seen: true } };
+      },
+    };
+    const { pipeline, outputs, metrics, stop } = setup([['all', '**']], [['**', picky]]);
+    await pipeline.emit(batch('x', 1, 2, 3), { wait: false });
+    await waitFor(() => outputs[0]!.output.delivered.length === 3);
+    assert.deepEqual(
+      outputs[0]!.output.delivered.map((e) => [e.record.n, e.record.seen]),
+      [
+        [1, true],
+        [2, undefined],
+        [3, true],
+      ],
+    );
+    const errors = await metrics.registry.getSingleMetric('estuary_filter_errors_total')!.get();
+    assert.deepEqual(
+      errors.values.map((v) => [v.labels.plugin_id, v.value]),
+      [['picky', 1]],
+    );
+    await stop();
+  });
+
+  it('copies multiplying through re-tags stop at MAX_EMISSIONS; a tag over MAX_TAG_LENGTH is not taken', async () => {
+    const fork: Filter = {
+      id: 'fork',
+      type: 't',
+      // Keep the record and add a copy under a longer tag: 2^n copies after n rounds.
+      apply: (e, tag) => (tag.length < 40 ? [{ entry: e }, { entry: e, tag: `${tag}.x` }] : e),
+    };
+    const long: Filter = {
+      id: 'long',
+      type: 't',
+      apply: (e) => [{ entry: e, tag: `y.${'z'.repeat(MAX_TAG_LENGTH)}` }],
+    };
+    const { pipeline, outputs, metrics, stop } = setup(
+      [['all', '**']],
+      [
+        ['a.**', fork],
+        ['b.**', long],
+      ],
+    );
+    await pipeline.emit(batch('a', 1), { wait: false });
+    await pipeline.emit(batch('b', 2), { wait: false });
+    await waitFor(() => outputs[0]!.output.delivered.some((e) => e.record.n === 2), { what: 'the b record' });
+    const fromA = outputs[0]!.output.delivered.filter((e) => e.record.n === 1);
+    assert.ok(fromA.length <= MAX_EMISSIONS, `${fromA.length} copies`);
+    assert.equal(outputs[0]!.output.delivered.find((e) => e.record.n === 2)!.tag, 'b');
+    const dropped = await metrics.registry.getSingleMetric('estuary_records_dropped_total')!.get();
+    assert.ok(dropped.values.some((v) => v.labels.reason === 'retag_loop' && v.value > 0));
     await stop();
   });
 });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { compileOnigmo } from '../core/onigmo.ts';
+import { toJson } from '../core/to-json.ts';
 
 /** A config check that reports the parser's own message (a regex's, a record path's). */
 export function valid<T = string>(parse: (value: T) => unknown) {
@@ -32,5 +33,6 @@ export function fieldText(value: unknown): string | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'string') return value;
   if (value instanceof Uint8Array) return Buffer.from(value).toString('utf8');
-  return typeof value === 'object' ? JSON.stringify(value) : String(value);
+  // toJson, not JSON.stringify: a decoded uint64 is a BigInt, which JSON.stringify throws on.
+  return typeof value === 'object' ? toJson(value) : String(value);
 }

@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { duration, size } from '../config/values.ts';
 import type { Entry, LogRecord } from '../core/entry.ts';
 import { getPath, parseRecordPath, withPath } from '../core/record-path.ts';
-import { type Logger, rateLimited } from '../logger.ts';
-import { defineComponent } from '../registry.ts';
+import type { Logger } from '../logger.ts';
+import { type ComponentDeps, defineComponent } from '../registry.ts';
 import { compileRegex, fieldText, rubyRegex, valid } from './checks.ts';
 import type { Emission, Filter, Release } from './filter.ts';
 
@@ -93,12 +93,20 @@ type ConcatConfig = z.output<typeof schema>;
 /** The pieces of one stream waiting for the rest of their line. */
 interface Group {
   tag: string;
-  stream: string;
-  entries: Entry[];
+  /** The first piece's entry: the joined record is its record with `key` replaced. */
+  first: Entry;
+  /** The last piece's time. */
+  lastTime: Entry['time'];
+  /** Each piece's text (only that is kept of the later pieces). */
+  pieces: string[];
+  /** What the group holds, counted as its pieces' bytes plus a fixed cost per piece. */
   bytes: number;
   /** When the last piece came (ms), for flush_interval. */
   lastAt: number;
 }
+
+/** Counted per piece on top of its text: an empty piece still costs memory. */
+const PIECE_COST = 64;
 
 /** What a record does to its stream's group. */
 type Step =
@@ -121,7 +129,7 @@ export const concatFilter = defineComponent({
   type: 'concat',
   schema,
   create(config, deps): Filter {
-    return new ConcatFilter(deps.id, config, deps.logger);
+    return new ConcatFilter(deps.id, config, deps);
   },
 });
 
@@ -138,12 +146,22 @@ class ConcatFilter implements Filter {
   /** Open groups in the order they were last touched (a Map keeps insertion order). */
   private readonly groups = new Map<string, Group>();
   private release: Release | undefined;
+  /** Hand-ons still being buffered: stop() waits for them. */
+  private readonly handing = new Set<Promise<void>>();
+  private stopped = false;
   private timer: NodeJS.Timeout | undefined;
-  private readonly warnRelease: (err: unknown) => void;
+  private readonly logger: Logger;
+  private readonly lost: { inc(n?: number): void };
 
-  constructor(id: string, config: ConcatConfig, logger: Logger) {
+  constructor(id: string, config: ConcatConfig, deps: ComponentDeps) {
     this.id = id;
     this.c = config;
+    this.logger = deps.logger;
+    this.lost = deps.metrics.recordsDropped.labels({
+      plugin_id: id,
+      type: 'concat',
+      reason: 'filter_release_failed',
+    });
     this.keyPath = parseRecordPath(config.key);
     this.streamPath =
       config.stream_identity_key === undefined ? undefined : parseRecordPath(config.stream_identity_key);
@@ -154,9 +172,6 @@ class ConcatFilter implements Filter {
     this.continuous =
       config.continuous_line_regexp === undefined ? undefined : compileRegex(config.continuous_line_regexp);
     this.meta = PARTIAL_METADATA[config.partial_metadata_format];
-    this.warnRelease = rateLimited(60_000, (suppressed, err: unknown) =>
-      logger.warn({ err, suppressed }, 'concat: a timed-out group could not be buffered'),
-    );
   }
 
   start(release: Release): void {
@@ -170,56 +185,68 @@ class ConcatFilter implements Filter {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
     this.timer = undefined;
     const byTag = new Map<string, Emission[]>();
-    for (const group of this.groups.values()) {
-      const list = byTag.get(group.tag) ?? [];
-      list.push({ entry: this.joined(group) });
-      byTag.set(group.tag, list);
-    }
-    this.groups.clear();
-    if (this.release) await Promise.all([...byTag].map(([tag, emissions]) => this.release!(tag, emissions)));
+    for (const [key, group] of this.groups) add(byTag, group.tag, this.take(key, group));
+    for (const [tag, emissions] of byTag) this.handOn(tag, emissions);
+    while (this.handing.size > 0) await Promise.all(this.handing);
   }
 
   apply(entry: Entry, tag: string): Entry | null | readonly Emission[] {
     const piece = fieldText(getPath(entry.record, this.keyPath));
-    // A record without the field is no piece of anything.
-    if (piece === undefined) return entry;
-    const stream = this.streamPath
-      ? `${tag}\u0000${fieldText(getPath(entry.record, this.streamPath)) ?? ''}`
-      : tag;
-    const key = this.c.use_partial_metadata
-      ? `${stream}\u0000${fieldText(entry.record[this.meta.id]) ?? ''}`
-      : stream;
+    // A record without the field is no piece of anything; after stop nothing is held.
+    if (piece === undefined || this.stopped) return entry;
+    const key = this.keyOf(entry.record, tag);
     const step = this.step(entry.record, piece, this.groups.has(key));
-    const out: Emission[] = [];
+    // Joined groups hold pieces of batches already acknowledged: they go on through the
+    // pipeline's Release, buffered on their own, so a refusal of this batch (a full buffer
+    // under wait: false) cannot take them with it. Only this record's own fate is returned.
+    const joined = new Map<string, Emission[]>();
     const open = this.groups.get(key);
+    let inline: Entry | undefined;
     switch (step) {
       case 'alone':
       case 'break':
-        if (open) out.push(this.take(key, open));
-        out.push({ entry });
+        if (open) add(joined, open.tag, this.take(key, open));
+        inline = entry;
         break;
       case 'start': {
-        if (open) out.push(this.take(key, open));
-        this.add(key, tag, stream, entry, piece, out);
+        if (open) add(joined, open.tag, this.take(key, open));
+        this.add(key, tag, entry, piece, joined);
         // A line that both starts and ends an event is one by itself.
         const group = this.end?.test(piece) ? this.groups.get(key) : undefined;
-        if (group) out.push(this.take(key, group));
+        if (group) add(joined, tag, this.take(key, group));
         break;
       }
       case 'append':
-        this.add(key, tag, stream, entry, piece, out);
+        this.add(key, tag, entry, piece, joined);
         break;
       case 'end': {
-        this.add(key, tag, stream, entry, piece, out);
+        this.add(key, tag, entry, piece, joined);
         const group = this.groups.get(key);
-        if (group) out.push(this.take(key, group));
+        if (group) add(joined, tag, this.take(key, group));
         break;
       }
     }
-    return out;
+    if (!this.release) {
+      // Not started by a pipeline (a test calling apply): everything comes back here.
+      const all = [...joined].flatMap(([to, list]) => list.map((e) => (to === tag ? e : { ...e, tag: to })));
+      return inline ? [...all, { entry: inline }] : all;
+    }
+    for (const [to, list] of joined) this.handOn(to, list);
+    return inline ?? [];
+  }
+
+  /** The group a record's piece belongs to: tag, stream (stream_identity_key, CRI stream), Docker's partial_id. */
+  private keyOf(record: LogRecord, tag: string): string {
+    const c = this.c;
+    let key = tag;
+    if (this.streamPath) key += `\u0000${fieldText(getPath(record, this.streamPath)) ?? ''}`;
+    if (c.use_partial_cri_logtag) key += `\u0000${fieldText(record[c.partial_cri_stream_key]) ?? ''}`;
+    if (c.use_partial_metadata) key += `\u0000${fieldText(record[this.meta.id]) ?? ''}`;
+    return key;
   }
 
   private step(record: LogRecord, piece: string, open: boolean): Step {
@@ -247,23 +274,24 @@ class ConcatFilter implements Filter {
   }
 
   /** Adds a piece to its group (opened if need be); a group over its limits is emitted into `out`. */
-  private add(key: string, tag: string, stream: string, entry: Entry, piece: string, out: Emission[]): void {
+  private add(key: string, tag: string, entry: Entry, piece: string, out: Map<string, Emission[]>): void {
     let group = this.groups.get(key);
     if (group)
       this.groups.delete(key); // re-inserted below: the Map stays in last-touched order
     else {
       if (this.groups.size >= this.c.max_groups) {
         const [oldestKey, oldest] = this.groups.entries().next().value as [string, Group];
-        out.push(this.take(oldestKey, oldest));
+        add(out, oldest.tag, this.take(oldestKey, oldest));
       }
-      group = { tag, stream, entries: [], bytes: 0, lastAt: 0 };
+      group = { tag, first: entry, lastTime: entry.time, pieces: [], bytes: 0, lastAt: 0 };
     }
-    group.entries.push(entry);
-    group.bytes += Buffer.byteLength(piece) + this.c.separator.length;
+    group.pieces.push(piece);
+    group.lastTime = entry.time;
+    group.bytes += Buffer.byteLength(piece) + PIECE_COST;
     group.lastAt = Date.now();
     this.groups.set(key, group);
-    if (group.bytes >= this.c.max_bytes || group.entries.length === this.c.n_lines)
-      out.push(this.take(key, group));
+    if (group.bytes >= this.c.max_bytes || group.pieces.length === this.c.n_lines)
+      add(out, tag, this.take(key, group));
   }
 
   private take(key: string, group: Group): Emission {
@@ -273,19 +301,15 @@ class ConcatFilter implements Filter {
 
   /** The group as one record: the first piece's fields, `key` joined, partial markers dropped. */
   private joined(group: Group): Entry {
-    const first = group.entries[0]!;
-    const last = group.entries[group.entries.length - 1]!;
-    if (group.entries.length === 1 && !this.dropsMarkers()) return first;
-    const text = group.entries
-      .map((e) => fieldText(getPath(e.record, this.keyPath)) ?? '')
-      .join(this.c.separator);
-    const record = withPath(first.record, this.keyPath, text);
+    const { first } = group;
+    if (group.pieces.length === 1 && !this.dropsMarkers()) return first;
+    const record = withPath(first.record, this.keyPath, group.pieces.join(this.c.separator));
     const c = this.c;
     if (c.partial_key !== undefined && !c.keep_partial_key) delete record[c.partial_key];
     if (c.use_partial_metadata && !c.keep_partial_metadata)
       for (const k of Object.values(this.meta)) delete record[k];
     if (c.use_partial_cri_logtag) record[c.partial_cri_logtag_key] = 'F';
-    return { ...first, time: c.use_first_timestamp ? first.time : last.time, record };
+    return { ...first, time: c.use_first_timestamp ? first.time : group.lastTime, record };
   }
 
   private dropsMarkers(): boolean {
@@ -303,10 +327,30 @@ class ConcatFilter implements Filter {
     for (const [key, group] of this.groups) {
       // Last-touched order: the first group still fresh ends the scan.
       if (now - group.lastAt < this.c.flush_interval) break;
-      const list = byTag.get(group.tag) ?? [];
-      list.push(this.take(key, group));
-      byTag.set(group.tag, list);
+      add(byTag, group.tag, this.take(key, group));
     }
-    for (const [tag, emissions] of byTag) this.release?.(tag, emissions).catch(this.warnRelease);
+    for (const [tag, emissions] of byTag) this.handOn(tag, emissions);
   }
+
+  /** Buffers joined records through the pipeline; stop() waits for every one. A failure is counted as loss. */
+  private handOn(tag: string, emissions: Emission[]): void {
+    const release = this.release;
+    if (!release) return;
+    const handing: Promise<void> = release(tag, emissions)
+      .catch((err: unknown) => {
+        this.lost.inc(emissions.length);
+        this.logger.error(
+          { err, tag, records: emissions.length },
+          'concat: joined records could not be buffered; lost',
+        );
+      })
+      .finally(() => this.handing.delete(handing));
+    this.handing.add(handing);
+  }
+}
+
+function add(byTag: Map<string, Emission[]>, tag: string, emission: Emission): void {
+  const list = byTag.get(tag);
+  if (list) list.push(emission);
+  else byTag.set(tag, [emission]);
 }

@@ -145,6 +145,12 @@ export class Metrics {
     help: 'Records whose tag matched no output, dropped.',
     registers: [this.registry],
   });
+  readonly filterErrors = new Counter({
+    name: 'estuary_filter_errors_total',
+    help: 'Records a filter threw on (they went on unchanged past it), and re-tags refused for a tag over 1024 characters.',
+    labelNames: PLUGIN,
+    registers: [this.registry],
+  });
   readonly filterParseErrors = new Counter({
     name: 'estuary_filter_parse_errors_total',
     help: 'Records a parser filter could not parse (no match, not of the format, over max_bytes, key_name not text); they pass on unchanged unless emit_invalid_record_to_error drops them.',

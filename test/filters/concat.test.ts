@@ -65,6 +65,22 @@ describe('concat filter', () => {
     assert.equal(out[2]!.time.nsec, clock - 1, "the joined record has the last piece's time");
   });
 
+  it('CRI: stdout and stderr pieces are joined apart (partial_cri_stream_key)', () => {
+    const f = build('    key: message\n    use_partial_cri_logtag: true\n    separator: ""\n');
+    const out = run(f, 'kube.app', [
+      { stream: 'stdout', logtag: 'P', message: 'long stdout line part 1 ' },
+      { stream: 'stderr', logtag: 'F', message: 'an error line' },
+      { stream: 'stdout', logtag: 'F', message: 'part 2' },
+    ]);
+    assert.deepEqual(
+      out.map((e) => [e.record.stream, e.record.message]),
+      [
+        ['stderr', 'an error line'],
+        ['stdout', 'long stdout line part 1 part 2'],
+      ],
+    );
+  });
+
   it('CRI: P pieces up to the F one, logtag F; a lone F line passes as it is', () => {
     const f = build('    key: message\n    use_partial_cri_logtag: true\n    separator: ""\n');
     const out = run(f, 'kube.app', [
@@ -122,11 +138,19 @@ describe('concat filter', () => {
       run(end, 't', [{ m: 'select *' }, { m: 'from t;' }, { m: 'x;' }]).map((e) => e.record.m),
       ['select *\nfrom t;', 'x;'],
     );
-    const capped = build('    key: m\n    n_lines: 1000\n    max_bytes: 10\n');
+    // Each piece counts its bytes plus 64: an empty piece still holds memory.
+    const capped = build('    key: m\n    n_lines: 1000\n    max_bytes: 150\n');
     assert.deepEqual(
-      run(capped, 't', [{ m: 'abcd' }, { m: 'efgh' }, { m: 'ij' }]).map((e) => e.record.m),
-      ['abcd\nefgh'],
+      run(capped, 't', [{ m: 'abcd' }, { m: 'efgh' }, { m: 'ij' }, { m: 'kl' }]).map((e) => e.record.m),
+      ['abcd\nefgh\nij'],
     );
+    const empties = build('    key: m\n    use_partial_cri_logtag: true\n    separator: ""\n    max_bytes: 1KiB\n');
+    const held = run(
+      empties,
+      't',
+      Array.from({ length: 40 }, () => ({ logtag: 'P', m: '' })),
+    );
+    assert.equal(held.length, 2, 'forty empty pieces do not wait for ever under max_bytes');
   });
 
   it('a record without the key passes alone and leaves the open group be', () => {

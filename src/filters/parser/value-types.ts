@@ -1,3 +1,4 @@
+import { fieldText } from '../checks.ts';
 import { parseOffset } from './strptime.ts';
 import { type TimeType, type ValueTime, valueTime } from './time.ts';
 
@@ -12,7 +13,7 @@ export type Converter = (value: unknown) => unknown;
 const TYPES = ['string', 'integer', 'float', 'bool', 'time', 'array', 'hex'] as const;
 const TRUTHY = new Set(['true', 'yes', '1']);
 
-const asText = (v: unknown) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
+const asText = (v: unknown) => fieldText(v) ?? String(v);
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;

@@ -3,7 +3,8 @@ import type { SchemaElement } from 'hyparquet';
 import { ByteWriter, parquetWrite } from 'hyparquet-writer';
 import type { LogRecord } from '../../core/entry.ts';
 import { EntryCursor } from '../../core/entry-cursor.ts';
-import { EventTime } from '../../core/event-time.ts';
+import type { EventTime } from '../../core/event-time.ts';
+import { parseTime } from '../../core/parse-time.ts';
 import { toJson } from '../../core/to-json.ts';
 import { encodeFailure } from '../format.ts';
 import type { ParquetType } from './config.ts';
@@ -57,14 +58,20 @@ export function encodeParquet(job: ParquetJob): ParquetResult {
       rejected.push({ index, reason: encodeFailure(err) });
     }
   }
-  const columns = job.columns ?? inferColumns(rows);
-  const dateKey = job.dateKey !== false && !columns.some((c) => c.name === job.dateKey) ? job.dateKey : false;
-  if (columns.length === 0 && dateKey === false) {
+  const dateKey =
+    job.dateKey !== false && !job.columns?.some((c) => c.name === job.dateKey) ? job.dateKey : false;
+  const { columns, extra } = job.columns
+    ? { columns: job.columns, extra: false }
+    : inferColumns(rows, dateKey === false ? undefined : dateKey);
+  if (columns.length === 0 && dateKey === false && !extra) {
     // A parquet file needs a column: records with no fields, and no time column, have none.
     for (const { index } of rows)
       rejected.push({ index, reason: 'the record has no fields to make parquet columns of' });
     return { body: new Uint8Array(0), rows: 0, rejected };
   }
+  const named = new Set(columns.map((c) => c.name));
+  if (dateKey !== false) named.add(dateKey);
+  const extras: Cell[] = [];
   const data: Cell[][] = columns.map(() => []);
   const dates: bigint[] = [];
   const cells: Cell[] = new Array(columns.length);
@@ -86,15 +93,29 @@ export function encodeParquet(job: ParquetJob): ParquetResult {
       rejected.push({ index, reason: refused });
       continue;
     }
+    let date = micros(time);
+    if (dateKey !== false && Object.hasOwn(record, dateKey) && record[dateKey] != null) {
+      // A record with a time field of its own keeps it, as json_lines does.
+      try {
+        date = cell(record[dateKey], 'timestamp') as bigint;
+      } catch (err) {
+        rejected.push({
+          index,
+          reason: `field ${JSON.stringify(dateKey)} (json_date_key): ${(err as Error).message}`,
+        });
+        continue;
+      }
+    }
     for (let i = 0; i < columns.length; i++) data[i]!.push(cells[i]!);
     written += 1;
-    if (dateKey !== false) dates.push(micros(time));
+    if (dateKey !== false) dates.push(date);
+    if (extra) extras.push(extraOf(record, named));
   }
   rejected.sort((a, b) => a.index - b.index);
   if (written === 0) return { body: new Uint8Array(0), rows: 0, rejected };
 
   const schema: SchemaElement[] = [
-    { name: 'root', num_children: columns.length + (dateKey === false ? 0 : 1) },
+    { name: 'root', num_children: columns.length + (dateKey === false ? 0 : 1) + (extra ? 1 : 0) },
   ];
   const columnData: { name: string; data: Cell[] | bigint[] }[] = [];
   if (dateKey !== false) {
@@ -104,6 +125,10 @@ export function encodeParquet(job: ParquetJob): ParquetResult {
   for (const [i, column] of columns.entries()) {
     schema.push({ name: column.name, repetition_type: 'OPTIONAL', ...ELEMENT[column.type] });
     columnData.push({ name: column.name, data: data[i]! });
+  }
+  if (extra) {
+    schema.push({ name: EXTRA_COLUMN, repetition_type: 'OPTIONAL', ...ELEMENT.json });
+    columnData.push({ name: EXTRA_COLUMN, data: extras });
   }
   const writer = new ByteWriter();
   parquetWrite({
@@ -170,24 +195,13 @@ function cell(value: unknown, type: ParquetType): Cell {
       if (typeof value === 'bigint') return Number(value);
       break;
     case 'timestamp': {
-      if (value instanceof EventTime) return micros(value);
-      // Epoch seconds (a float keeps the fraction), as a time_key in a record usually is.
-      if (typeof value === 'number' && Number.isSafeInteger(Math.round(value * 1e6)))
-        return BigInt(Math.round(value * 1e6));
-      if (typeof value === 'string') {
-        const ms = Date.parse(value);
-        if (!Number.isNaN(ms)) return BigInt(ms) * 1000n + subMillisMicros(value);
-      }
+      // An EventTime, epoch seconds / ms / µs / ns, or RFC 3339 text, as the HTTP input reads times.
+      const time = parseTime(value);
+      if (time) return micros(time);
       break;
     }
   }
   throw new CellError(`a parquet ${type} column cannot hold ${describe(value)}`);
-}
-
-/** The digits past milliseconds in an RFC 3339 fraction (`.123456Z` → 456), which Date.parse drops. */
-function subMillisMicros(text: string): bigint {
-  const fraction = /\.(\d+)/.exec(text)?.[1];
-  return fraction && fraction.length > 3 ? BigInt(fraction.slice(3, 6).padEnd(3, '0')) : 0n;
 }
 
 function describe(value: unknown): string {
@@ -196,17 +210,51 @@ function describe(value: unknown): string {
 }
 
 /**
+ * Inferred columns at most, and cells (rows × columns) at most: keys past them go, as JSON,
+ * into one `_extra` column, so memory follows the records' bytes, not how many distinct keys
+ * they bring (a log of ids as keys would make a file of unbounded width).
+ */
+export const MAX_INFERRED_COLUMNS = 256;
+const MAX_CELLS = 16_000_000;
+const EXTRA_COLUMN = '_extra';
+
+/**
  * Columns from the records' top-level keys, in the order they first come: a column whose
  * values are all of one kind gets that type (string, boolean, int64, double — integers and
- * fractions together make a double), anything else (maps, arrays, mixed kinds) is a string
- * column of JSON text, strings as they are.
+ * fractions together make a double), anything else (maps, arrays, mixed kinds, integers past
+ * int64) is a string column of JSON text, strings as they are. Past the width allowed,
+ * `extra`: the rest are kept in `_extra`. `dateKey` is the time column's, not inferred.
  */
-function inferColumns(rows: readonly { record: LogRecord }[]): { name: string; type: ParquetType }[] {
+function inferColumns(
+  rows: readonly { record: LogRecord }[],
+  dateKey: string | undefined,
+): { columns: { name: string; type: ParquetType }[]; extra: boolean } {
   const kinds = new Map<string, number>();
+  const width = Math.max(
+    16,
+    Math.min(MAX_INFERRED_COLUMNS, Math.floor(MAX_CELLS / Math.max(1, rows.length))),
+  );
+  let extra = false;
   for (const { record } of rows) {
-    for (const key of Object.keys(record)) kinds.set(key, (kinds.get(key) ?? 0) | kindOf(record[key]));
+    for (const key of Object.keys(record)) {
+      if (key === dateKey) continue;
+      const kind = kinds.get(key);
+      if (kind === undefined && (kinds.size >= width || key === EXTRA_COLUMN)) extra = true;
+      else kinds.set(key, (kind ?? 0) | kindOf(record[key]));
+    }
   }
-  return [...kinds].map(([name, kind]) => ({ name, type: typeOf(kind) }));
+  return { columns: [...kinds].map(([name, kind]) => ({ name, type: typeOf(kind) })), extra };
+}
+
+/** The record's fields no column holds, as JSON (null when none). */
+function extraOf(record: LogRecord, named: ReadonlySet<string>): Cell {
+  let rest: LogRecord | undefined;
+  for (const key of Object.keys(record)) {
+    if (named.has(key)) continue;
+    rest ??= {};
+    rest[key] = record[key];
+  }
+  return rest === undefined ? null : toJson(rest);
 }
 
 const STRING = 1;
@@ -225,7 +273,8 @@ function kindOf(value: unknown): number {
     case 'number':
       return Number.isSafeInteger(value) ? INTEGER : FRACTION;
     case 'bigint':
-      return BIG;
+      // Past int64 (a uint64 id), only text holds it.
+      return value >= INT64_MIN && value <= INT64_MAX ? BIG : OTHER;
     default:
       return value === null || value === undefined ? 0 : OTHER;
   }
