@@ -85,7 +85,8 @@ export function translateOnigmo(expression: string): Translated {
   // Ruby numbers plain groups only in a pattern without named ones.
   const numbered = !/\(\?(?:<[A-Za-z_]|')/.test(pattern);
   const helper = (at: number) => {
-    if (numbered) fail('an atomic group or possessive quantifier beside numbered groups (name the groups)', at);
+    if (numbered)
+      fail('an atomic group or possessive quantifier beside numbered groups (name the groups)', at);
     return `${HELPER_PREFIX}${helpers++}`;
   };
   const top = () => stack[stack.length - 1]!;
@@ -370,7 +371,7 @@ interface Quantifier {
   text: string;
   next: number;
   possessive: boolean;
-  /** Ruby reads `X{n}+` as `(?:X{n})+`: the quantifier that repeats the interval. */
+  /** Ruby reads `X{n}+` as `(?:X{n})+` (and `X{n}?` as `(?:X{n})?`): what applies to the interval. */
   repeat?: string;
 }
 
@@ -387,6 +388,9 @@ function quantifier(p: string, i: number): Quantifier | undefined {
     text = p[i]!;
     next = i + 1;
   }
+  // Ruby reads `X{n}?` (an exact interval) as `(?:X{n})?`, not as a lazy `{n}`.
+  if (p[next] === '?' && interval && !text.includes(','))
+    return { text, next: next + 1, possessive: false, repeat: '?' };
   if (p[next] === '?') return { text: `${text}?`, next: next + 1, possessive: false };
   if (p[next] === '+') {
     if (interval) return { text, next: next + 1, possessive: false, repeat: '+' };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { duration } from '../config/values.ts';
 import { getPath, parseRecordPath } from '../core/record-path.ts';
@@ -63,6 +64,8 @@ export const throttleFilter = defineComponent({
       apply(entry, tag): typeof entry | null | readonly Emission[] {
         const values = paths.map((p) => fieldText(getPath(entry.record, p)) ?? '');
         let group = JSON.stringify([tag, ...values]);
+        // Field values can be long: a digest keeps max_groups × key size bounded.
+        if (group.length > 256) group = createHash('sha256').update(group).digest('base64');
         const now = Date.now();
         let bucket = buckets.get(group);
         if (!bucket) {

@@ -32,6 +32,10 @@ export function classifyStreamError(err: unknown, at: string): WriteError {
   if (typeof code === 'string') {
     const hint = HALT[code];
     if (hint !== undefined) return new HaltError(`${message} (${hint})`, { cause: err });
+    // "This operation is not permitted on KinesisStreamAsSource delivery stream type": the
+    // stream, not the records, is wrong — every record would be refused the same way.
+    if (code === 'InvalidArgumentException' && /not permitted/i.test(message))
+      return new HaltError(message, { cause: err });
     if (code === 'InvalidArgumentException') return new RejectError(message, { cause: err });
     if (RETRY.has(code)) return new RetryableError(message, { cause: err });
   }

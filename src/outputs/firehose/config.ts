@@ -32,7 +32,7 @@ export const firehoseSchema = z
     const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
     checkAwsConfig(c, issue);
     checkRecordFields(c, issue);
-    if (c.aggregation === 'simple' && !c.append_newline && c.log_key === undefined)
+    if (c.aggregation === 'simple' && !c.append_newline)
       issue(
         'append_newline',
         'aggregation: simple joins records by their newlines: keep append_newline true',

@@ -22,6 +22,10 @@ export function partitionKeyReader(field: string): (tag: string, cursor: EntryCu
     if (at === UNSURE) value = scalarText(getPath(c.decode(tag).record, path));
     else if (at >= 0) value = scalarText(scalarAt(src, at, src.length));
     if (value === undefined) return '';
-    return value.length <= MAX_KEY_CHARS ? value : [...value].slice(0, MAX_KEY_CHARS).join('');
+    if (value.length <= MAX_KEY_CHARS) return value;
+    // 256 UTF-16 units (what AWS's length check counts, and within 256 code points too), not
+    // cutting a surrogate pair in two.
+    const end = /[\uD800-\uDBFF]/.test(value[MAX_KEY_CHARS - 1]!) ? MAX_KEY_CHARS - 1 : MAX_KEY_CHARS;
+    return value.slice(0, end);
   };
 }

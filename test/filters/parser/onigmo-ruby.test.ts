@@ -38,6 +38,7 @@ const CASES: [string, string[]][] = [
   ['/^(?<w>\\w++)(?<rest>.*)$/', ['abc def']],
   ['/^(?<d>\\d?+)x/', ['7x', 'x', '77x']],
   ['/^(?<x>a{2}+)$/', ['aaaa', 'aaa', 'aa']],
+  ['/^(?<x>a{2}?)(?<y>b)/', ['b', 'aab', 'ab']],
   ['/^(?<x>a{,2})(?<y>{x})$/', ['aa{x}', 'aaa{x}', '{x}']],
   ['/^(?<x>(?:ab){1,2}?)(?<y>.*)$/', ['ababab']],
   // Options: /i, inline (?i) to the end of its group, (?m:), (?-i:), /x.

@@ -89,6 +89,8 @@ describe('format regexp: Onigmo expressions as written in Fluentd configs', () =
     // Ruby's {n}+ repeats the interval: (?:a{2})+.
     assert.deepEqual(groups('/^(?<x>a{2}+)$/', 'aaaa'), { x: 'aaaa' });
     assert.equal(groups('/^(?<x>a{2}+)$/', 'aaa'), null);
+    // `X{n}?` is `(?:X{n})?` in Ruby (optional), not a lazy exact count.
+    assert.deepEqual(groups('/^(?<x>a{2}?)(?<y>b)/', 'b'), { x: '', y: 'b' });
     // {,n} is {0,n}; a brace that opens no interval is a brace.
     assert.deepEqual(groups('/^(?<x>a{,2})(?<y>{x})$/', 'aa{x}'), { x: 'aa', y: '{x}' });
     // Helper groups never reach the record.

@@ -80,6 +80,13 @@ describe('firehose output configuration', () => {
       )[0]!,
       /^estuary\.yaml:2: outputs\[0\]\.append_newline: aggregation: simple joins records by their newlines/,
     );
+    // With log_key too: a CRI message has no newline of its own.
+    assert.match(
+      errorsOf(
+        'outputs:\n  - { type: firehose, delivery_stream: logs, aggregation: simple, append_newline: false, log_key: message }\n',
+      )[0]!,
+      /outputs\[0\]\.append_newline: aggregation: simple joins records by their newlines/,
+    );
   });
 
   it('estuary check prints the resolved output, with no credential in it', () => {

@@ -184,6 +184,17 @@ describe('firehose output: what each answer of Firehose means', () => {
     assert.match(error.message, /UnrecognizedClientException/);
   });
 
+  it('InvalidArgumentException "not permitted" (a Kinesis-sourced delivery stream) halts: the stream is wrong, not the records', async () => {
+    fake.script = () =>
+      firehoseError(
+        400,
+        'InvalidArgumentException',
+        'This operation is not permitted on KinesisStreamAsSource delivery stream type.',
+      );
+    const error = await failure(firehose());
+    assert.ok(error instanceof HaltError, String(error));
+  });
+
   it("InvalidArgumentException dead-letters that call's records with the reason; the other calls go on", async () => {
     let n = 0;
     fake.script = () =>
