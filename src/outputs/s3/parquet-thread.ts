@@ -23,9 +23,13 @@ export class ParquetThread {
     signal.throwIfAborted();
     const worker = this.start();
     const id = this.nextId++;
+    // Set on abort: a job still queued behind others is then skipped by the thread, so the
+    // next try of a timed-out write does not wait behind its own abandoned work.
+    const cancelled = new Int32Array(new SharedArrayBuffer(4));
     return new Promise<ParquetResult>((resolve, reject) => {
-      // An aborted write stops waiting; the thread finishes that job and its answer is dropped.
+      // An aborted write stops waiting; a job already running finishes and its answer is dropped.
       const onAbort = () => {
+        Atomics.store(cancelled, 0, 1);
         this.pending.delete(id);
         reject(signal.reason as Error);
       };
@@ -40,7 +44,7 @@ export class ParquetThread {
           reject(err);
         },
       });
-      worker.postMessage({ id, job }, [job.entries.buffer as ArrayBuffer]);
+      worker.postMessage({ id, job, cancelled }, [job.entries.buffer as ArrayBuffer]);
     });
   }
 
