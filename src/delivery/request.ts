@@ -109,7 +109,11 @@ export async function sendInRequests<I>(
   signal: AbortSignal,
   rejected: readonly Rejection[] = [],
 ): Promise<WriteResult | undefined> {
-  const tally = new Tally(plan, signal, rejected);
+  // A halt in one group aborts the requests other groups have in flight: the driver takes the
+  // chunk back at once, and nothing of it should still be going out after that.
+  const onHalt = new AbortController();
+  const sending = AbortSignal.any([signal, onHalt.signal]);
+  const tally = new Tally(plan, sending, rejected);
   const groups = new Map<unknown, I[][]>();
   for (const request of splitRequests(items, plan)) {
     const group = plan.group?.(request[0]!);
@@ -125,7 +129,7 @@ export async function sendInRequests<I>(
       let stop: RetryableError | undefined;
       for (const request of requests) {
         if (halted) return;
-        if (signal.aborted) aborted ??= abortedBeforeSending(signal);
+        if (sending.aborted) aborted ??= abortedBeforeSending(sending);
         stop ??= aborted;
         if (stop) {
           // The group's earlier request failed as a whole: the next one would too.
@@ -137,6 +141,7 @@ export async function sendInRequests<I>(
         } catch (err) {
           // A halt stops every group: the driver keeps the whole chunk.
           halted = true;
+          onHalt.abort(err);
           throw err;
         }
       }
