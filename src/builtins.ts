@@ -7,6 +7,7 @@ import { rewriteTagFilter } from './filters/rewrite-tag.ts';
 import { throttleFilter } from './filters/throttle.ts';
 import { forwardInput } from './inputs/forward/index.ts';
 import { httpInput } from './inputs/http.ts';
+import { opentelemetryInput } from './inputs/opentelemetry/index.ts';
 import { cloudwatchLogsOutput } from './outputs/cloudwatch-logs/index.ts';
 import { elasticsearchOutput } from './outputs/elasticsearch/index.ts';
 import { fileOutput } from './outputs/file/index.ts';
@@ -24,6 +25,7 @@ export function builtinRegistry(): ComponentRegistry {
   return new ComponentRegistry().register(
     httpInput,
     forwardInput,
+    opentelemetryInput,
     grepFilter,
     parserFilter,
     recordModifierFilter,
