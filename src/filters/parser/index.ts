@@ -27,6 +27,13 @@ function chomp(text: string): string {
   return text.endsWith('\r\n') ? text.slice(0, -2) : text.slice(0, -1);
 }
 
+/** `record[key] = value`, where a `__proto__` key is a field (as in a spread), not the prototype. */
+function put(record: LogRecord, key: string, value: unknown): void {
+  if (key === '__proto__')
+    Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
+  else record[key] = value;
+}
+
 /**
  * The parsed record, as Fluentd's filter_parser and Fluent Bit's parser build it: the parsed
  * fields (prefixed, or under hash_value_field), over the original ones with reserve_data.
@@ -42,7 +49,13 @@ function assemble(c: ParserConfig, path: readonly string[], record: LogRecord, p
   if (!c.reserve_data) return values;
   // Fluent Bit drops key_name unless preserve_key; remove_key_name_field: false keeps it too.
   const keepKey = c.preserve_key ?? c.remove_key_name_field === false;
-  return { ...(keepKey ? record : withoutPath(record, path)), ...values };
+  if (keepKey || path.length > 1) return { ...(keepKey ? record : withoutPath(record, path)), ...values };
+  // One copy, without key_name, rather than a copy less the key and a second with the values.
+  const out: LogRecord = {};
+  const drop = path[0]!;
+  for (const key of Object.keys(record)) if (key !== drop) put(out, key, record[key]);
+  for (const key of Object.keys(values)) put(out, key, values[key]);
+  return out;
 }
 
 /**
