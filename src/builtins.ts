@@ -16,6 +16,7 @@ import { forwardOutput } from './outputs/forward/index.ts';
 import { kinesisStreamsOutput } from './outputs/kinesis-streams/index.ts';
 import { lokiOutput } from './outputs/loki/index.ts';
 import { nullOutput } from './outputs/null/index.ts';
+import { opentelemetryOutput } from './outputs/opentelemetry/index.ts';
 import { s3Output } from './outputs/s3/index.ts';
 import { stdoutOutput } from './outputs/stdout/index.ts';
 import { ComponentRegistry } from './registry.ts';
@@ -43,5 +44,6 @@ export function builtinRegistry(): ComponentRegistry {
     firehoseOutput,
     kinesisStreamsOutput,
     cloudwatchLogsOutput,
+    opentelemetryOutput,
   );
 }

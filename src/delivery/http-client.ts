@@ -32,6 +32,8 @@ export interface HttpResponse {
   headers: IncomingHttpHeaders;
   /** The body's first `maxAnswerBytes`, as text. */
   body: string;
+  /** The same bytes, for sinks that answer in binary (OTLP's protobuf partial_success). */
+  bytes: Buffer;
 }
 
 const gzipAsync = promisify(gzip);
@@ -87,13 +89,15 @@ export class HttpClient {
           if (size < max) parts.push(d);
           size += d.length;
         });
-        res.on('end', () =>
+        res.on('end', () => {
+          const bytes = Buffer.concat(parts).subarray(0, max);
           resolvePromise({
             status: res.statusCode ?? 0,
             headers: res.headers,
-            body: Buffer.concat(parts).subarray(0, max).toString('utf8'),
-          }),
-        );
+            body: bytes.toString('utf8'),
+            bytes,
+          });
+        });
         res.on('error', reject);
       });
       req.on('error', reject);

@@ -203,6 +203,12 @@ const FIXTURES: Record<string, Fixture> = {
     ok: () => awsJson({}),
     notApplicable: { '413': AWS_CALLS_SIZED },
   },
+  opentelemetry: {
+    kind: 'http',
+    options: (url, requestTimeout) => ({ endpoint: url, request_timeout: requestTimeout }),
+    // A full success: an empty ExportLogsServiceResponse.
+    ok: () => ({ status: 200, headers: { 'content-type': 'application/x-protobuf' } }),
+  },
   forward: {
     kind: 'forward',
     options: (port) => ({ servers: [{ host: '127.0.0.1', port }], connect_timeout: '2s' }),

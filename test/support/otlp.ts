@@ -1,3 +1,6 @@
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
 import type { LogRecord as ApiLogRecord } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { LoggerProvider, type LogRecordExporter, SimpleLogRecordProcessor } from '@opentelemetry/sdk-logs';
@@ -95,4 +98,52 @@ export async function sdkEmit(exporter: LogRecordExporter, records: ApiLogRecord
   for (const record of records) logger.emit(record);
   await provider.forceFlush();
   await provider.shutdown();
+}
+
+/** A request as the fake collector got it: headers, and the body with gzip undone. */
+export interface CollectorRequest {
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export interface CollectorReply {
+  status: number;
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+}
+
+/**
+ * An OTLP/HTTP endpoint on a free port of 127.0.0.1 that keeps each request's bytes and
+ * answers as `reply` says (default: 200 and an empty ExportLogsServiceResponse).
+ */
+export async function fakeCollector(
+  reply: (request: CollectorRequest) => CollectorReply = () => ({
+    status: 200,
+    headers: { 'content-type': 'application/x-protobuf' },
+  }),
+) {
+  const requests: CollectorRequest[] = [];
+  const server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('end', () => {
+      const raw = Buffer.concat(parts);
+      const request = {
+        headers: req.headers,
+        body: req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw,
+      };
+      requests.push(request);
+      const answer = reply(request);
+      res.writeHead(answer.status, answer.headers).end(answer.body ?? '');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    requests,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/logs`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }

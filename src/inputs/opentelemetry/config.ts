@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { duration, port, size, tlsServer } from '../../config/values.ts';
 import { parseRecordPath } from '../../core/record-path.ts';
 import { DEFAULT_MAX_NESTING_DEPTH, DEFAULT_MAX_RECORDS } from '../http-body.ts';
+import type { RecordKeys } from './records.ts';
 
 const MiB = 1024 * 1024;
 
@@ -9,6 +10,36 @@ const positive = (ms: number) =>
   duration()
     .refine((v) => v > 0, 'must be more than 0')
     .default(ms);
+
+/**
+ * Where an OTLP record's parts are in an Estuary record (records.ts): the input's keys, and
+ * the opentelemetry output's, which reads them back.
+ */
+export const mappingShape = {
+  /** Where a body that is not a map goes (a map body's keys become the record's). */
+  log_key: z.string().min(1).default('log'),
+  attributes_key: z.string().min(1).default('attributes'),
+  /** The resource's attributes as one map under this key… */
+  resource_key: z.string().min(1).default('resource'),
+  /** …or flattened into the record, each key with this prefix (e.g. `resource.`). */
+  resource_prefix: z.string().optional(),
+  /** The scope as `{ name, version, attributes }` under this key… */
+  scope_key: z.string().min(1).default('scope'),
+  /** …or flattened: `<prefix>name`, `<prefix>version`, `<prefix><attribute>`. */
+  scope_prefix: z.string().optional(),
+};
+
+/** The mapping's keys from a config holding mappingShape. */
+export function recordKeys(c: z.output<z.ZodObject<typeof mappingShape>>): RecordKeys {
+  return {
+    logKey: c.log_key,
+    attributesKey: c.attributes_key,
+    resourceKey: c.resource_key,
+    resourcePrefix: c.resource_prefix,
+    scopeKey: c.scope_key,
+    scopePrefix: c.scope_prefix,
+  };
+}
 
 /**
  * `type: opentelemetry`: OTLP/HTTP and OTLP/gRPC logs. The limits and timeouts are the HTTP
@@ -41,17 +72,7 @@ export const otlpInputSchema = z.strictObject({
       }
     })
     .optional(),
-  /** Where a body that is not a map goes (a map body's keys become the record's). */
-  log_key: z.string().min(1).default('log'),
-  attributes_key: z.string().min(1).default('attributes'),
-  /** The resource's attributes as one map under this key… */
-  resource_key: z.string().min(1).default('resource'),
-  /** …or flattened into the record, each key with this prefix (e.g. `resource.`). */
-  resource_prefix: z.string().optional(),
-  /** The scope as `{ name, version, attributes }` under this key… */
-  scope_key: z.string().min(1).default('scope'),
-  /** …or flattened: `<prefix>name`, `<prefix>version`, `<prefix><attribute>`. */
-  scope_prefix: z.string().optional(),
+  ...mappingShape,
   /** Accepted bearer tokens (HTTP `Authorization`, gRPC `authorization` metadata); empty: none asked. */
   auth_tokens: z.array(z.string()).default([]),
   /** A larger body (HTTP) or message (gRPC) is refused: 413 / RESOURCE_EXHAUSTED. */

@@ -7,7 +7,7 @@ import { getPath } from '../../core/record-path.ts';
 import type { Metrics } from '../../metrics/registry.ts';
 import { BodyError } from '../http-body.ts';
 import type { Emit } from '../input.ts';
-import type { OtlpInputConfig } from './config.ts';
+import { type OtlpInputConfig, recordKeys } from './config.ts';
 import type { DecodeLimits, OtlpResourceLogs, PartialSuccess } from './otlp.ts';
 import { type RecordKeys, recordTime, toRecord } from './records.ts';
 
@@ -28,14 +28,7 @@ export class Ingest {
     this.metrics = metrics;
     this.labels = { plugin_id: id, type: 'opentelemetry' };
     this.emit = emit;
-    this.keys = {
-      logKey: config.log_key,
-      attributesKey: config.attributes_key,
-      resourceKey: config.resource_key,
-      resourcePrefix: config.resource_prefix,
-      scopeKey: config.scope_key,
-      scopePrefix: config.scope_prefix,
-    };
+    this.keys = recordKeys(config);
   }
 
   /**
