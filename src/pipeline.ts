@@ -1,6 +1,6 @@
 import type { OutputBuffer, Permit } from './buffer/buffer.ts';
 import { type Batch, decodeEntries, makeBatch } from './core/batch.ts';
-import type { Entry } from './core/entry.ts';
+import type { Entry, TaggedEntry } from './core/entry.ts';
 import { BackpressureError } from './core/errors.ts';
 import type { TagPattern } from './core/tag-pattern.ts';
 import type { Emission, Filter } from './filters/filter.ts';
@@ -32,6 +32,25 @@ export const MAX_EMISSIONS = 64;
 
 /** A tag a filter makes longer than this stays the old tag: routes and caches are keyed by tags. */
 export const MAX_TAG_LENGTH = 1024;
+
+/** What a batch became: entries to buffer, and entries to dead-letter, by tag. */
+class Routed {
+  readonly kept = new Map<string, Entry[]>();
+  readonly dead = new Map<string, { tag: string; reason: string; entries: TaggedEntry[] }>();
+
+  keep(tag: string, entry: Entry): void {
+    const list = this.kept.get(tag);
+    if (list) list.push(entry);
+    else this.kept.set(tag, [entry]);
+  }
+
+  reject(tag: string, entry: Entry, reason: string): void {
+    const key = `${tag}\u0000${reason}`;
+    const group = this.dead.get(key);
+    if (group) group.entries.push({ ...entry, tag });
+    else this.dead.set(key, { tag, reason, entries: [{ ...entry, tag }] });
+  }
+}
 
 /** What one input entry has become so far. */
 interface Tally {
@@ -104,24 +123,24 @@ export class Pipeline {
   /** Resolves once the batch is staged in every routed buffer: the moment an input may ack. */
   readonly emit = async (batch: Batch, options: EmitOptions): Promise<void> => {
     if (this.chainFor(batch.tag).length === 0) {
-      await this.stage([batch], options);
+      await this.place([batch], options);
       return;
     }
-    const out = new Map<string, Entry[]>();
+    const out = new Routed();
     for (const entry of decodeEntries(batch.payload)) this.run(entry, batch.tag, 0, newTally(), out);
-    await this.stage(batchesOf(out), options);
+    await this.stage(out, options);
   };
 
   /** Entries a filter held, on through the filters after it; waits for room as a forward sender does. */
   private async release(filter: Filter, tag: string, emissions: readonly Emission[]): Promise<void> {
-    const out = new Map<string, Entry[]>();
+    const out = new Routed();
     const at = this.chainFor(tag).indexOf(filter);
     this.fan(emissions, tag, at < 0 ? Number.POSITIVE_INFINITY : at + 1, newTally(), filter, out);
-    await this.stage(batchesOf(out), { wait: true });
+    await this.stage(out, { wait: true });
   }
 
   /** `entry` of `tag` through the filters of its chain from `from`; what comes out is added to `out`. */
-  private run(entry: Entry, tag: string, from: number, tally: Tally, out: Map<string, Entry[]>): void {
+  private run(entry: Entry, tag: string, from: number, tally: Tally, out: Routed): void {
     const chain = this.chainFor(tag);
     let current = entry;
     for (let i = from; i < chain.length; i++) {
@@ -143,9 +162,7 @@ export class Pipeline {
       }
       current = result as Entry;
     }
-    const kept = out.get(tag);
-    if (kept) kept.push(current);
-    else out.set(tag, [current]);
+    out.keep(tag, current);
   }
 
   /**
@@ -158,9 +175,13 @@ export class Pipeline {
     next: number,
     tally: Tally,
     filter: Filter,
-    out: Map<string, Entry[]>,
+    out: Routed,
   ): void {
-    for (const { entry, tag: to } of emissions) {
+    for (const { entry, tag: to, reject } of emissions) {
+      if (reject !== undefined) {
+        out.reject(to || tag, entry, reject);
+        continue;
+      }
       // Filters that each keep the original and add a re-tagged copy multiply an entry
       // geometrically: past MAX_EMISSIONS copies of one input entry, the rest are a loop too.
       if (++tally.emitted > MAX_EMISSIONS) {
@@ -188,8 +209,26 @@ export class Pipeline {
     this.warnLoop(filter, tag);
   }
 
+  /** What filters made of a batch: buffered, then the refused entries dead-lettered. */
+  private async stage(out: Routed, options: EmitOptions): Promise<void> {
+    await this.place(
+      [...out.kept].map(([tag, entries]) => makeBatch(tag, entries)),
+      options,
+    );
+    const dead: Promise<void>[] = [];
+    for (const { tag, reason, entries } of out.dead.values()) {
+      const buffers = this.routesFor(tag);
+      if (buffers.length === 0) {
+        this.metrics.recordsUnrouted.inc(entries.length);
+        this.warnUnrouted(tag);
+      }
+      for (const buffer of buffers) dead.push(buffer.deadLetterNow(entries, reason));
+    }
+    await Promise.all(dead);
+  }
+
   /** Room for every batch in each buffer it routes to, then staged in all of them. */
-  private async stage(batches: readonly Batch[], options: EmitOptions): Promise<void> {
+  private async place(batches: readonly Batch[], options: EmitOptions): Promise<void> {
     const placements: Placement[] = [];
     for (const batch of batches) {
       if (batch.count === 0) continue;
@@ -218,10 +257,6 @@ export class Pipeline {
       this.outputs.filter((o) => o.match.matches(tag)).map((o) => o.buffer),
     );
   }
-}
-
-function batchesOf(out: Map<string, Entry[]>): Batch[] {
-  return [...out].map(([tag, entries]) => makeBatch(tag, entries));
 }
 
 /**

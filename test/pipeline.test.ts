@@ -392,4 +392,36 @@ describe('pipeline', () => {
     assert.ok(dropped.values.some((v) => v.labels.reason === 'retag_loop' && v.value > 0));
     await stop();
   });
+
+  it('an entry a filter rejects goes to the dead-letter queue of every output its tag routes to, with the reason', async () => {
+    const picky: Filter = {
+      id: 'picky',
+      type: 't',
+      apply: (e) => (e.record.n === 2 ? [{ entry: e, reject: 'picky: 2 is not allowed' }] : e),
+    };
+    const { pipeline, outputs, stop } = setup(
+      [
+        ['one', 'x.**'],
+        ['two', 'x.**'],
+      ],
+      [['**', picky]],
+    );
+    await pipeline.emit(batch('x.y', 1, 2, 3), { wait: false });
+    for (const o of outputs) {
+      const dead = await o.buffer.deadLetter.list();
+      assert.deepEqual(
+        dead.map((d) => [d.reason, d.count]),
+        [['picky: 2 is not allowed', 1]],
+      );
+      const shown = await o.buffer.deadLetter.show(dead[0]!.id);
+      assert.deepEqual(
+        shown?.entries.map((e) => [e.tag, e.record.n]),
+        [['x.y', 2]],
+      );
+    }
+    await waitFor(() => outputs.every((o) => o.output.delivered.length === 2), {
+      what: 'the others delivered',
+    });
+    await stop();
+  });
 });

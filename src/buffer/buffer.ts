@@ -27,6 +27,11 @@ export interface OutputBuffer extends OutputStatus {
   /** Seals open chunks and, with flush_at_shutdown, flushes until `deadline` (epoch ms). Safe twice. */
   stop(deadline: number): Promise<void>;
   readonly deadLetter: DeadLetterQueue;
+  /**
+   * Entries refused before they were buffered (a filter's emit_invalid_record_to_error), put
+   * straight into the dead-letter queue with `reason`; resolves once they are stored there.
+   */
+  deadLetterNow(entries: readonly TaggedEntry[], reason: string): Promise<void>;
 }
 
 /** Room taken in a buffer; released once, by `stage` or by the caller. */

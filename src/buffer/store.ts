@@ -36,6 +36,11 @@ export interface ChunkStore {
   renew(lease: Lease): Promise<boolean>;
   settle(lease: Lease, settlement: Settlement): Promise<SettleReport>;
   /**
+   * Entries refused before they were buffered (a filter's emit_invalid_record_to_error) put
+   * straight into the dead-letter queue, one dead chunk per tag, with `reason`.
+   */
+  deadLetterNow(entries: readonly TaggedEntry[], reason: string): Promise<SettleReport>;
+  /**
    * overflow_action drop_oldest_chunk: drops the oldest sealed chunks not being written until
    * `bytes` more fit under total_limit_size (a target, not an amount: concurrent senders do
    * not each drop their own share).

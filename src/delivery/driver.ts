@@ -1,5 +1,5 @@
 import type { BufferDeps, DeadLetterQueue, OutputBuffer, Permit } from '../buffer/buffer.ts';
-import type { ChunkStore, DeadGroup, Lease, Settlement } from '../buffer/store.ts';
+import type { ChunkStore, DeadGroup, Lease, Settlement, SettleReport } from '../buffer/store.ts';
 import type { BufferSettings } from '../config/schema.ts';
 import type { Batch } from '../core/batch.ts';
 import { beforeDeadline } from '../core/deadline.ts';
@@ -308,25 +308,7 @@ export class SinkDriver implements OutputBuffer {
     this.track(flight, outcome);
     const settlement = this.decide(lease, outcome);
     const report = await this.store.settle(lease, settlement);
-    for (const d of report.deadLettered)
-      this.logger.error(
-        { dead_letter_id: d.id, records: d.records, attempts: lease.retries + 1, reason: d.reason },
-        'chunk moved to dead-letter queue',
-      );
-    if (report.droppedFull > 0) {
-      this.metrics.recordsDropped.inc({ ...this.labels, reason: 'dead_letter_full' }, report.droppedFull);
-      this.logger.error({ records: report.droppedFull }, 'dead-letter queue full: dropped its oldest chunks');
-    }
-    if (report.droppedDisabled > 0) {
-      this.metrics.recordsDropped.inc(
-        { ...this.labels, reason: 'dead_letter_disabled' },
-        report.droppedDisabled,
-      );
-      this.logger.error(
-        { records: report.droppedDisabled },
-        'records failed for good and dead_letter is disabled: dropped',
-      );
-    }
+    this.reportDeadLetters(report, lease.retries + 1);
     if (settlement.kind === 'retry' && settlement.counted && report.owned) this.counters.retryCount += 1;
     this.admission.wake();
   }
@@ -418,6 +400,35 @@ export class SinkDriver implements OutputBuffer {
     this.haltSpans.push({ from: halt.since, to: Date.now() });
     if (this.haltSpans.length > MAX_HALT_SPANS) this.haltSpans.shift();
     this.logger.info({ halted_ms: Date.now() - halt.since, reason: halt.reason }, 'output resumed');
+  }
+
+  /** Entries refused before they were buffered, into the dead-letter queue (see OutputBuffer). */
+  async deadLetterNow(entries: readonly TaggedEntry[], reason: string): Promise<void> {
+    if (entries.length === 0) return;
+    this.reportDeadLetters(await this.store.deadLetterNow(entries, reason), 0);
+  }
+
+  /** Logs and counts what a settlement dead-lettered or dropped. */
+  private reportDeadLetters(report: SettleReport, attempts: number): void {
+    for (const d of report.deadLettered)
+      this.logger.error(
+        { dead_letter_id: d.id, records: d.records, attempts, reason: d.reason },
+        'chunk moved to dead-letter queue',
+      );
+    if (report.droppedFull > 0) {
+      this.metrics.recordsDropped.inc({ ...this.labels, reason: 'dead_letter_full' }, report.droppedFull);
+      this.logger.error({ records: report.droppedFull }, 'dead-letter queue full: dropped its oldest chunks');
+    }
+    if (report.droppedDisabled > 0) {
+      this.metrics.recordsDropped.inc(
+        { ...this.labels, reason: 'dead_letter_disabled' },
+        report.droppedDisabled,
+      );
+      this.logger.error(
+        { records: report.droppedDisabled },
+        'records failed for good and dead_letter is disabled: dropped',
+      );
+    }
   }
 
   /** From the outcome to what the store does with the chunk. */

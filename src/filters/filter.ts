@@ -1,9 +1,15 @@
 import type { Entry } from '../core/entry.ts';
 
-/** What an entry becomes: `tag` unset keeps its tag; another tag re-routes it from the first filter. */
+/**
+ * What an entry becomes: `tag` unset keeps its tag; another tag re-routes it from the first
+ * filter. With `reject`, the entry goes on no further: it is put in the dead-letter queue of
+ * each output its tag routes to, with that reason (a record a parser could not read, with
+ * emit_invalid_record_to_error) — acknowledged data is never dropped silently.
+ */
 export interface Emission {
   entry: Entry;
   tag?: string;
+  reject?: string;
 }
 
 /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { BufferBackend, OutputBuffer } from '../../src/buffer/buffer.ts';
 import { type BufferOverrides, resolveBufferSettings } from '../../src/config/schema.ts';
-import { makeBatch } from '../../src/core/batch.ts';
+import { decodeEntries, makeBatch } from '../../src/core/batch.ts';
 import { BackpressureError } from '../../src/core/errors.ts';
 import { EventTime } from '../../src/core/event-time.ts';
 import { silentLogger } from '../../src/logger.ts';
@@ -203,6 +203,33 @@ export function bufferContract(name: string, makeBackend: () => Promise<BufferBa
         [0, 2, 4],
       );
       assert.equal(output.writes.length, 1, 'rejected entries are not retried');
+    });
+
+    it('deadLetterNow: entries refused before buffering go straight to the queue; replay delivers them', async () => {
+      const { buffer, output } = await setup();
+      const entries = decodeEntries(records(3, 0, 'app.x').payload).map((e) => ({ ...e, tag: 'app.x' }));
+      await buffer.deadLetterNow(entries, 'parser.0: log is not json');
+      const [dead] = await buffer.deadLetter.list();
+      assert.equal(dead!.reason, 'parser.0: log is not json');
+      assert.equal(dead!.count, 3);
+      assert.deepEqual(
+        (await buffer.deadLetter.show(dead!.id))!.entries.map((e) => [e.tag, e.record.n]),
+        [
+          ['app.x', 0],
+          ['app.x', 1],
+          ['app.x', 2],
+        ],
+      );
+      assert.equal(await buffer.deadLetter.replay(dead!.id), true);
+      await waitFor(() => output.delivered.length === 3, { what: 'the replayed records' });
+      const off = await setup({ dead_letter: { enabled: false } });
+      await off.buffer.deadLetterNow(entries, 'nope');
+      assert.deepEqual(await off.buffer.deadLetter.list(), []);
+      const dropped = await off.metrics.registry.getSingleMetric('estuary_records_dropped_total')!.get();
+      assert.deepEqual(
+        dropped.values.map((v) => [v.labels.reason, v.value]),
+        [['dead_letter_disabled', 3]],
+      );
     });
 
     it('retries only the entries the output asked to retry', async () => {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { BufferSettings } from '../../config/schema.ts';
 import type { Batch } from '../../core/batch.ts';
+import type { TaggedEntry } from '../../core/entry.ts';
 import { SinkDriver } from '../../delivery/driver.ts';
 import type { Output } from '../../outputs/output.ts';
 import type { BufferBackend, BufferDeps, DeadLetterInfo, DeadLetterQueue, OutputBuffer } from '../buffer.ts';
@@ -105,6 +106,12 @@ export class MemoryStore implements ChunkStore {
 
   async renew(): Promise<boolean> {
     return true;
+  }
+
+  async deadLetterNow(entries: readonly TaggedEntry[], reason: string): Promise<SettleReport> {
+    const report: SettleReport = { deadLettered: [], droppedFull: 0, droppedDisabled: 0, owned: false };
+    this.addDead((await encodeEntries(entries)).batches, reason, 0, report);
+    return report;
   }
 
   async settle(lease: Lease, s: Settlement): Promise<SettleReport> {

@@ -3,6 +3,7 @@ import { Cluster } from 'ioredis';
 import type { BufferSettings } from '../../config/schema.ts';
 import type { Batch } from '../../core/batch.ts';
 import { beforeDeadline } from '../../core/deadline.ts';
+import type { TaggedEntry } from '../../core/entry.ts';
 import { BackpressureError, errorMessage } from '../../core/errors.ts';
 import { SinkDriver } from '../../delivery/driver.ts';
 import type { EmitOptions } from '../../inputs/input.ts';
@@ -17,6 +18,7 @@ import { decodeFrames, encodeFrames } from './frames.ts';
 import { OutputKeys } from './keys.ts';
 import {
   ADOPT,
+  DEAD_ADD,
   DROP_OLDEST,
   HEARTBEAT,
   LEASE,
@@ -552,6 +554,28 @@ export class RedisStore implements ChunkStore {
       deadLettered.push({ id: deadId, records: deadRecords, reason: s.reason });
     if (retry && mine && retry.at <= Date.now()) this.readyListener();
     return { deadLettered, droppedFull, droppedDisabled, owned: mine === 1 };
+  }
+
+  async deadLetterNow(entries: readonly TaggedEntry[], reason: string): Promise<SettleReport> {
+    const report: SettleReport = { deadLettered: [], droppedFull: 0, droppedDisabled: 0, owned: false };
+    const { batches, count, bytes } = await encodeEntries(entries);
+    if (!this.settings.deadLetter.enabled) {
+      report.droppedDisabled = count;
+      return report;
+    }
+    const id = randomUUID();
+    report.droppedFull = Number(
+      await DEAD_ADD.run(this.client, this.keys.script, [
+        this.settings.deadLetter.maxSize,
+        id,
+        reason,
+        encodeFrames(batches),
+        count,
+        bytes,
+      ]),
+    );
+    report.deadLettered.push({ id, records: count, reason });
+    return report;
   }
 
   async dropOldest(bytes: number): Promise<{ records: number; ids: string[] }> {

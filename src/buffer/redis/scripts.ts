@@ -417,6 +417,24 @@ return {total(), mine and 1 or 0, full, disabled, dead_records, answer and 1 or 
 );
 
 /**
+ * Entries refused before they were buffered (a filter's emit_invalid_record_to_error) into the
+ * dead-letter queue. ARGV: dead_letter max_size, then per group: dead id, reason, frames,
+ * count, bytes. Returns the records dropped as dead_letter_full.
+ */
+export const DEAD_ADD = new Script(
+  'dead_add',
+  `
+local now = now_ms()
+local full = 0
+for i = 2, #ARGV, 5 do
+  redis.call('RPUSH', K_DEADDATA(ARGV[i]), ARGV[i + 2])
+  full = full + add_dead(ARGV[i], ARGV[i + 1], 0, tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), now, tonumber(ARGV[1]))
+end
+return full
+`,
+);
+
+/**
  * overflow_action drop_oldest_chunk: drops the oldest sealed chunks not being written until
  * ARGV[1] more bytes fit under ARGV[2]. Returns [total bytes, records dropped, dropped ids…].
  */

@@ -2,7 +2,7 @@ import type { Entry, LogRecord } from '../../core/entry.ts';
 import { getPath, parseRecordPath, withoutPath } from '../../core/record-path.ts';
 import { rateLimited } from '../../logger.ts';
 import { defineComponent } from '../../registry.ts';
-import type { Filter } from '../filter.ts';
+import type { Emission, Filter } from '../filter.ts';
 import { buildParser, type Parsed } from './build.ts';
 import { type ParserConfig, schema } from './config.ts';
 import type { Values } from './format.ts';
@@ -61,8 +61,8 @@ function assemble(c: ParserConfig, path: readonly string[], record: LogRecord, p
 /**
  * Fluentd's `filter_parser` / Fluent Bit's `parser`: reads the text at `key_name` with a format
  * and makes the record of its fields, the line's time the record time. A record that does not
- * parse passes on unchanged and is counted; with emit_invalid_record_to_error it is dropped
- * (counted as `parse_error`) — dead-lettering it waits for a dead-letter path from filters.
+ * parse passes on unchanged and is counted; with emit_invalid_record_to_error it goes to the
+ * dead-letter queue of the outputs its tag routes to, with the reason, instead.
  */
 export const parserFilter = defineComponent({
   kind: 'filter',
@@ -79,24 +79,23 @@ export const parserFilter = defineComponent({
       rateLimited(60_000, (suppressed: number, fields: Record<string, unknown>) =>
         deps.logger[level]({ filter: deps.id, ...fields, ...(suppressed ? { suppressed } : {}) }, message),
       );
-    const warnDropped = logEvery(
+    const warnDead = logEvery(
       'warn',
-      'parser: record dropped, it does not parse (emit_invalid_record_to_error)',
+      'parser: record dead-lettered, it does not parse (emit_invalid_record_to_error)',
     );
     const noteFailed = logEvery('debug', 'parser: record passed on unparsed');
     const badTime = logEvery(
       'warn',
       'parser: the time field does not read as a time; it stays in the record, which keeps its time',
     );
-    const failed = (entry: Entry, reason: string): Entry | null => {
+    const failed = (entry: Entry, reason: string): Entry | readonly Emission[] => {
       deps.metrics.filterParseErrors.inc(labels);
       if (!config.emit_invalid_record_to_error) {
         noteFailed({ reason });
         return entry;
       }
-      deps.metrics.recordsDropped.inc({ ...labels, reason: 'parse_error' });
-      warnDropped({ reason });
-      return null;
+      warnDead({ reason });
+      return [{ entry, reject: `${deps.id}: ${reason}` }];
     };
     return {
       id: deps.id,

@@ -99,22 +99,20 @@ describe('parser filter options', () => {
     assert.equal(await count(metrics, 'recordsDropped', { plugin_id: 'p1' }), 0);
   });
 
-  it('emit_invalid_record_to_error drops what does not parse, counted as parse_error', async () => {
+  it('emit_invalid_record_to_error hands what does not parse to the dead-letter queue, with the reason', async () => {
     const metrics = new Metrics();
     const f = build(
       '    id: p2\n    key_name: log\n    format: json\n    emit_invalid_record_to_error: true\n',
       metrics,
     );
-    assert.equal(f.apply(entry({ log: 'nope' }), 't'), null);
+    const bad = entry({ log: 'nope' });
+    assert.deepEqual(f.apply(bad, 't'), [{ entry: bad, reject: 'p2: log is not json' }]);
     assert.equal(one(f.apply(entry({ log: LINE }), 't')).record.msg, 'hi');
-    assert.equal(
-      await count(metrics, 'recordsDropped', { plugin_id: 'p2', type: 'parser', reason: 'parse_error' }),
-      1,
-    );
+    assert.equal(await count(metrics, 'recordsDropped', { plugin_id: 'p2' }), 0, 'nothing dropped');
     assert.equal(await count(metrics, 'filterParseErrors', { plugin_id: 'p2' }), 1);
   });
 
-  it('a dropped record is logged as a warning with its reason, once a minute at most', () => {
+  it('a dead-lettered record is logged as a warning with its reason, once a minute at most', () => {
     const lines: Record<string, unknown>[] = [];
     const logger = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
     const f = build(
@@ -122,7 +120,7 @@ describe('parser filter options', () => {
       new Metrics(),
       logger,
     );
-    for (let i = 0; i < 3; i++) assert.equal(f.apply(entry({ log: 'nope' }), 't'), null);
+    for (let i = 0; i < 3; i++) assert.ok(Array.isArray(f.apply(entry({ log: 'nope' }), 't')));
     assert.equal(lines.length, 1, JSON.stringify(lines));
     assert.equal(lines[0]!.level, 40);
     assert.equal(lines[0]!.filter, 'p4');
