@@ -8,9 +8,8 @@ import { SeverityNumber } from '@opentelemetry/api';
 import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-grpc';
 import { BackpressureError } from '../../../src/core/errors.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
-import { decodeResponse, emptyLogRecord, writeLogRecord } from '../../../src/inputs/opentelemetry/otlp.ts';
-import { ProtoWriter } from '../../../src/inputs/opentelemetry/protobuf.ts';
-import { type OtlpHarness, recording, sdkEmit, startOtlpInput } from '../../support/otlp.ts';
+import { decodeResponse, emptyLogRecord } from '../../../src/inputs/opentelemetry/otlp.ts';
+import { type OtlpHarness, otlpRequest, recording, sdkEmit, startOtlpInput } from '../../support/otlp.ts';
 import { selfSignedCert } from '../../support/tls.ts';
 
 const running: OtlpHarness[] = [];
@@ -50,17 +49,9 @@ function call(port: number, path: string, body: Buffer, metadata = new Metadata(
 const EXPORT = '/opentelemetry.proto.collector.logs.v1.LogsService/Export';
 
 function request(bodies: string[]): Buffer {
-  const w = new ProtoWriter();
-  const rl = w.begin(1);
-  const sl = w.begin(2);
-  for (const body of bodies) {
-    const r = w.begin(2);
-    writeLogRecord(w, { ...emptyLogRecord(), timeUnixNano: 1_700_000_000_000_000_007n, body });
-    w.end(r);
-  }
-  w.end(sl);
-  w.end(rl);
-  return Buffer.from(w.finish());
+  return otlpRequest(
+    bodies.map((body) => ({ ...emptyLogRecord(), timeUnixNano: 1_700_000_000_000_000_007n, body })),
+  );
 }
 
 describe('opentelemetry input over gRPC', () => {

@@ -15,11 +15,9 @@ import {
   type OtlpResourceLogs,
   writeAnyValue,
   writeLogRecord,
-  writeResource,
-  writeScope,
 } from '../../../src/inputs/opentelemetry/otlp.ts';
 import { ProtoWriter } from '../../../src/inputs/opentelemetry/protobuf.ts';
-import { type OtlpHarness, recording, sdkEmit, startOtlpInput } from '../../support/otlp.ts';
+import { type OtlpHarness, otlpRequest, recording, sdkEmit, startOtlpInput } from '../../support/otlp.ts';
 import { waitFor } from '../../support/wait.ts';
 
 const running: OtlpHarness[] = [];
@@ -120,23 +118,7 @@ function protoBody(
   records: ReturnType<typeof emptyLogRecord>[],
   resource: Record<string, string> = { 'service.name': 'svc' },
 ): Buffer {
-  const w = new ProtoWriter();
-  const rl = w.begin(1);
-  const res = w.begin(1);
-  writeResource(w, resource);
-  w.end(res);
-  const sl = w.begin(2);
-  const scope = w.begin(1);
-  writeScope(w, { name: 'lib', version: '', attributes: {} });
-  w.end(scope);
-  for (const rec of records) {
-    const start = w.begin(2);
-    writeLogRecord(w, rec);
-    w.end(start);
-  }
-  w.end(sl);
-  w.end(rl);
-  return Buffer.from(w.finish());
+  return otlpRequest(records, resource, { name: 'lib', version: '', attributes: {} });
 }
 
 function rec(body: unknown, extra: Partial<ReturnType<typeof emptyLogRecord>> = {}) {
