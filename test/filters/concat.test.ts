@@ -144,7 +144,9 @@ describe('concat filter', () => {
       run(capped, 't', [{ m: 'abcd' }, { m: 'efgh' }, { m: 'ij' }, { m: 'kl' }]).map((e) => e.record.m),
       ['abcd\nefgh\nij'],
     );
-    const empties = build('    key: m\n    use_partial_cri_logtag: true\n    separator: ""\n    max_bytes: 1KiB\n');
+    const empties = build(
+      '    key: m\n    use_partial_cri_logtag: true\n    separator: ""\n    max_bytes: 1KiB\n',
+    );
     const held = run(
       empties,
       't',
