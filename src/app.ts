@@ -97,10 +97,10 @@ export class Estuary {
   }
 
   async start(): Promise<void> {
-    for (const { output } of this.outputs) await output.start?.();
+    for (const { output } of this.outputs) await withinStartup(output.id, output.start?.());
     for (const { buffer } of this.outputs) await buffer.start();
     this.pipeline.start();
-    for (const input of this.inputs) await input.start(this.pipeline.emit);
+    for (const input of this.inputs) await withinStartup(input.id, input.start(this.pipeline.emit));
     this.logger.info(
       {
         inputs: this.inputs.map((i) => i.id),
@@ -119,13 +119,19 @@ export class Estuary {
 
   private async shutdown(): Promise<void> {
     const deadline = Date.now() + this.config.service.shutdown_timeout;
-    await Promise.allSettled(this.inputs.map((i) => i.stop()));
+    // Each component's stop is bounded: one that hangs (a plugin's) must not keep the buffers
+    // from draining; it is named in the log.
+    const bounded = (id: string, work: Promise<unknown> | undefined) =>
+      beforeDeadline(Promise.resolve(work), deadline).catch((err: unknown) =>
+        this.logger.error({ plugin_id: id, err }, 'stop did not finish by the shutdown deadline'),
+      );
+    await Promise.all(this.inputs.map((i) => bounded(i.id, i.stop())));
     // What filters hold (a group waiting for its last line) is buffered before the buffers stop.
     await beforeDeadline(this.pipeline.stop(), deadline).catch(() =>
       this.logger.warn('filters still held records at the shutdown deadline; those are lost'),
     );
     await Promise.allSettled(this.outputs.map(({ buffer }) => buffer.stop(deadline)));
-    await Promise.allSettled(this.outputs.map(({ output }) => output.stop?.()));
+    await Promise.all(this.outputs.map(({ output }) => bounded(output.id, output.stop?.())));
     await this.backend.close();
     this.logger.info('estuary stopped');
   }
@@ -186,4 +192,17 @@ export async function openRedisBackend(config: EstuaryConfig, logger: Logger) {
     import('./buffer/redis/connection.ts'),
   ]);
   return new RedisBackend(redisSettings(config.service.buffer, config.dir), logger);
+}
+
+/** A component's start has this long: one that never finishes (a plugin's) stops startup, named. */
+const START_TIMEOUT_MS = 60_000;
+
+async function withinStartup(id: string, work: Promise<void> | undefined): Promise<void> {
+  try {
+    await beforeDeadline(Promise.resolve(work), Date.now() + START_TIMEOUT_MS);
+  } catch (err) {
+    if (err instanceof Error && err.message === 'deadline passed')
+      throw new Error(`${id}: start did not finish in ${START_TIMEOUT_MS / 1000}s`);
+    throw err;
+  }
 }

@@ -19,6 +19,7 @@ import {
   loadPluginsOfFile,
   maskSecrets,
 } from './config/load.ts';
+import { beforeDeadline } from './core/deadline.ts';
 import { createLogger } from './logger.ts';
 import { describeRegistry } from './plugin/describe.ts';
 import type { ComponentRegistry } from './registry.ts';
@@ -299,10 +300,16 @@ async function run(config: EstuaryConfig, registry: ComponentRegistry, file: str
     // pod that waits for Redis), and /readyz says 503 with the reason until the buffer is
     // reachable and every input listens.
     await admin?.start();
-    await app.start();
+    // A second signal during startup exits at once, even while a start still runs.
+    const early = await Promise.race([app.start().then(() => undefined), exited]);
+    if (early !== undefined) return early;
   } catch (err) {
     logger.fatal({ err }, 'startup failed');
-    await app.stop();
+    // Bounded like a shutdown: a component whose stop hangs must not keep the process alive.
+    const bound = config.service.shutdown_timeout + 5000;
+    await beforeDeadline(app.stop(), Date.now() + bound).catch(() =>
+      logger.error('stopping after the failed startup did not finish; exiting'),
+    );
     await admin?.stop();
     return 1;
   }

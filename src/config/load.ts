@@ -367,9 +367,17 @@ function describe(value: unknown): string {
 export function maskSecrets(value: unknown, key = ''): unknown {
   if (Array.isArray(value)) return value.map((v) => maskSecrets(v, key));
   if (value && typeof value === 'object') {
+    // HTTP headers carry credentials under any name (X-Api-Key, a vendor's own): all hidden.
+    if (key === 'headers') return Object.fromEntries(Object.keys(value).map((k) => [k, '******']));
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskSecrets(v, k)]));
   }
   if (SECRET_KEY.test(key) && value !== '' && value !== null && value !== undefined) return '******';
-  if (typeof value === 'string') return value.replace(/(\w+:\/\/[^:/@\s]*:)[^@/\s]+@/g, '$1******@');
+  if (typeof value === 'string')
+    return value
+      .replace(/(\w+:\/\/[^:/@\s]*:)[^@/\s]+@/g, '$1******@')
+      .replace(SECRET_QUERY, '$1******');
   return value;
 }
+
+/** `?token=…`, `&sig=…`, `api_key=…` in a URL's query. */
+const SECRET_QUERY = /([?&][^=&#\s]*(?:token|key|secret|password|sig|signature|auth|code)[^=&#\s]*=)[^&#\s]*/gi;

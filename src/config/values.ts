@@ -118,7 +118,7 @@ export function readClientTls(
 
 /** Keys whose values `estuary check` and logs never show. */
 export const SECRET_KEY =
-  /(password|passwd|secret|token|shared_key|api_key|access_key|private_key|credentials)/i;
+  /(password|passwd|secret|token|shared_key|api[-_]?key|access_key|private_key|credentials|authorization|cookie|^auth$|^dsn$)/i;
 
 /** A listener's TLS options from its `tls:` block, files relative to the config's directory. */
 export async function readServerTls(

@@ -118,7 +118,10 @@ function checkDefinition(item: unknown, where: string): Definition {
 }
 
 function factoryOf(kind: Kind, def: Definition, origin: string, where: string): Factory {
-  const base = { kind, type: def.type, schema: def.schema, origin };
+  // A plain api.z.object() would drop a misspelt key without a word: plugin options are as
+  // strict as built-ins' unless the plugin asked for others (a catchall, looseObject).
+  const schema = def.schema._zod.def.catchall === undefined ? def.schema.strict() : def.schema;
+  const base = { kind, type: def.type, schema, origin };
   switch (kind) {
     case 'input':
       return defineComponent({
@@ -232,7 +235,15 @@ function pluginFilter(def: FilterDefinition, config: Record<string, unknown>, de
   return {
     id: deps.id,
     type: def.type,
-    apply: plugin.apply.bind(plugin),
+    // What a plugin returns is checked: anything but null, a list of emissions or an entry is
+    // a bug of the plugin's, which the pipeline then counts and passes the record on from.
+    apply: (entry, tag) => {
+      const result = plugin.apply(entry, tag);
+      if (result === null || Array.isArray(result) || isEntry(result)) return result;
+      throw new TypeError(
+        `${deps.id}: apply returned ${describe(result)}; expected the entry, null or a list of { entry, tag? }`,
+      );
+    },
     ...(plugin.start && { start: plugin.start.bind(plugin) }),
     ...(plugin.stop && { stop: plugin.stop.bind(plugin) }),
   };
@@ -252,6 +263,16 @@ function pluginOutput(def: OutputDefinition, config: Record<string, unknown>, de
       await plugin.reopen?.();
     },
   };
+}
+
+function isEntry(value: unknown): value is Entry {
+  const entry = value as Partial<Entry> | undefined;
+  return (
+    typeof entry === 'object' &&
+    entry !== null &&
+    entry.time instanceof EventTime &&
+    isLogRecord(entry.record)
+  );
 }
 
 function describe(value: unknown): string {

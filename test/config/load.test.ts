@@ -140,6 +140,25 @@ outputs:
       maskSecrets({ auth_tokens: ['abc'], shared_key: 'k', redis_url: 'redis://user:pw@host:6379', port: 1 }),
       { auth_tokens: ['******'], shared_key: '******', redis_url: 'redis://user:******@host:6379', port: 1 },
     );
+    // Headers (any name), API keys spelt every way, and credentials in a URL's query.
+    assert.deepEqual(
+      maskSecrets({
+        headers: { Authorization: 'Bearer s3cret', 'X-Custom': 'v' },
+        apikey: 'k1',
+        'api-key': 'k2',
+        url: 'https://hook.example/in?token=abc&x=1&sig=zz',
+        dsn: 'https://k@sentry.example/1',
+        auth_type: 'basic',
+      }),
+      {
+        headers: { Authorization: '******', 'X-Custom': '******' },
+        apikey: '******',
+        'api-key': '******',
+        url: 'https://hook.example/in?token=******&x=1&sig=******',
+        dsn: '******',
+        auth_type: 'basic',
+      },
+    );
   });
 
   it('accepts the shipped default config and every example', () => {

@@ -160,9 +160,11 @@ describe('k8s/ (kustomize base)', () => {
         if (/KEY|TOKEN|PASSWORD/.test(e.name)) assert.ok(e.valueFrom?.secretKeyRef, e.name);
   });
 
-  it('the Deployment: ≥ 2 replicas spread over nodes, probes, resources, non-root and read-only', () => {
-    const spec = deployment.spec as { replicas: number };
-    assert.ok(spec.replicas >= 2);
+  it('the Deployment: ≥ 2 replicas (the HPA minimum) spread over nodes, probes, resources, non-root and read-only', () => {
+    // The HPA owns the replica count (a replicas here would undo its scaling on each apply).
+    assert.equal((deployment.spec as { replicas?: number }).replicas, undefined);
+    const hpa = find(objects, 'HorizontalPodAutoscaler', 'estuary').spec as { minReplicas: number };
+    assert.ok(hpa.minReplicas >= 2);
     const spread = pod.topologySpreadConstraints as { topologyKey: string; whenUnsatisfiable: string }[];
     assert.ok(
       spread.some(

@@ -6,6 +6,9 @@ import { makeChunk } from '../../src/buffer/chunk.ts';
 import { makeBatch } from '../../src/core/batch.ts';
 import { InputError } from '../../src/core/errors.ts';
 import { EventTime } from '../../src/core/event-time.ts';
+import type { Filter } from '../../src/filters/filter.ts';
+import { silentLogger } from '../../src/logger.ts';
+import { Metrics } from '../../src/metrics/registry.ts';
 import type { Plugin, PluginApi, PluginEmit } from '../../src/plugin/api.ts';
 import { pluginApi, pluginFactories } from '../../src/plugin/host.ts';
 import { buildInput, buildOutput } from '../../src/plugin/testkit.ts';
@@ -120,6 +123,57 @@ describe('definitions Estuary cannot use', () => {
         { id: 'b2' },
       ),
       /output "b2" \(plugin type broken\): create returned no write\(\) method/,
+    );
+  });
+});
+
+describe('a plugin is held to what built-ins are', () => {
+  it('options from a plain api.z.object are strict: a misspelt key is refused, not dropped', () => {
+    const [factory] = pluginFactories(
+      {
+        outputs: [
+          {
+            type: 'loose_type',
+            schema: pluginApi.z.object({ url: pluginApi.z.string().default('http://x') }),
+            create: () => ({ write: async () => {} }),
+          },
+        ],
+      },
+      'p.js',
+    );
+    assert.equal(factory!.schema.safeParse({ url: 'http://y' }).success, true);
+    assert.equal(factory!.schema.safeParse({ ulr: 'http://typo' }).success, false);
+  });
+
+  it('a filter returning something that is no entry throws, naming the instance (the pipeline then passes that record on, counted)', () => {
+    const [factory] = pluginFactories(
+      {
+        filters: [
+          {
+            type: 'sloppy',
+            schema: pluginApi.z.strictObject({}),
+            create: () => ({
+              apply: (e: { record: Record<string, unknown> }) => {
+                e.record.seen = true; // forgot to return it
+              },
+            }),
+          },
+        ],
+      },
+      'p.js',
+    );
+    const filter = factory!.create(
+      {},
+      {
+        id: 'sloppy.0',
+        logger: silentLogger(),
+        metrics: new Metrics(),
+        configDir: '.',
+      },
+    ) as Filter;
+    assert.throws(
+      () => filter.apply({ time, record: {} }, 't'),
+      /^TypeError: sloppy\.0: apply returned nothing; expected the entry/,
     );
   });
 });

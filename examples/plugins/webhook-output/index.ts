@@ -47,6 +47,9 @@ export default (api: PluginApi): PluginDefinitions => {
             ...(config.gzip && { 'content-encoding': 'gzip' }),
             ...(config.bearer_token && { authorization: `Bearer ${config.bearer_token}` }),
           };
+          // What errors (and so dead-letter reasons and the admin status) may show: no query,
+          // where a token often rides.
+          const shown = `${new URL(config.url).origin}${new URL(config.url).pathname}`;
           return {
             async write(chunk, { signal }) {
               const { bytes, count, rejected } = api.toJsonArray(chunk, { format: config.format });
@@ -66,13 +69,13 @@ export default (api: PluginApi): PluginDefinitions => {
               } catch (err) {
                 posts.inc({ status: 0 });
                 const why = signal.aborted ? 'aborted at the write deadline' : (err as Error).message;
-                throw new api.RetryableError(`POST ${config.url}: ${why}`, { cause: err });
+                throw new api.RetryableError(`POST ${shown}: ${why}`, { cause: err });
               } finally {
                 done();
               }
               posts.inc({ status: response.status });
               if (response.ok) return rejected.length ? { reject: rejected } : undefined;
-              const why = `POST ${config.url}: ${response.status} ${text.slice(0, 300)}`.trim();
+              const why = `POST ${shown}: ${response.status} ${text.slice(0, 300)}`.trim();
               const status = response.status;
               if (status === 408 || status === 429 || status >= 500) {
                 const retryAfterMs = api.parseRetryAfter(response.headers.get('retry-after') ?? undefined);
