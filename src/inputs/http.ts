@@ -1,21 +1,17 @@
-import { STATUS_CODES } from 'node:http';
 import type { ServerOptions } from 'node:https';
-import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { duration, port, readServerTls, size, tlsServer } from '../config/values.ts';
 import { type Batch, makeBatch } from '../core/batch.ts';
 import { BearerAuth } from '../core/bearer-auth.ts';
 import type { Entry } from '../core/entry.ts';
 import { BackpressureError, errorMessage, InputError } from '../core/errors.ts';
-import { InflightBudget, type InflightLease, inflightFull } from '../core/inflight.ts';
+import { InflightBudget, inflightFull } from '../core/inflight.ts';
 import { type Logger, rateLimited } from '../logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { type ComponentDeps, defineComponent } from '../registry.ts';
-import { nodeServerTimeouts } from '../server/http-timeouts.ts';
 import { BodyError, DEFAULT_MAX_RECORDS, decodeBody } from './http-body.ts';
-import { readBody } from './http-read.ts';
+import { BodyListener, header, listenerLimits } from './http-listener.ts';
 import type { Emit, Input } from './input.ts';
 
 const MiB = 1024 * 1024;
@@ -92,16 +88,6 @@ export const httpInput = defineComponent({
   create: (config, deps) => new HttpInput(config, deps),
 });
 
-interface Arrival {
-  contentType: string | undefined;
-  /** performance.now() */
-  at: number;
-  /** The request's share of service.max_inflight_bytes, given back when its response closes. */
-  lease: InflightLease;
-  /** Content-Length, when sent and a plain number. */
-  declared: number | undefined;
-}
-
 type Result = 'ok' | 'bad_request' | 'unauthorized' | 'too_large' | 'timeout' | 'backpressure' | 'error';
 
 /** Headers never copied into records or logs: they carry credentials. */
@@ -123,8 +109,8 @@ export class HttpInput implements Input {
   private readonly warnRefused: (fields: Record<string, unknown>) => void;
   private readonly maxDecompressedSize: number;
   private readonly inflight: InflightBudget;
-  /** What onRequest saw of a POST: its content-type (removed for Fastify) and when it arrived. */
-  private readonly arrivals = new WeakMap<FastifyRequest, Arrival>();
+  /** Built at start: holds what onRequest saw of each POST (its arrival). */
+  private listener: BodyListener | undefined;
   private app: FastifyInstance | undefined;
   private emit: Emit | undefined;
   private listening = false;
@@ -187,71 +173,25 @@ export class HttpInput implements Input {
   }
 
   private build(https: ServerOptions | undefined): FastifyInstance {
-    const timeouts = nodeServerTimeouts({
-      headerMs: this.options.header_timeout,
-      requestMs: this.options.request_timeout,
-      idleMs: this.options.idle_timeout,
+    const listener = new BodyListener(listenerLimits(this.options), https, this.inflight, {
+      admit: (request, reply) => {
+        if (!this.applyCors(request, reply))
+          return this.refuse(request, reply, 403, 'unauthorized', 'origin not allowed');
+        if (!this.authorized(request)) {
+          reply.header('www-authenticate', 'Bearer');
+          return this.refuse(request, reply, 401, 'unauthorized', 'missing or wrong bearer token');
+        }
+        return undefined;
+      },
+      full: (request, reply, err) => this.refuseError(request, reply, err),
+      refusedByNode: ({ status, result, reason, remote }) => {
+        this.metrics.inputRequests.inc({ ...this.labels, result });
+        this.warnRefused({ status, reason, remote });
+      },
+      stopping: () => this.stopped !== undefined,
     });
-    const options = {
-      logger: false,
-      bodyLimit: this.options.max_body_size,
-      ...timeouts.fastify,
-      http: timeouts.server,
-      clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => this.clientError(err, socket),
-    } as const;
-    // Fastify types an HTTPS instance apart; we only use what both share.
-    const app = (https
-      ? Fastify({ ...options, https: { ...https, ...timeouts.server } })
-      : Fastify(options)) as unknown as FastifyInstance;
-    // Reading and decoding are ours: every body arrives as a Buffer, whatever its content-type,
-    // read under max_body_size and the in-flight budget. Fastify refuses malformed
-    // content-type headers before any parser runs, so the header is set aside here and read
-    // back in the handler.
-    app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', (request: FastifyRequest, payload: Readable) => {
-      const arrival = this.arrivals.get(request);
-      // Not a POST: answered 405 unread (Node discards the body as it arrives).
-      if (!arrival) return Promise.resolve(undefined);
-      return readBody(payload, {
-        maxBytes: this.options.max_body_size,
-        declared: arrival.declared,
-        lease: arrival.lease,
-        stallMs: this.options.body_timeout,
-      });
-    });
-    app.addHook('onRequest', async (request, reply) => {
-      if (request.method !== 'POST') return;
-      const lease = this.inflight.lease();
-      reply.raw.once('close', () => lease.releaseAll());
-      const declared = contentLength(request);
-      this.arrivals.set(request, {
-        contentType: request.headers['content-type'],
-        at: performance.now(),
-        lease,
-        declared,
-      });
-      delete request.headers['content-type'];
-      if (!this.applyCors(request, reply))
-        return this.refuse(request, reply, 403, 'unauthorized', 'origin not allowed');
-      if (!this.authorized(request)) {
-        reply.header('www-authenticate', 'Bearer');
-        return this.refuse(request, reply, 401, 'unauthorized', 'missing or wrong bearer token');
-      }
-      // Room for the whole body before a byte of it is read; a body over max_body_size is
-      // refused by the reader, unread, and takes none.
-      if (declared !== undefined && declared <= this.options.max_body_size && !lease.tryTake(declared)) {
-        // The body is never read: closing is cheaper than draining it.
-        reply.header('connection', 'close');
-        return this.refuseError(request, reply, inflightFull(lease.limit));
-      }
-    });
-    // Fastify's close waits for every connection; a keep-alive one still open after its last
-    // in-flight answer would hold stop() for the whole idle_timeout (72 s by default).
-    // An answer before the body is all in (401, 403, 405, a refusal for room): the connection
-    // is closed with it, or Node would go on reading a body that may never end.
-    app.addHook('onSend', async (request, reply) => {
-      if (this.stopped || !request.raw.complete) reply.header('connection', 'close');
-    });
+    this.listener = listener;
+    const app = listener.app;
     app.post('/*', (request, reply) => this.handle(request, reply));
     if (this.options.cors_allow_origins.length > 0)
       app.options('/*', (request, reply) => this.preflight(request, reply));
@@ -278,7 +218,7 @@ export class HttpInput implements Input {
   private async handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     this.metrics.inputBytes.inc(this.labels, body.length);
-    const arrival = this.arrivals.get(request)!;
+    const arrival = this.listener!.arrival(request)!;
     let tag: string | undefined;
     let batch: Batch;
     let emitting = false;
@@ -350,38 +290,6 @@ export class HttpInput implements Input {
     return this.refuse(request, reply, 503, backpressure ? 'backpressure' : 'error', errorMessage(err), tag);
   }
 
-  /**
-   * What Node refuses before a request reaches Fastify: headers or a whole request past
-   * header_timeout / request_timeout (408), malformed HTTP (400), headers too large (431).
-   * Counted and logged like any refusal, answered in plain text, and the connection closed.
-   */
-  private clientError(err: Error & { code?: string }, socket: Socket): void {
-    if (err.code === 'ECONNRESET' || socket.destroyed) return;
-    let status = 400;
-    let result: Exclude<Result, 'ok'> = 'bad_request';
-    let reason = `malformed HTTP request: ${err.message}`;
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      status = 408;
-      result = 'timeout';
-      reason = `request not complete within header_timeout (${this.options.header_timeout / 1000}s) or request_timeout (${this.options.request_timeout / 1000}s)`;
-    } else if (err.code === 'HPE_HEADER_OVERFLOW') {
-      status = 431;
-      reason = 'request headers too large';
-    }
-    this.metrics.inputRequests.inc({ ...this.labels, result });
-    this.warnRefused({ status, reason, remote: socket.remoteAddress });
-    // Not after a response already begun on this connection (a refused request whose body
-    // never ended): then the connection is only closed.
-    const current = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-    if (socket.writable && !current?.headersSent) {
-      const body = `${reason}\n`;
-      socket.write(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
-    }
-    socket.destroy();
-  }
-
   /** `/app/web` and `/app.web` both give `app.web`, as in Fluentd; a tag header wins when sent. */
   private tagOf(request: FastifyRequest): string {
     let tag = this.options.tag_header ? (header(request, this.options.tag_header)?.trim() ?? '') : '';
@@ -408,7 +316,7 @@ export class HttpInput implements Input {
           ? value.join(', ')
           : value;
       }
-      const contentType = this.arrivals.get(request)?.contentType;
+      const contentType = this.listener?.arrival(request)?.contentType;
       if (contentType !== undefined) fields.HTTP_CONTENT_TYPE = contentType;
     }
     if (this.options.add_remote_addr) {
@@ -469,7 +377,7 @@ export class HttpInput implements Input {
       tag,
       path: request.url.split('?', 1)[0],
       remote: request.socket.remoteAddress,
-      content_type: this.arrivals.get(request)?.contentType,
+      content_type: this.listener?.arrival(request)?.contentType,
       content_encoding: header(request, 'content-encoding'),
       content_length: header(request, 'content-length'),
     };
@@ -479,17 +387,6 @@ export class HttpInput implements Input {
     else this.warnRefused(fields);
     return reply.code(status).type('text/plain; charset=utf-8').send(`${line}\n`);
   }
-}
-
-/** Content-Length as a number; undefined when absent or not plain digits (then counted as read). */
-function contentLength(request: FastifyRequest): number | undefined {
-  const value = request.headers['content-length'];
-  return typeof value === 'string' && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
-}
-
-function header(request: FastifyRequest, name: string): string | undefined {
-  const value = request.headers[name.toLowerCase()];
-  return Array.isArray(value) ? value[0] : value;
 }
 
 /** `?time=`; Fastify's query parser gives an array when the key repeats, and the first counts. */

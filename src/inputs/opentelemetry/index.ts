@@ -1,18 +1,14 @@
-import { STATUS_CODES } from 'node:http';
-import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
 import type { TlsOptions } from 'node:tls';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { readServerTls } from '../../config/values.ts';
 import { BearerAuth } from '../../core/bearer-auth.ts';
 import { BackpressureError, errorMessage, InputError } from '../../core/errors.ts';
-import { InflightBudget, type InflightLease, inflightFull } from '../../core/inflight.ts';
+import { InflightBudget } from '../../core/inflight.ts';
 import { type Logger, rateLimited } from '../../logger.ts';
 import type { Metrics } from '../../metrics/registry.ts';
 import { type ComponentDeps, defineComponent } from '../../registry.ts';
-import { nodeServerTimeouts } from '../../server/http-timeouts.ts';
 import { BodyError, decompress, jsonShape, mediaType } from '../http-body.ts';
-import { readBody } from '../http-read.ts';
+import { BodyListener, header, listenerLimits } from '../http-listener.ts';
 import type { Emit, Input } from '../input.ts';
 import { type OtlpInputConfig, otlpInputSchema } from './config.ts';
 import type { GrpcListener } from './grpc.ts';
@@ -53,13 +49,6 @@ const RPC_CODE: Record<number, number> = {
   503: 14,
 };
 
-interface Arrival {
-  lease: InflightLease;
-  at: number;
-  contentType: string | undefined;
-  declared: number | undefined;
-}
-
 /**
  * OTLP logs over HTTP (`POST /v1/logs`, protobuf or JSON, gzip) and gRPC
  * (`LogsService/Export`). Each request is answered once its records are durable in every
@@ -78,7 +67,7 @@ export class OtlpInput implements Input {
   private readonly inflight: InflightBudget;
   private readonly maxDecompressed: number;
   private readonly warnRefused: (fields: Record<string, unknown>) => void;
-  private readonly arrivals = new WeakMap<FastifyRequest, Arrival>();
+  private listener: BodyListener | undefined;
   private ingest: Ingest | undefined;
   private app: FastifyInstance | undefined;
   private grpc: GrpcListener | undefined;
@@ -169,61 +158,21 @@ export class OtlpInput implements Input {
   }
 
   private build(tls: TlsOptions | undefined): FastifyInstance {
-    const c = this.config;
-    const timeouts = nodeServerTimeouts({
-      headerMs: c.header_timeout,
-      requestMs: c.request_timeout,
-      idleMs: c.idle_timeout,
+    const listener = new BodyListener(listenerLimits(this.config), tls, this.inflight, {
+      admit: (request, reply) => {
+        if (this.auth.enabled && !this.auth.check(header(request, 'authorization'))) {
+          reply.header('www-authenticate', 'Bearer');
+          return this.refuse(request, reply, 401, 'unauthorized', 'missing or wrong bearer token');
+        }
+        if (request.url.split('?', 1)[0] !== LOGS_PATH) return this.notFound(request, reply);
+        return undefined;
+      },
+      full: (request, reply, err) => this.refuseError(request, reply, err),
+      refusedByNode: ({ status, result, reason, remote }) => this.count(result, reason, { status, remote }),
+      stopping: () => this.stopped !== undefined,
     });
-    const options = {
-      logger: false,
-      bodyLimit: c.max_body_size,
-      ...timeouts.fastify,
-      http: timeouts.server,
-      clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => this.clientError(err, socket),
-    } as const;
-    // Fastify types an HTTPS instance apart; we only use what both share.
-    const app = (tls
-      ? Fastify({ ...options, https: { ...tls, ...timeouts.server } })
-      : Fastify(options)) as unknown as FastifyInstance;
-    // As in the HTTP input: every body is read by us, under max_body_size and the budget.
-    app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', (request: FastifyRequest, payload: Readable) => {
-      const arrival = this.arrivals.get(request);
-      if (!arrival) return Promise.resolve(undefined);
-      return readBody(payload, {
-        maxBytes: c.max_body_size,
-        declared: arrival.declared,
-        lease: arrival.lease,
-        stallMs: c.body_timeout,
-      });
-    });
-    app.addHook('onRequest', async (request, reply) => {
-      if (request.method !== 'POST') return;
-      const path = request.url.split('?', 1)[0];
-      const lease = this.inflight.lease();
-      reply.raw.once('close', () => lease.releaseAll());
-      const declared = contentLength(request);
-      this.arrivals.set(request, {
-        lease,
-        at: performance.now(),
-        contentType: request.headers['content-type'],
-        declared,
-      });
-      delete request.headers['content-type'];
-      if (this.auth.enabled && !this.auth.check(header(request, 'authorization'))) {
-        reply.header('www-authenticate', 'Bearer');
-        return this.refuse(request, reply, 401, 'unauthorized', 'missing or wrong bearer token');
-      }
-      if (path !== LOGS_PATH) return this.notFound(request, reply);
-      if (declared !== undefined && declared <= c.max_body_size && !lease.tryTake(declared)) {
-        reply.header('connection', 'close');
-        return this.refuseError(request, reply, inflightFull(lease.limit));
-      }
-    });
-    app.addHook('onSend', async (request, reply) => {
-      if (this.stopped || !request.raw.complete) reply.header('connection', 'close');
-    });
+    this.listener = listener;
+    const app = listener.app;
     app.post(LOGS_PATH, (request, reply) => this.handle(request, reply));
     app.setNotFoundHandler((request, reply) => {
       if (request.method === 'POST') return this.notFound(request, reply);
@@ -249,7 +198,7 @@ export class OtlpInput implements Input {
   }
 
   private async handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const arrival = this.arrivals.get(request)!;
+    const arrival = this.listener!.arrival(request)!;
     const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     this.metrics.inputBytes.inc(this.labels, raw.length);
     const json = isJson(arrival.contentType);
@@ -337,7 +286,7 @@ export class OtlpInput implements Input {
       path: request.url.split('?', 1)[0],
       remote: request.socket.remoteAddress,
     });
-    const json = isJson(this.arrivals.get(request)?.contentType);
+    const json = isJson(this.listener?.arrival(request)?.contentType);
     return reply
       .code(status)
       .type(json ? 'application/json' : 'application/x-protobuf')
@@ -350,37 +299,8 @@ export class OtlpInput implements Input {
     if (result === 'backpressure') this.logger.debug({ ...fields, reason }, 'otlp request refused');
     else this.warnRefused({ ...fields, reason });
   }
-
-  /** What Node refuses before Fastify sees a request (timeouts, malformed HTTP): as the HTTP input. */
-  private clientError(err: Error & { code?: string }, socket: Socket): void {
-    if (err.code === 'ECONNRESET' || socket.destroyed) return;
-    const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-    const status = timeout ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const reason = timeout
-      ? 'request not complete within header_timeout or request_timeout'
-      : `malformed HTTP request: ${err.message}`;
-    this.count(timeout ? 'timeout' : 'bad_request', reason, { status, remote: socket.remoteAddress });
-    const current = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-    if (socket.writable && !current?.headersSent) {
-      const body = `${reason}\n`;
-      socket.write(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
-    }
-    socket.destroy();
-  }
 }
 
 function isJson(contentType: string | undefined): boolean {
   return mediaType(contentType) === 'application/json';
-}
-
-function contentLength(request: FastifyRequest): number | undefined {
-  const value = request.headers['content-length'];
-  return typeof value === 'string' && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
-}
-
-function header(request: FastifyRequest, name: string): string | undefined {
-  const value = request.headers[name];
-  return Array.isArray(value) ? value[0] : value;
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -145,7 +146,22 @@ describe('opentelemetry input over gRPC', () => {
       ),
     );
     assert.equal(answer.length, 0, 'full success: an empty ExportLogsServiceResponse');
-    assert.ok(h.url.startsWith('https://'));
-    assert.equal(h.entries()[0]!.record.log, 'secure');
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpsRequest(
+        h.url,
+        { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, ca: readFileSync(cert) },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end(request(['secure over https']));
+    });
+    assert.equal(status, 200);
+    assert.deepEqual(
+      h.entries().map((e) => e.record.log),
+      ['secure', 'secure over https'],
+    );
   });
 });

@@ -17,6 +17,7 @@ import {
   writeLogRecord,
 } from '../../../src/inputs/opentelemetry/otlp.ts';
 import { ProtoWriter } from '../../../src/inputs/opentelemetry/protobuf.ts';
+import { RawHttp } from '../../support/http.ts';
 import { type OtlpHarness, otlpRequest, recording, sdkEmit, startOtlpInput } from '../../support/otlp.ts';
 import { waitFor } from '../../support/wait.ts';
 
@@ -275,6 +276,27 @@ describe('opentelemetry input over HTTP: answers', () => {
     assert.equal(res.status, 503);
     assert.equal(res.headers.get('retry-after'), '7');
     assert.match(await statusMessage(res), /buffer of out is full/);
+  });
+
+  it('what Node refuses (malformed HTTP) is answered, counted and the connection closed; a declared body with no room is refused unread', async () => {
+    const budget = new InflightBudget(1024);
+    const h = await start({}, undefined, { inflight: budget });
+    const raw = await RawHttp.open(h.input.httpPort!);
+    await raw.write('NOT HTTP AT ALL\r\n\r\n');
+    assert.equal((await raw.waitResponse()).status, 400);
+    await raw.waitClosed();
+    const counted = await h.metrics.inputRequests.get();
+    assert.equal(counted.values.find((v) => v.labels.result === 'bad_request')?.value, 1);
+    // Someone else holds most of the budget (alone, a request larger than all of it would be let in).
+    assert.ok(budget.tryTake(1000));
+    const big = await RawHttp.open(h.input.httpPort!);
+    await big.sendHead('/v1/logs', { 'content-type': 'application/x-protobuf', 'content-length': 4096 });
+    const refused = await big.waitResponse();
+    assert.equal(refused.status, 503);
+    assert.equal(refused.headers.connection, 'close');
+    await big.waitClosed();
+    budget.release(1000);
+    await waitFor(() => budget.bytes === 0, { what: 'the refused request’s lease given back' });
   });
 
   it('bearer tokens: 401 without the right one, 200 with it', async () => {
