@@ -54,8 +54,8 @@ function config(h: OtlpHarness): string {
     host 127.0.0.1
     port ${h.grpcPort}
     grpc on
-    # Fluent Bit 5.1.1 fails a gRPC call on a reused connection to grpc-js ("connection error",
-    # retried seconds later): a connection per flush.
+    # Fluent Bit 5.1.1 fails a gRPC call on a kept connection ("connection error", retried
+    # seconds later; a plain Node http2 server sees the same): a connection per flush.
     net.keepalive off
     logs_body_key $message
     logs_body_key_attributes true
