@@ -67,6 +67,7 @@ export interface DecodeLimits {
 /** What a decoded value holds on the heap, about (measured on V8 for small values). */
 const VALUE_COST = 48;
 const RECORD_COST = 400;
+const GROUP_COST = 200;
 const CHARGE_STEP = 64 * 1024;
 
 /** Counts what decoding builds, and hands it to `charge` a step at a time. */
@@ -81,6 +82,11 @@ class Meter {
 
   value(bytes = 0): void {
     this.add(VALUE_COST + bytes);
+  }
+
+  /** A ResourceLogs or ScopeLogs: objects of their own, however empty on the wire. */
+  group(): void {
+    this.add(GROUP_COST);
   }
 
   record(): void {
@@ -128,6 +134,7 @@ export function decodeRequest(body: Uint8Array, limits: DecodeLimits): OtlpResou
     for (let tag = r.tag(); tag !== 0; tag = r.tag()) {
       if (tag >>> 3 === 1) {
         r.expect(tag, LEN);
+        meter.group();
         out.push(nested(r, () => resourceLogs(r, meter)));
       } else r.skip(tag & 7);
     }
@@ -167,6 +174,7 @@ function resourceLogs(r: ProtoReader, meter: Meter): OtlpResourceLogs {
       });
     } else if (field === 2) {
       r.expect(tag, LEN);
+      meter.group();
       out.scopeLogs.push(nested(r, () => scopeLogs(r, meter)));
     } else r.skip(tag & 7);
   }
@@ -374,6 +382,7 @@ export function decodeJsonRequest(parsed: unknown, limits: DecodeLimits): OtlpRe
   const out: OtlpResourceLogs[] = [];
   for (const [i, rl] of array(root.resourceLogs, 'resourceLogs').entries()) {
     const at = `resourceLogs[${i}]`;
+    meter.group();
     const o = object(rl, at);
     const resource: KvList = {};
     if (o.resource !== undefined && o.resource !== null)
@@ -381,6 +390,7 @@ export function decodeJsonRequest(parsed: unknown, limits: DecodeLimits): OtlpRe
     const scopes: OtlpScopeLogs[] = [];
     for (const [j, sl] of array(o.scopeLogs, `${at}.scopeLogs`).entries()) {
       const sat = `${at}.scopeLogs[${j}]`;
+      meter.group();
       const so = object(sl, sat);
       const scopeOut: OtlpScope = { name: '', version: '', attributes: {} };
       if (so.scope !== undefined && so.scope !== null) {

@@ -93,8 +93,10 @@ describe('opentelemetry output', () => {
     const out = output({ endpoint: second.url });
     await out.start();
     assert.equal(await out.write(chunkOf(first), NO_DEADLINE), undefined);
-    const before = first.entries();
-    const afterTrip = second.entries();
+    // The SDK exported the two records in two requests at once: either may have come first.
+    const byTime = (a: { time: EventTime }, b: { time: EventTime }) => a.time.compare(b.time);
+    const before = first.entries().sort(byTime);
+    const afterTrip = second.entries().sort(byTime);
     assert.deepEqual(
       afterTrip.map((e) => e.record),
       before.map((e) => e.record),
