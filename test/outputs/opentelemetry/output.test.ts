@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ROOT_CONTEXT, SeverityNumber, trace } from '@opentelemetry/api';
 import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
@@ -24,6 +27,7 @@ import {
   sdkEmit,
   startOtlpInput,
 } from '../../support/otlp.ts';
+import { selfSignedCert } from '../../support/tls.ts';
 
 const NO_DEADLINE = { signal: new AbortController().signal };
 const closers: (() => Promise<void>)[] = [];
@@ -210,6 +214,25 @@ describe('opentelemetry output', () => {
         },
       );
     }
+  });
+
+  it('TLS: a collector whose certificate ca_file vouches for takes the records; without it the output halts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'estuary-otlp-out-tls-'));
+    closers.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const { cert, key } = selfSignedCert(dir);
+    const collector = await startOtlpInput({ tls: { cert_file: cert, key_file: key } });
+    closers.push(() => collector.input.stop());
+    const chunk = makeChunk(
+      'c',
+      [makeBatch('t', [{ time: new EventTime(1, 2), record: { log: 'over tls' } }])],
+      0,
+    );
+    const trusted = output({ endpoint: collector.url, tls: { ca_file: cert } });
+    assert.equal(await trusted.write(chunk, NO_DEADLINE), undefined);
+    assert.equal(collector.entries()[0]!.record.log, 'over tls');
+    await assert.rejects(output({ endpoint: collector.url }).write(chunk, NO_DEADLINE), {
+      name: 'HaltError',
+    });
   });
 
   it('a bare endpoint gets /v1/logs', () => {
