@@ -219,9 +219,18 @@ export class OtlpInput implements Input {
       const limits = this.ingest!.limits(arrival.lease);
       let resourceLogs: OtlpResourceLogs[];
       if (json) {
-        // Depth and size are checked on the bytes before any object exists; a value of
-        // OTLP/JSON is about three JSON levels per level of nesting.
-        const shape = jsonShape(body, this.config.max_nesting_depth * 3 + 8);
+        // Depth and size are checked on the bytes before any object exists. One level of an
+        // AnyValue is four of OTLP/JSON (value, kvlistValue, values, the KeyValue), under the
+        // seven of the request's own structure; the decoder then checks the exact depth.
+        let shape: { values: number };
+        try {
+          shape = jsonShape(body, this.config.max_nesting_depth * 4 + 8);
+        } catch (err) {
+          if (!(err instanceof BodyError)) throw err;
+          throw new OtlpFormatError(
+            `JSON nested deeper than max_nesting_depth (${this.config.max_nesting_depth}) allows: ${err.message.replace(/.* at /, 'at ')}`,
+          );
+        }
         limits.charge(shape.values * 16);
         let parsed: unknown;
         try {

@@ -8,6 +8,7 @@ import { BackpressureError } from '../../../src/core/errors.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
 import { InflightBudget } from '../../../src/core/inflight.ts';
 import {
+  type AnyValue,
   decodeResponse,
   decodeStatusMessage,
   emptyLogRecord,
@@ -328,7 +329,20 @@ describe('opentelemetry input over HTTP: answers', () => {
     const deepJson = `${'['.repeat(200)}${']'.repeat(200)}`;
     const jsonDeep = await post(h.url, deepJson, { 'content-type': 'application/json' });
     assert.equal(jsonDeep.status, 400);
+    assert.match(await statusMessage(jsonDeep), /max_nesting_depth \(8\) allows: at byte \d+/);
     assert.equal(h.batches.length, 0);
+    // Within the limit in OTLP/JSON's own terms: a kvlist body nested 7 deep passes.
+    let nested: AnyValue = 'bottom';
+    for (let i = 0; i < 7; i++) nested = { k: nested };
+    const request: OtlpResourceLogs[] = [
+      {
+        resource: {},
+        scopeLogs: [{ scope: { name: '', version: '', attributes: {} }, logRecords: [rec(nested)] }],
+      },
+    ];
+    const ok = await post(h.url, encodeJsonRequest(request), { 'content-type': 'application/json' });
+    assert.equal(ok.status, 200, await statusMessage(ok));
+    assert.equal(h.batches.length, 1);
   });
 
   it('what decoding holds is taken from service.max_inflight_bytes: 413 when it never fits, 503 while full', async () => {
