@@ -5,6 +5,8 @@
  *
  *   shape `forward`:  in_forward (acks when the client asks) → out_forward with acks → the bench's forward sink
  *   shape `file`:     in_forward → out_file, each record as one JSON line, appended to one file
+ *   shape `otlp_file` (Fluent Bit only): in_opentelemetry (HTTP, the tag set, not taken from
+ *                     the URI) → out_file as `file`
  *   shape `firehose`, `cloudwatch_logs` (Fluent Bit only): in_forward → kinesis_firehose /
  *                     cloudwatch_logs → the bench's fake, over TLS with the run's certificate
  *   a scenario's parser filter: on `log`, JSON, the other fields kept and `log` dropped
@@ -62,13 +64,15 @@ function fluentBitConfig(
   const aws = `    region           ${AWS_REGION}
     tls.ca_file      ${caFile}
 `;
-  const outputs: Record<AnchorShapeName, string> = {
-    file: `    Name    file
+  const file = `    Name    file
     Path    ${outputDir}
     File    fluent-bit.log
     Format  plain
     Mkdir   true
-`,
+`;
+  const outputs: Record<AnchorShapeName, string> = {
+    file,
+    otlp_file: file,
     forward: `    Name                  forward
     Host                  ${ports.sinkHost}
     Port                  ${ports.sink}
@@ -86,6 +90,17 @@ ${aws}${scenario.aggregation ? '    simple_aggregation  On\n' : ''}`,
     port             ${ports.sink}
 ${aws}`,
   };
+  const forwardInput = `    Name           forward
+    Listen         127.0.0.1
+    Port           ${ports.forward}
+`;
+  // Its tag would otherwise be made from the URI (`v1_logs`), which `bench.*` does not match.
+  const otlpInput = `    Name           opentelemetry
+    Listen         127.0.0.1
+    Port           ${ports.http}
+    Tag            bench.app
+    Tag_From_Uri   false
+`;
   // Its parsers live in a parsers file only: the classic config refuses [PARSER] sections.
   const parsers = join(dir, 'parsers.conf');
   const filter = scenario.parser
@@ -102,10 +117,7 @@ ${aws}`,
     Flush      1
     Log_Level  warn
 ${scenario.parser ? `    Parsers_File  ${parsers}\n` : ''}[INPUT]
-    Name           forward
-    Listen         127.0.0.1
-    Port           ${ports.forward}
-    Mem_Buf_Limit  512MB
+${shape === 'otlp_file' ? otlpInput : forwardInput}    Mem_Buf_Limit  512MB
 ${filter}[OUTPUT]
     Match   bench.*
 ${outputs[shape]}`,
@@ -223,6 +235,7 @@ export function findAnchor(name: AnchorName): Anchor | { missing: string } {
     // One process: its CPU and RSS are the whole server's (the supervisor would fork a worker).
     command: (config) => [bin, '-c', config, '--no-supervisor'],
     lacks: {
+      otlp_file: 'Fluentd 1.15.3 has no OpenTelemetry input (fluent-plugin-opentelemetry is not installed)',
       firehose: 'Fluentd 1.15.3 has no Firehose output (fluent-plugin-kinesis is not installed)',
       cloudwatch_logs:
         'Fluentd 1.15.3 has no CloudWatch Logs output (fluent-plugin-cloudwatch-logs is not installed)',

@@ -173,7 +173,7 @@ export async function runOne(scenario: Scenario, server: Server, options: RunOpt
       caFile: tls?.cert,
     });
     groups.push(sut.process.pid!);
-    await waitForPort(scenario.load.kind === 'http' ? ports.http : ports.forward, sut);
+    await waitForPort(scenario.load.kind === 'forward' ? ports.forward : ports.http, sut);
     await settle(sut.process.pid!);
 
     const sampler = new ProcSampler(sut.process.pid!);
@@ -189,10 +189,10 @@ export async function runOne(scenario: Scenario, server: Server, options: RunOpt
           { immediate: series !== undefined },
         );
     const connections =
-      scenario.load.kind === 'forward' ? (options.connections ?? scenario.load.connections ?? 4) : null;
+      scenario.load.kind === 'http' ? null : (options.connections ?? scenario.load.connections ?? 4);
     const records = options.records ?? scenario.records ?? 0;
     const load = fork(
-      scenario.load.kind === 'forward' ? 'bench/load/forward.ts' : 'bench/load/http.ts',
+      `bench/load/${scenario.load.kind}.ts`,
       loadArgs(scenario, ports, options, connections, records),
       { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
     );
@@ -387,24 +387,14 @@ function loadArgs(
   connections: number | null,
   records: number,
 ): string[] {
-  const common = ['--rate', String(options.rate), '--duration', `${options.durationMs}ms`];
-  if (scenario.load.kind === 'http')
-    return ['--port', String(ports.http), '--batch', String(scenario.load.batch), ...common];
-  return [
-    '--port',
-    String(ports.forward),
-    '--mode',
-    scenario.load.mode,
-    '--batch',
-    String(scenario.load.batch),
-    '--connections',
-    String(connections),
-    '--records',
-    String(records),
-    '--payload',
-    scenario.load.payload ?? 'record',
-    ...common,
-  ];
+  const { load } = scenario;
+  const port = String(load.kind === 'forward' ? ports.forward : ports.http);
+  const args = ['--port', port, '--batch', String(load.batch)];
+  args.push('--rate', String(options.rate), '--duration', `${options.durationMs}ms`);
+  if (load.kind === 'http') return args;
+  args.push('--connections', String(connections), '--records', String(records));
+  if (load.kind === 'otlp') return args;
+  return [...args, '--mode', load.mode, '--payload', load.payload ?? 'record'];
 }
 
 function sinkStats(sink: ChildProcess): Promise<SinkStats> {

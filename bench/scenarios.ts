@@ -10,10 +10,16 @@ export type SinkKind = 'forward' | 'elasticsearch' | 'loki' | 's3' | 'firehose' 
 /**
  * The anchors' equivalent of a scenario: `forward` (in_forward → out_forward with acks to the
  * bench's forward sink), `file` (in_forward → out_file, the record as JSON per line),
- * `firehose` / `cloudwatch_logs` (Fluent Bit's AWS outputs to the bench's fake, over TLS), or
- * why there is none.
+ * `otlp_file` (in_opentelemetry over HTTP → out_file), `firehose` / `cloudwatch_logs` (Fluent
+ * Bit's AWS outputs to the bench's fake, over TLS), or why there is none.
  */
-export type AnchorShape = 'forward' | 'file' | 'firehose' | 'cloudwatch_logs' | { none: string };
+export type AnchorShape =
+  | 'forward'
+  | 'file'
+  | 'otlp_file'
+  | 'firehose'
+  | 'cloudwatch_logs'
+  | { none: string };
 
 export type Load =
   | {
@@ -28,7 +34,12 @@ export type Load =
        */
       payload?: 'record' | 'log';
     }
-  | { kind: 'http'; batch: number };
+  | { kind: 'http'; batch: number }
+  /**
+   * OTLP/HTTP protobuf to `/v1/logs` (bench/load/otlp.ts): `batch` log records per request,
+   * map bodies, on `connections` keep-alive connections (4 when absent).
+   */
+  | { kind: 'otlp'; batch: number; connections?: number };
 
 export interface Scenario {
   id: number;
@@ -196,6 +207,15 @@ export const SCENARIOS: Scenario[] = [
     parser: true,
     anchor: 'file',
   },
+  {
+    id: 17,
+    name: 'OTLP/HTTP protobuf ×1000 → memory → file (format record)',
+    load: { kind: 'otlp', batch: 1000, connections: 4 },
+    buffer: 'memory',
+    sink: 'file',
+    records: ISSUE_13.records,
+    anchor: 'otlp_file',
+  },
 ];
 
 export interface Ports {
@@ -287,10 +307,12 @@ export function estuaryConfig(options: {
   workers: number;
 }): string {
   const { scenario, buffer, ports, redisUrl, outputDir, workers } = options;
-  const input =
-    scenario.load.kind === 'forward'
-      ? `{ type: forward, listen: 127.0.0.1, port: ${ports.forward} }`
-      : `{ type: http, listen: 127.0.0.1, port: ${ports.http} }`;
+  const inputs = {
+    forward: `{ type: forward, listen: 127.0.0.1, port: ${ports.forward} }`,
+    http: `{ type: http, listen: 127.0.0.1, port: ${ports.http} }`,
+    otlp: `{ type: opentelemetry, listen: 127.0.0.1, port: ${ports.http}, protocols: [http], tag: bench.app }`,
+  };
+  const input = inputs[scenario.load.kind];
   return `service:
   log_level: warn
   workers: ${workers}

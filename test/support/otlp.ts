@@ -10,16 +10,10 @@ import type { Entry } from '../../src/core/entry.ts';
 import type { InflightBudget } from '../../src/core/inflight.ts';
 import type { Emit } from '../../src/inputs/input.ts';
 import { type OtlpInput, opentelemetryInput } from '../../src/inputs/opentelemetry/index.ts';
-import {
-  type KvList,
-  type OtlpLogRecord,
-  type OtlpScope,
-  writeLogRecord,
-  writeResource,
-  writeScope,
-} from '../../src/inputs/opentelemetry/otlp.ts';
-import { ProtoWriter } from '../../src/inputs/opentelemetry/protobuf.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
+
+/** The request builder lives beside this file so the bench can import it alone. */
+export { otlpRequest } from './otlp-request.ts';
 
 /** An OTLP input on free ports, its batches, metrics and log lines. */
 export interface OtlpHarness {
@@ -155,29 +149,4 @@ export async function fakeCollector(
       return new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-/** An ExportLogsServiceRequest (protobuf) of one resource and one scope holding `records`. */
-export function otlpRequest(
-  records: readonly OtlpLogRecord[],
-  resource: KvList = {},
-  scope: OtlpScope = { name: '', version: '', attributes: {} },
-): Buffer {
-  const w = new ProtoWriter();
-  const rl = w.begin(1);
-  const res = w.begin(1);
-  writeResource(w, resource);
-  w.end(res);
-  const sl = w.begin(2);
-  const sc = w.begin(1);
-  writeScope(w, scope);
-  w.end(sc);
-  for (const record of records) {
-    const r = w.begin(2);
-    writeLogRecord(w, record);
-    w.end(r);
-  }
-  w.end(sl);
-  w.end(rl);
-  return Buffer.from(w.finish());
 }
