@@ -373,11 +373,10 @@ export function maskSecrets(value: unknown, key = ''): unknown {
   }
   if (SECRET_KEY.test(key) && value !== '' && value !== null && value !== undefined) return '******';
   if (typeof value === 'string')
-    return value
-      .replace(/(\w+:\/\/[^:/@\s]*:)[^@/\s]+@/g, '$1******@')
-      .replace(SECRET_QUERY, '$1******');
+    return value.replace(/(\w+:\/\/[^:/@\s]*:)[^@/\s]+@/g, '$1******@').replace(SECRET_QUERY, '$1******');
   return value;
 }
 
 /** `?token=…`, `&sig=…`, `api_key=…` in a URL's query. */
-const SECRET_QUERY = /([?&][^=&#\s]*(?:token|key|secret|password|sig|signature|auth|code)[^=&#\s]*=)[^&#\s]*/gi;
+const SECRET_QUERY =
+  /([?&][^=&#\s]*(?:token|key|secret|password|sig|signature|auth|code)[^=&#\s]*=)[^&#\s]*/gi;

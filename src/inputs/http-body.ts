@@ -3,7 +3,7 @@ import * as zlib from 'node:zlib';
 import { toEntry } from '../core/batch.ts';
 import { type Entry, isLogRecord, type LogRecord } from '../core/entry.ts';
 import { InputError } from '../core/errors.ts';
-import { EventTime, FLUENT_BIT_GROUP_END } from '../core/event-time.ts';
+import { EventTime } from '../core/event-time.ts';
 import { type InflightLease, inflightFull } from '../core/inflight.ts';
 import { parseJson } from '../core/json-parse.ts';
 import { unpackStream } from '../core/msgpack.ts';
