@@ -1,5 +1,4 @@
-import type { Batch } from '../../core/batch.ts';
-import { encodeEntry } from '../../core/batch.ts';
+import { type Batch, encodeEntry } from '../../core/batch.ts';
 import type { LogRecord } from '../../core/entry.ts';
 import { EventTime } from '../../core/event-time.ts';
 import { type InflightLease, inflightFull } from '../../core/inflight.ts';
@@ -17,7 +16,7 @@ import { type RecordKeys, recordTime, toRecord } from './records.ts';
  * and gRPC listeners.
  */
 export class Ingest {
-  readonly keys: RecordKeys;
+  private readonly keys: RecordKeys;
   private readonly config: OtlpInputConfig;
   private readonly metrics: Metrics;
   private readonly labels: { plugin_id: string; type: string };
