@@ -16,7 +16,7 @@ import { BodyError } from '../http-body.ts';
 import type { OtlpInputConfig } from './config.ts';
 import { LOGS_ONLY } from './index.ts';
 import type { Ingest } from './ingest.ts';
-import { decodeRequest, encodeResponse, OtlpFormatError } from './otlp.ts';
+import { decodeRequest, encodeResponse, encodeRetryStatus, OtlpFormatError } from './otlp.ts';
 
 type Result = 'bad_request' | 'unauthorized' | 'too_large' | 'backpressure' | 'error';
 
@@ -126,9 +126,13 @@ export class GrpcListener {
   ): Promise<void> {
     const at = performance.now();
     const { hooks } = this;
-    const refuse = (code: status, result: Result, reason: string) => {
+    const refuse = (code: status, result: Result, reason: string, retryAfterSeconds?: number) => {
       hooks.refused(result, reason);
-      callback({ code, details: reason, metadata: new Metadata() });
+      const metadata = new Metadata();
+      // RetryInfo: OTLP clients wait as long as asked before they retry (HTTP's Retry-After).
+      if (retryAfterSeconds !== undefined)
+        metadata.set('grpc-status-details-bin', encodeRetryStatus(code, reason, retryAfterSeconds));
+      callback({ code, details: reason, metadata });
     };
     if (hooks.auth.enabled && !hooks.auth.check(String(call.metadata.get('authorization')[0] ?? ''))) {
       refuse(status.UNAUTHENTICATED, 'unauthorized', 'missing or wrong bearer token');
@@ -149,8 +153,14 @@ export class GrpcListener {
       else if (err instanceof BodyError && err.status === 413)
         refuse(status.INVALID_ARGUMENT, 'too_large', err.message);
       else if (err instanceof InputError) refuse(status.INVALID_ARGUMENT, 'bad_request', err.message);
-      else if (err instanceof BackpressureError) refuse(status.UNAVAILABLE, 'backpressure', err.message);
-      else refuse(status.UNAVAILABLE, 'error', errorMessage(err));
+      else if (err instanceof BackpressureError)
+        refuse(
+          status.UNAVAILABLE,
+          'backpressure',
+          err.message,
+          Math.max(0, Math.ceil(err.retryAfterSeconds)),
+        );
+      else refuse(status.UNAVAILABLE, 'error', errorMessage(err), 1);
     } finally {
       lease.releaseAll();
     }

@@ -770,6 +770,29 @@ export function encodeStatus(code: number, message: string, json: boolean): Buff
   return w.finish();
 }
 
+/**
+ * google.rpc.Status with a google.rpc.RetryInfo detail: what a gRPC server sends in
+ * `grpc-status-details-bin` so an OTLP client waits as long as asked (HTTP's Retry-After).
+ */
+export function encodeRetryStatus(code: number, message: string, retryAfterSeconds: number): Buffer {
+  const w = new ProtoWriter(64 + message.length * 3);
+  w.tag(1, VARINT);
+  w.varint(code);
+  w.string(2, message);
+  const any = w.begin(3);
+  w.string(1, 'type.googleapis.com/google.rpc.RetryInfo');
+  const info = w.begin(2);
+  const delay = w.begin(1);
+  if (retryAfterSeconds > 0) {
+    w.tag(1, VARINT);
+    w.varint(retryAfterSeconds);
+  }
+  w.end(delay);
+  w.end(info);
+  w.end(any);
+  return w.finish();
+}
+
 /** The message of a google.rpc.Status body, if the body is one. */
 export function decodeStatusMessage(body: Uint8Array, json: boolean): string | undefined {
   try {

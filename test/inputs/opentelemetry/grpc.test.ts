@@ -87,12 +87,16 @@ describe('opentelemetry input over gRPC', () => {
     assert.equal(decodeResponse(answer, false).rejected, 1);
     assert.equal(h.entries().length, 1);
     const full = await start({ protocols: ['grpc'] }, async () => {
-      throw new BackpressureError('full');
+      throw new BackpressureError('full', 4);
     });
-    await assert.rejects(
-      call(full.grpcPort!, EXPORT, request(['a'])),
-      (err: ServiceError) => err.code === status.UNAVAILABLE,
-    );
+    await assert.rejects(call(full.grpcPort!, EXPORT, request(['a'])), (err: ServiceError) => {
+      assert.equal(err.code, status.UNAVAILABLE);
+      // google.rpc.Status { code 14, message, details: [Any { RetryInfo { retry_delay { seconds: 4 } } }] }
+      const details = err.metadata.get('grpc-status-details-bin')[0] as Buffer;
+      assert.ok(details.includes('type.googleapis.com/google.rpc.RetryInfo'));
+      assert.deepEqual([...details.subarray(-6)], [0x12, 0x04, 0x0a, 0x02, 0x08, 0x04]);
+      return true;
+    });
   });
 
   it('malformed: INVALID_ARGUMENT; traces and metrics: UNIMPLEMENTED with the reason; tokens: UNAUTHENTICATED', async () => {
