@@ -18,6 +18,10 @@ async function redisDownAtStartup(workers: number, waitPastStartup: boolean) {
   // A port of our own with nothing listening: a Redis started and killed; started again below.
   const redis = await RedisServer.start();
   await redis.kill();
+  // Hold the port while Redis is down (every connection dropped: unreachable), so that another
+  // test running beside this one cannot take it and answer in HTTP where Redis is expected.
+  const holder = createServer((socket) => socket.destroy());
+  await new Promise<void>((resolve) => holder.listen(redis.port, '127.0.0.1', resolve));
   const config = join(dir, 'estuary.yaml');
   writeFileSync(
     config,
@@ -76,6 +80,7 @@ outputs:
       assert.match(((await still.json()) as { buffer: string }).buffer, /redis unreachable/);
     }
 
+    await new Promise((resolve) => holder.close(resolve));
     await redis.start();
     await waitFor(async () => (await admin('/readyz')).status === 200, {
       timeoutMs: 15_000,
@@ -91,6 +96,7 @@ outputs:
     assert.equal(await exited, 0, stderr);
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
+    holder.close();
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,7 +1,9 @@
-/** Buffer's own string writers, which skip `write`'s argument juggling (not in @types/node). */
+/** Buffer's own string writers and readers, which skip the argument juggling of `write` and `toString` (not in @types/node). */
 export interface FastBuffer extends Buffer {
   latin1Write(text: string, offset: number): number;
   utf8Write(text: string, offset: number): number;
+  latin1Slice(start: number, end: number): string;
+  utf8Slice(start: number, end: number): string;
 }
 
 /**

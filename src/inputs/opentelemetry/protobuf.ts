@@ -1,3 +1,5 @@
+import type { FastBuffer } from '../../core/json-buffer.ts';
+
 /**
  * The protobuf wire format, as far as OTLP's log messages need it: varints, fixed 32/64-bit
  * numbers and length-delimited fields. Hand-written rather than generated: the OTLP log
@@ -17,14 +19,24 @@ export class ProtoError extends Error {
 
 const TWO_32 = 2 ** 32;
 
+/**
+ * Short ASCII strings seen before (attribute keys, body keys, `INFO`, `GET`…), by a hash of
+ * their bytes: most strings of an OTLP request repeat from record to record, and a hit costs
+ * a byte comparison instead of a string allocation. Strings, not bytes, are kept: a cached
+ * subarray would hold a whole request body alive.
+ */
+const CACHE_SLOTS = 4096;
+const CACHED_MAX = 24;
+const cache: (string | undefined)[] = new Array(CACHE_SLOTS);
+
 export class ProtoReader {
-  readonly buf: Uint8Array;
+  readonly buf: Buffer;
   pos: number;
   /** Where the message being read ends. */
   end: number;
 
   constructor(buf: Uint8Array, pos = 0, end = buf.length) {
-    this.buf = buf;
+    this.buf = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
     this.pos = pos;
     this.end = end;
   }
@@ -96,8 +108,7 @@ export class ProtoReader {
   }
 
   double(): number {
-    const p = this.need(8);
-    return new DataView(this.buf.buffer, this.buf.byteOffset + p, 8).getFloat64(0, true);
+    return this.buf.readDoubleLE(this.need(8));
   }
 
   /** The bounds of a length-delimited field's bytes; the reader moves past them. */
@@ -114,8 +125,27 @@ export class ProtoReader {
   }
 
   string(): string {
-    const [start, end] = this.span();
-    return Buffer.from(this.buf.buffer, this.buf.byteOffset + start, end - start).toString('utf8');
+    const length = this.uint32();
+    const start = this.need(length);
+    const end = start + length;
+    const buf = this.buf as FastBuffer;
+    if (length > CACHED_MAX) return buf.utf8Slice(start, end);
+    let hash = length;
+    for (let i = start; i < end; i++) {
+      const b = buf[i]!;
+      if (b >= 0x80) return buf.utf8Slice(start, end);
+      hash = (Math.imul(hash, 31) + b) | 0;
+    }
+    const slot = hash & (CACHE_SLOTS - 1);
+    const seen = cache[slot];
+    if (seen !== undefined && seen.length === length) {
+      let same = true;
+      for (let i = 0; same && i < length; i++) same = seen.charCodeAt(i) === buf[start + i];
+      if (same) return seen;
+    }
+    const text = buf.latin1Slice(start, end);
+    cache[slot] = text;
+    return text;
   }
 
   /** Skips a field of this wire type. */
