@@ -7,7 +7,7 @@ import type { TaggedEntry } from '../core/entry.ts';
 import { BackpressureError, errorMessage, HaltError, RejectError, RetryableError } from '../core/errors.ts';
 import type { EmitOptions } from '../inputs/input.ts';
 import { type Logger, rateLimited } from '../logger.ts';
-import type { BufferStats, Metrics } from '../metrics/registry.ts';
+import type { BufferStats, Metrics, RetryingChunk } from '../metrics/registry.ts';
 import type { Chunk, Output, Rejection } from '../outputs/output.ts';
 import { Admission } from './admission.ts';
 import { giveUpReason, retryDelay } from './retry.ts';
@@ -73,6 +73,15 @@ const MAX_HALT_SPANS = 1000;
 /** How often the driver re-reads a shared store's size while senders wait for room. */
 const ROOM_POLL_MS = 200;
 
+/** Retrying chunks the status lists: the most recent few say what is failing; queueLength says how many. */
+const MAX_RETRYING = 20;
+
+/**
+ * A shared store's chunk this far past its next try (beyond write_timeout) was taken by another
+ * process, which may have delivered it: this one no longer lists it.
+ */
+const RETRYING_STALE_MS = 60_000;
+
 /**
  * One per output, the same over every chunk store: flush concurrency, the write deadline,
  * what each answer of the sink leads to (retry / reject / halt), order, the sink's health,
@@ -112,6 +121,10 @@ export class SinkDriver implements OutputBuffer {
   /** Past halts, for retry.timeout (which does not run while halted). */
   private readonly haltSpans: { from: number; to: number }[] = [];
   private settledWaiters: (() => void)[] = [];
+  /** Chunks this process set to retry, least recently first: next try (epoch ms) and why. */
+  private readonly retrying = new Map<string, { attempt: number; at: number; error: string }>();
+  /** stats() runs for every gauge of every scrape: the list is built once per change. */
+  private retryingView: readonly RetryingChunk[] | undefined;
   private readonly warnLease: (err: unknown) => void;
 
   constructor(output: Output, store: ChunkStore, settings: BufferSettings, deps: BufferDeps) {
@@ -145,6 +158,7 @@ export class SinkDriver implements OutputBuffer {
     switch (this.settings.overflowAction) {
       case 'drop_oldest_chunk': {
         const { records, ids } = await this.store.dropOldest(bytes + this.admission.reservedBytes);
+        for (const id of ids) this.forgetRetry(id);
         if (ids.length > 0) {
           this.metrics.recordsDropped.inc({ ...this.labels, reason: 'overflow' }, records);
           this.logger.warn(
@@ -189,6 +203,7 @@ export class SinkDriver implements OutputBuffer {
 
   stats(): BufferStats {
     const { nextRetryAt, ...sizes } = this.store.sizes();
+    const retrying = this.retryingList();
     return {
       ...this.counters,
       ...sizes,
@@ -196,7 +211,34 @@ export class SinkDriver implements OutputBuffer {
       retryWait: nextRetryAt === undefined ? 0 : Math.max(0, (nextRetryAt - Date.now()) / 1000),
       halted: this.halt ? 1 : 0,
       ...(this.halt && { haltReason: this.halt.reason }),
+      ...(retrying.length > 0 && { retrying }),
     };
+  }
+
+  private retryingList(): readonly RetryingChunk[] {
+    if (this.store.pollMs !== undefined && this.retrying.size > 0) {
+      const stale = Date.now() - this.settings.writeTimeoutMs - RETRYING_STALE_MS;
+      for (const [id, r] of this.retrying) if (r.at < stale) this.forgetRetry(id);
+    }
+    this.retryingView ??= [...this.retrying].map(([chunk, r]) => ({
+      chunk,
+      attempt: r.attempt,
+      nextAttempt: new Date(r.at).toISOString(),
+      lastError: r.error,
+    }));
+    return this.retryingView;
+  }
+
+  private noteRetry(id: string, attempt: number, at: number, outcome: Outcome): void {
+    const error = outcome.kind === 'done' ? partialRetryError(outcome) : outcome.error;
+    this.retrying.delete(id);
+    this.retrying.set(id, { attempt, at, error: reasonOf(error) });
+    if (this.retrying.size > MAX_RETRYING) this.retrying.delete(this.retrying.keys().next().value!);
+    this.retryingView = undefined;
+  }
+
+  private forgetRetry(id: string): void {
+    if (this.retrying.delete(id)) this.retryingView = undefined;
   }
 
   async refreshStats(): Promise<void> {
@@ -309,7 +351,10 @@ export class SinkDriver implements OutputBuffer {
     const settlement = this.decide(lease, outcome);
     const report = await this.store.settle(lease, settlement);
     this.reportDeadLetters(report, lease.retries + 1);
-    if (settlement.kind === 'retry' && settlement.counted && report.owned) this.counters.retryCount += 1;
+    if (settlement.kind === 'retry' && settlement.counted && report.owned) {
+      this.counters.retryCount += 1;
+      this.noteRetry(chunk.id, lease.retries + 1, settlement.at, outcome);
+    } else this.forgetRetry(chunk.id);
     this.admission.wake();
   }
 
@@ -465,13 +510,7 @@ export class SinkDriver implements OutputBuffer {
     switch (outcome.kind) {
       case 'done': {
         dead = groupByReason(outcome.rejected);
-        if (outcome.retry.length > 0) {
-          const why = outcome.retryReason === undefined ? '' : `: ${outcome.retryReason}`;
-          const error = new RetryableError(`${outcome.retry.length} records to retry${why}`, {
-            ...(outcome.retryAfterMs !== undefined && { retryAfterMs: outcome.retryAfterMs }),
-          });
-          return retryAt(error, outcome.retry);
-        }
+        if (outcome.retry.length > 0) return retryAt(partialRetryError(outcome), outcome.retry);
         // Every entry refused for one reason: the chunk moves as it is stored, not re-encoded.
         if (dead.length === 1 && outcome.rejected.length === chunk.count)
           return { kind: 'dead', dead: [], reason: dead[0]!.reason };
@@ -599,6 +638,14 @@ export class SinkDriver implements OutputBuffer {
       this.settledWaiters.push(done);
     });
   }
+}
+
+/** A write that left some entries to retry, as the error the retry is for. */
+function partialRetryError(outcome: Extract<Outcome, { kind: 'done' }>): RetryableError {
+  const why = outcome.retryReason === undefined ? '' : `: ${outcome.retryReason}`;
+  return new RetryableError(`${outcome.retry.length} records to retry${why}`, {
+    ...(outcome.retryAfterMs !== undefined && { retryAfterMs: outcome.retryAfterMs }),
+  });
 }
 
 /** One dead-letter group per reason, in linear time. */

@@ -34,6 +34,21 @@ export interface BufferStats {
   halted: number;
   /** Why, while halted (the sink's words). */
   haltReason?: string;
+  /**
+   * For the admin status and page, not a metric: chunks this process last saw fail and set to
+   * retry (the most recent few), with their next attempt and the error. Absent when none.
+   */
+  retrying?: readonly RetryingChunk[];
+}
+
+/** A chunk waiting on its backoff. */
+export interface RetryingChunk {
+  chunk: string;
+  /** The failed tries counted so far. */
+  attempt: number;
+  /** ISO time of the next try. */
+  nextAttempt: string;
+  lastError: string;
 }
 
 const PLUGIN = ['plugin_id', 'type'] as const;

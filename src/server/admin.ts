@@ -6,6 +6,7 @@ import type { Logger } from '../logger.ts';
 import { type DeadLetterApi, deadLetterApi, deadLetterRoutes } from './dead-letter.ts';
 import { type HttpTimeouts, nodeServerTimeouts } from './http-timeouts.ts';
 import { jsonSafe } from './json.ts';
+import { queueUiRoutes } from './ui/queue-page.ts';
 
 export type Readiness =
   /** `workers_not_ready`: some worker processes are down while others serve. */
@@ -68,8 +69,9 @@ export interface AdminOptions {
 export const ADMIN_TIMEOUTS: HttpTimeouts = { headerMs: 10_000, requestMs: 30_000, idleMs: 5_000 };
 
 /**
- * /metrics, /healthz, /readyz and /api/v1/*. Reads are open (Prometheus and kubelet probes
- * carry no token); anything that changes a buffer or shows records needs a bearer token.
+ * /metrics, /healthz, /readyz, /api/v1/* and the queue page /ui. Reads are open (Prometheus
+ * and kubelet probes carry no token); anything that changes a buffer or shows records needs a
+ * bearer token.
  */
 export class AdminServer {
   private readonly app: FastifyInstance;
@@ -117,6 +119,7 @@ export class AdminServer {
     });
     this.app.get('/api/v1/status', () => target.status());
     deadLetterRoutes(this.app, (id) => target.deadLetter(id), requireToken);
+    queueUiRoutes(this.app);
   }
 
   async start(): Promise<void> {
