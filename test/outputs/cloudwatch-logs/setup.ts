@@ -6,14 +6,12 @@ import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { cloudwatchLogsOutput } from '../../../src/outputs/cloudwatch-logs/index.ts';
 import type { Chunk, Output } from '../../../src/outputs/output.ts';
+import { useAwsTestEnv } from '../../support/aws.ts';
 import type { CloudWatchFake } from '../../support/cloudwatch-fake.ts';
 
 /** What the cloudwatch_logs tests share: credentials for the fake, an output on it, chunks. */
 
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
-process.env.AWS_REGION = 'eu-west-1';
-process.env.AWS_ACCESS_KEY_ID = 'FAKEKEY';
-process.env.AWS_SECRET_ACCESS_KEY = 'fake-secret';
+useAwsTestEnv();
 
 export const T0 = 1_700_000_000;
 

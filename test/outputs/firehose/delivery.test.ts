@@ -10,6 +10,7 @@ import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { firehoseOutput } from '../../../src/outputs/firehose/index.ts';
 import type { Output } from '../../../src/outputs/output.ts';
+import { useAwsTestEnv } from '../../support/aws.ts';
 import { FirehoseFake, LIMITS, type RecordError, SLOW_DOWN } from '../../support/firehose-fake.ts';
 import { rng } from '../../support/msgpack-gen.ts';
 import { emitTo } from '../../support/outputs.ts';
@@ -23,10 +24,7 @@ import { waitFor } from '../../support/wait.ts';
  * Fluent Bit re-sends the whole batch here and duplicates the records that went through.
  */
 
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
-process.env.AWS_REGION = 'eu-west-1';
-process.env.AWS_ACCESS_KEY_ID = 'FAKEKEY';
-process.env.AWS_SECRET_ACCESS_KEY = 'fake-secret';
+useAwsTestEnv();
 
 let fake: FirehoseFake;
 let open: { buffer: OutputBuffer; output: Output }[] = [];

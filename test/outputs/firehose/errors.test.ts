@@ -9,6 +9,7 @@ import { EventTime } from '../../../src/core/event-time.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { firehoseOutput } from '../../../src/outputs/firehose/index.ts';
 import type { Chunk, Output } from '../../../src/outputs/output.ts';
+import { useAwsTestEnv } from '../../support/aws.ts';
 import { FirehoseFake, firehoseError, SLOW_DOWN } from '../../support/firehose-fake.ts';
 import { NO_DEADLINE } from '../../support/outputs.ts';
 import { sample } from '../../support/prom-text.ts';
@@ -21,9 +22,7 @@ import { freePort, settlesWithin } from '../../support/wait.ts';
  */
 
 const SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY';
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
-process.env.AWS_REGION = 'eu-west-1';
-process.env.AWS_SECRET_ACCESS_KEY = SECRET;
+useAwsTestEnv({ secretAccessKey: SECRET });
 
 let fake: FirehoseFake;
 const outputs: Output[] = [];

@@ -9,6 +9,7 @@ import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { firehoseOutput } from '../../../src/outputs/firehose/index.ts';
 import type { Chunk, Output } from '../../../src/outputs/output.ts';
+import { useAwsTestEnv } from '../../support/aws.ts';
 import { FirehoseFake, LIMITS } from '../../support/firehose-fake.ts';
 import { NO_DEADLINE } from '../../support/outputs.ts';
 
@@ -18,10 +19,7 @@ import { NO_DEADLINE } from '../../support/outputs.ts';
  * limits whatever the chunk.
  */
 
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
-process.env.AWS_REGION = 'eu-west-1';
-process.env.AWS_ACCESS_KEY_ID = 'FAKEKEY';
-process.env.AWS_SECRET_ACCESS_KEY = 'fake-secret';
+useAwsTestEnv();
 
 const T = new EventTime(1_700_000_000, 123_456_789);
 let fake: FirehoseFake;

@@ -7,6 +7,7 @@ import { EventTime } from '../../../src/core/event-time.ts';
 import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { firehoseOutput } from '../../../src/outputs/firehose/index.ts';
+import { useAwsTestEnv } from '../../support/aws.ts';
 import { FirehoseFake } from '../../support/firehose-fake.ts';
 import { emitTo } from '../../support/outputs.ts';
 import { RedisServer, settingsFor } from '../../support/redis.ts';
@@ -19,10 +20,7 @@ import { waitFor } from '../../support/wait.ts';
  * (at-least-once, as the README says) — and no other record does.
  */
 
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
-process.env.AWS_REGION = 'us-east-1';
-process.env.AWS_ACCESS_KEY_ID = 'FAKEKEY';
-process.env.AWS_SECRET_ACCESS_KEY = 'fake-secret';
+useAwsTestEnv({ region: 'us-east-1' });
 
 const RECOVERY_MS = 1500;
 const redis = await RedisServer.start();

@@ -9,6 +9,7 @@ import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { kinesisStreamsOutput } from '../../../src/outputs/kinesis-streams/index.ts';
 import type { Output } from '../../../src/outputs/output.ts';
+import { useAwsTestEnv } from '../../support/aws.ts';
 import { Kinesalite, type RecordFault, ThrottlingProxy } from '../../support/kinesalite.ts';
 import { rng } from '../../support/msgpack-gen.ts';
 import { emitTo } from '../../support/outputs.ts';
@@ -22,10 +23,7 @@ import { deaggregate } from './deaggregate.ts';
  * de-aggregated, every record is there exactly once, and the metric counts what was refused.
  */
 
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
-process.env.AWS_REGION = 'us-east-1';
-process.env.AWS_ACCESS_KEY_ID = 'FAKEKEY';
-process.env.AWS_SECRET_ACCESS_KEY = 'fake-secret';
+useAwsTestEnv({ region: 'us-east-1' });
 
 let server: Kinesalite;
 let proxy: ThrottlingProxy;

@@ -9,6 +9,7 @@ import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { kinesisStreamsOutput } from '../../../src/outputs/kinesis-streams/index.ts';
 import type { Chunk, Output } from '../../../src/outputs/output.ts';
+import { useAwsTestEnv } from '../../support/aws.ts';
 import { Kinesalite } from '../../support/kinesalite.ts';
 import { NO_DEADLINE } from '../../support/outputs.ts';
 import { settlesWithin } from '../../support/wait.ts';
@@ -21,10 +22,7 @@ import { deaggregate, type UserRecord } from './deaggregate.ts';
  * .proto, the MD5 checked), and compared with what was sent.
  */
 
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
-process.env.AWS_REGION = 'us-east-1';
-process.env.AWS_ACCESS_KEY_ID = 'FAKEKEY';
-process.env.AWS_SECRET_ACCESS_KEY = 'fake-secret';
+useAwsTestEnv({ region: 'us-east-1' });
 
 const T = new EventTime(1_700_000_000, 250_000_000);
 const MiB = 1024 * 1024;

@@ -11,6 +11,7 @@ import { EventTime } from '../../../src/core/event-time.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import type { Chunk, Output } from '../../../src/outputs/output.ts';
 import { s3Output } from '../../../src/outputs/s3/index.ts';
+import { useAwsTestEnv } from '../../support/aws.ts';
 import { NO_DEADLINE } from '../../support/outputs.ts';
 import { S3Fake, s3Error } from '../../support/s3-fake.ts';
 import { settlesWithin, waitFor } from '../../support/wait.ts';
@@ -25,9 +26,7 @@ const SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY';
 const T = new EventTime(1_700_000_000, 0);
 const MiB = 1024 * 1024;
 
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
-process.env.AWS_REGION = 'eu-west-1';
-process.env.AWS_SECRET_ACCESS_KEY = SECRET;
+useAwsTestEnv({ secretAccessKey: SECRET });
 
 let fake: S3Fake;
 const outputs: Output[] = [];

@@ -8,6 +8,7 @@ import { EventTime } from '../../../src/core/event-time.ts';
 import { silentLogger } from '../../../src/logger.ts';
 import { Metrics } from '../../../src/metrics/registry.ts';
 import { s3Output } from '../../../src/outputs/s3/index.ts';
+import { useAwsTestEnv } from '../../support/aws.ts';
 import { emitTo } from '../../support/outputs.ts';
 import { RedisServer, settingsFor } from '../../support/redis.ts';
 import { S3Fake } from '../../support/s3-fake.ts';
@@ -20,10 +21,7 @@ import { waitFor } from '../../support/wait.ts';
  * once — not two objects with the same records.
  */
 
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
-process.env.AWS_REGION = 'us-east-1';
-process.env.AWS_ACCESS_KEY_ID = 'FAKEKEY';
-process.env.AWS_SECRET_ACCESS_KEY = 'fake-secret';
+useAwsTestEnv({ region: 'us-east-1' });
 
 const RECOVERY_MS = 1500;
 const redis = await RedisServer.start();
