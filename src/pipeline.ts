@@ -135,7 +135,10 @@ export class Pipeline {
   private async release(filter: Filter, tag: string, emissions: readonly Emission[]): Promise<void> {
     const out = new Routed();
     const at = this.chainFor(tag).indexOf(filter);
-    this.fan(emissions, tag, at < 0 ? Number.POSITIVE_INFINITY : at + 1, newTally(), filter, out);
+    const next = at < 0 ? Number.POSITIVE_INFINITY : at + 1;
+    // Each released entry is one of its own (a joined event): the copy cap counts per entry,
+    // not per release (a stop hands on every open group of a tag at once).
+    for (const emission of emissions) this.fan([emission], tag, next, newTally(), filter, out);
     await this.stage(out, { wait: true });
   }
 
@@ -167,7 +170,7 @@ export class Pipeline {
 
   /**
    * What `filter` made of an entry of `tag`: the same tag goes on from `next`, another starts
-   * over. A new tag that is empty or over MAX_TAG_BYTES leaves the entry under its own tag.
+   * over. A new tag that is empty or over MAX_TAG_LENGTH leaves the entry under its own tag.
    */
   private fan(
     emissions: readonly Emission[],

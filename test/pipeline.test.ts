@@ -424,4 +424,26 @@ describe('pipeline', () => {
     });
     await stop();
   });
+
+  it('a release of many held entries at once (a stop) buffers them all: the copy cap is per entry', async () => {
+    let release!: Release;
+    const hold: Filter = {
+      id: 'hold',
+      type: 't',
+      start: (r) => {
+        release = r;
+      },
+      apply: () => [],
+    };
+    const { pipeline, outputs, stop } = setup([['all', '**']], [['**', hold]]);
+    pipeline.start();
+    const many = Array.from({ length: MAX_EMISSIONS * 3 }, (_, n) => ({
+      entry: { time: new EventTime(1, n), record: { n } },
+    }));
+    await release('x', many);
+    await waitFor(() => outputs[0]!.output.delivered.length === many.length, {
+      what: 'every released entry',
+    });
+    await stop();
+  });
 });
