@@ -6,16 +6,18 @@ import { after, type TestContext } from 'node:test';
 import { type Agent, startFluentBit } from '../support/fluent-bit.ts';
 import { freePort, waitFor } from '../support/wait.ts';
 
-/**
+/*
  * What the interop suite's files share: a temp dir removed after the file, cleanups run in
- * reverse, the records every case sends (JSON lines with an id each) and the checks that
- * each arrived once.
+ * reverse, the records every case sends (JSON lines with an id each), a tailing Fluent Bit
+ * and the checks that each record arrived once.
  */
+
 export interface Suite {
   dir: string;
   cleanup(stop: () => Promise<void>): void;
 }
 
+/** A temp dir for this file's agents, and `cleanup` to stop what a test started, after the file. */
 export function suite(prefix: string): Suite {
   const dir = mkdtempSync(join(tmpdir(), `estuary-interop-${prefix}-`));
   const stops: (() => Promise<void>)[] = [];
