@@ -184,12 +184,16 @@ export interface ClientCredentials {
 
 /** The PING answering `helo`, and the salt to check the PONG with. */
 export function encodePing(helo: Helo, client: ClientCredentials): { bytes: Buffer; salt: Buffer } {
-  const salt = randomSalt();
+  // The salt goes as a string of hex digits, as Fluentd's out_forward sends it: Fluent Bit's
+  // forward input refuses a binary one ("Invalid shared_key_salt type"). The digests are over
+  // the same bytes the peer reads.
+  const text = randomSalt().toString('hex');
+  const salt = Buffer.from(text, 'latin1');
   const digest = sharedKeyDigest(salt, client.hostname, helo.nonce, client.sharedKey);
   const withUser = helo.auth.length > 0 && client.username !== undefined;
   const username = withUser ? client.username! : '';
   const password = withUser ? passwordDigest(helo.auth, username, client.password ?? '') : '';
-  return { bytes: pack(['PING', client.hostname, salt, digest, username, password]), salt };
+  return { bytes: pack(['PING', client.hostname, text, digest, username, password]), salt };
 }
 
 /** Checks a PONG: the server's verdict, then its digest of our shared key. */
