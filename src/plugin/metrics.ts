@@ -53,6 +53,13 @@ export function pluginMetrics(registry: Registry, pluginId: string): PluginMetri
       return [name, existing.metric];
     }
     if (registry.getSingleMetric(name)) throw new Error(`metric ${name} is already registered by Estuary`);
+    // A histogram exposes <name>_bucket, _sum and _count: no other metric may take those names,
+    // and a histogram may not be named over another's series (Prometheus would read two HELPs).
+    const clash = seriesNames(kind, name).find((series) =>
+      [...byName].some(([other, r]) => seriesNames(r.shape.split(' ')[0] as Kind, other).includes(series)),
+    );
+    if (clash !== undefined)
+      throw new Error(`metric ${name}: its series ${clash} is already another metric's`);
     const metric = make({ name, help, labelNames: ['plugin_id', ...labelNames], registers: [registry] });
     byName.set(name, { shape, metric });
     return [name, metric];
@@ -110,6 +117,11 @@ export function pluginMetrics(registry: Registry, pluginId: string): PluginMetri
       };
     },
   };
+}
+
+/** The series names a metric exposes. */
+function seriesNames(kind: Kind, name: string): string[] {
+  return kind === 'histogram' ? [name, `${name}_bucket`, `${name}_sum`, `${name}_count`] : [name];
 }
 
 type Make = (options: {

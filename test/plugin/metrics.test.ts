@@ -50,6 +50,14 @@ describe('plugin metrics', () => {
     assert.throws(() => m.counter('x_total', 'X.', ['plugin_id']), /plugin_id is the label Estuary adds/);
     assert.throws(() => m.counter('bad-name', 'X.'), /not a Prometheus name/);
     assert.throws(() => m.histogram('h', 'H.', [], [1]) && m.histogram('h', 'H.', [], [2]), /buckets/);
+    // A histogram's _bucket / _sum / _count series, either way round.
+    m.histogram('req_seconds', 'Requests.');
+    assert.throws(
+      () => m.counter('req_seconds_count', 'C.'),
+      /series estuary_plugin_req_seconds_count is already/,
+    );
+    m.counter('calls_sum', 'Calls.');
+    assert.throws(() => m.histogram('calls', 'H.'), /series estuary_plugin_calls_sum is already/);
   });
 
   it('with service.workers: 2, each worker loads the plugin and /metrics sums their plugin metrics', async () => {
