@@ -30,13 +30,25 @@ interface JsonSchema {
 export function describeOptions(schema: z.ZodObject): OptionInfo[] {
   const json = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
   const required = new Set(json.required ?? []);
-  return Object.entries(json.properties ?? {}).map(([key, s]) => ({
-    key,
-    type: typeName(s),
-    required: required.has(key),
-    ...(s.default !== undefined && { default: JSON.stringify(s.default) }),
-    ...(s.description !== undefined && { description: s.description }),
-  }));
+  return Object.entries(json.properties ?? {}).map(([key, s]) => {
+    const fallback = s.default ?? defaultOf(schema.shape[key]);
+    return {
+      key,
+      type: typeName(s),
+      required: required.has(key),
+      ...(fallback !== undefined && { default: JSON.stringify(fallback) }),
+      ...(s.description !== undefined && { description: s.description }),
+    };
+  });
+}
+
+/**
+ * A field's default where JSON Schema loses it (a default on a transform: sizes, durations),
+ * as the config gets it (bytes, milliseconds).
+ */
+function defaultOf(field: z.ZodType | undefined): unknown {
+  const parsed = field?.safeParse(undefined);
+  return parsed?.success ? parsed.data : undefined;
 }
 
 function typeName(s: JsonSchema): string {

@@ -31,6 +31,8 @@ describe('the CLI with plugins', () => {
       /\n {2}stdout \(built-in\)\n {4}format {2}"json"\|"record"\|"fluentd", default "json"\n/,
     );
     assert.ok(out.indexOf('outputs:') < out.indexOf('recorder ('), 'under outputs');
+    // A default behind a transform (sizes, durations) is shown as the config gets it.
+    assert.match(out, /\n {4}max_body_size +number\|string, default 33554432\n/);
   });
 
   it('estuary plugins without a config lists the built-ins; a plugin that fails to load exits 1', () => {
