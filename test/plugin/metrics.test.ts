@@ -95,19 +95,20 @@ outputs:
         },
         { timeoutMs: 20_000, what: 'both workers ready' },
       );
+      // A worker's entry has no outputs until it has answered the supervisor once.
       const status = async () =>
         (
           (await (await fetch(`http://127.0.0.1:${admin}/api/v1/status`)).json()) as {
-            workers: { outputs: { id: string; buffer: { emitRecords: number } }[] }[];
+            workers: { outputs?: { id: string; buffer: { emitRecords: number } }[] }[];
           }
-        ).workers.map((w) => Object.fromEntries(w.outputs.map((o) => [o.id, o.buffer.emitRecords])));
+        ).workers.map((w) => Object.fromEntries((w.outputs ?? []).map((o) => [o.id, o.buffer.emitRecords])));
       // Each worker built both plugin outputs from the config it read itself.
-      assert.deepEqual(
-        (await status()).map((w) => Object.keys(w).sort()),
-        [
-          ['a', 'b'],
-          ['a', 'b'],
-        ],
+      await waitFor(
+        async () => {
+          const keys = (await status()).map((w) => Object.keys(w).sort().join());
+          return keys.length === 2 && keys.every((k) => k === 'a,b');
+        },
+        { what: 'both workers listing both plugin outputs' },
       );
       // Concurrent connections, each its own, until both workers have taken some (the kernel
       // or the supervisor decides which worker takes a connection).
