@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { RedisBackend } from '../../../src/buffer/redis/redis-store.ts';
-import { resolveBufferSettings } from '../../../src/config/schema.ts';
+import type { RedisBackend } from '../../../src/buffer/redis/redis-store.ts';
 import { makeBatch } from '../../../src/core/batch.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
-import { silentLogger } from '../../../src/logger.ts';
-import { Metrics } from '../../../src/metrics/registry.ts';
 import { firehoseOutput } from '../../../src/outputs/firehose/index.ts';
 import { useAwsTestEnv } from '../../support/aws.ts';
 import { FirehoseFake } from '../../support/firehose-fake.ts';
 import { emitTo } from '../../support/outputs.ts';
-import { RedisServer, settingsFor } from '../../support/redis.ts';
+import { RedisServer } from '../../support/redis.ts';
+import { redisReplica } from '../../support/redis-replica.ts';
 import { waitFor } from '../../support/wait.ts';
 
 /**
@@ -34,27 +32,14 @@ after(async () => {
 });
 
 async function replica() {
-  const backend = new RedisBackend(
-    settingsFor(redis.url, { recoveryTimeoutMs: RECOVERY_MS }),
-    silentLogger(),
+  const replica = await redisReplica(
+    redis.url,
+    firehoseOutput,
+    { delivery_stream: 'logs', endpoint: fake.url },
+    { id: 'stream', recoveryMs: RECOVERY_MS },
   );
-  backends.push(backend);
-  assert.ok(await backend.connect(5000), 'redis reachable');
-  const deps = { id: 'stream', logger: silentLogger(), metrics: new Metrics(), configDir: '/' };
-  const output = firehoseOutput.create(
-    firehoseOutput.schema.parse({ delivery_stream: 'logs', endpoint: fake.url }),
-    deps,
-  );
-  await output.start?.();
-  const settings = resolveBufferSettings(firehoseOutput.bufferDefaults, {
-    flush_interval: 50,
-    chunk_limit_records: 10,
-    retry: { wait: 50, randomize: false, max_interval: 200 },
-  });
-  const buffer = backend.create(output, settings, deps);
-  deps.metrics.registerOutput(buffer);
-  await buffer.start();
-  return { backend, buffer, output };
+  backends.push(replica.backend);
+  return replica;
 }
 
 const batchOf = (from: number) =>

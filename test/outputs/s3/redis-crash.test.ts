@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { RedisBackend } from '../../../src/buffer/redis/redis-store.ts';
-import { resolveBufferSettings } from '../../../src/config/schema.ts';
+import type { RedisBackend } from '../../../src/buffer/redis/redis-store.ts';
 import { makeBatch } from '../../../src/core/batch.ts';
 import { EventTime } from '../../../src/core/event-time.ts';
-import { silentLogger } from '../../../src/logger.ts';
-import { Metrics } from '../../../src/metrics/registry.ts';
 import { s3Output } from '../../../src/outputs/s3/index.ts';
 import { useAwsTestEnv } from '../../support/aws.ts';
 import { emitTo } from '../../support/outputs.ts';
-import { RedisServer, settingsFor } from '../../support/redis.ts';
+import { RedisServer } from '../../support/redis.ts';
+import { redisReplica } from '../../support/redis-replica.ts';
 import { S3Fake } from '../../support/s3-fake.ts';
 import { waitFor } from '../../support/wait.ts';
 
@@ -35,27 +33,14 @@ after(async () => {
 });
 
 async function replica() {
-  const backend = new RedisBackend(
-    settingsFor(redis.url, { recoveryTimeoutMs: RECOVERY_MS }),
-    silentLogger(),
+  const replica = await redisReplica(
+    redis.url,
+    s3Output,
+    { bucket: 'logs', endpoint: fake.url, force_path_style: true },
+    { id: 'archive', recoveryMs: RECOVERY_MS },
   );
-  backends.push(backend);
-  assert.ok(await backend.connect(5000), 'redis reachable');
-  const deps = { id: 'archive', logger: silentLogger(), metrics: new Metrics(), configDir: '/' };
-  const output = s3Output.create(
-    s3Output.schema.parse({ bucket: 'logs', endpoint: fake.url, force_path_style: true }),
-    deps,
-  );
-  await output.start?.();
-  const settings = resolveBufferSettings(s3Output.bufferDefaults, {
-    flush_interval: 50,
-    chunk_limit_records: 10,
-    retry: { wait: 50, randomize: false, max_interval: 200 },
-  });
-  const buffer = backend.create(output, settings, deps);
-  deps.metrics.registerOutput(buffer);
-  await buffer.start();
-  return { backend, buffer, output };
+  backends.push(replica.backend);
+  return replica;
 }
 
 describe('s3 output over the redis buffer', () => {
