@@ -14,9 +14,10 @@ import { connect } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { info, RedisServer } from '../test/support/redis.ts';
+import { selfSignedCert } from '../test/support/tls.ts';
 import { freePort, waitFor } from '../test/support/wait.ts';
 import type { Anchor } from './anchors.ts';
-import { loopbackCert, randomLoopback } from './certificate.ts';
+import { randomLoopback } from './certificate.ts';
 import { FileLineCounter } from './file-lines.ts';
 import type { LoadResult } from './load/forward.ts';
 import { MemoryMetricsSampler } from './memory-metrics.ts';
@@ -136,7 +137,8 @@ export async function runOne(scenario: Scenario, server: Server, options: RunOpt
   let redis: RedisServer | undefined;
   try {
     // HTTPS sinks: a certificate of the run for the sink's address, which every server trusts.
-    const tls = sinkSpec.tls && loopbackCert(dir, ports.sinkHost);
+    // Self-signed for the sink's own loopback address: Node checks it, Fluent Bit the chain.
+    const tls = sinkSpec.tls && selfSignedCert(dir, ports.sinkHost);
     let receiver: Receiver;
     if (scenario.sink === 'file') {
       const lines = new FileLineCounter(outputDir);

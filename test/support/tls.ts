@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 
-/** A self-signed certificate for 127.0.0.1 and localhost, made with openssl in `dir`. */
-export function selfSignedCert(dir: string): { cert: string; key: string } {
+/** A self-signed certificate for `ip` (127.0.0.1 unless told) and localhost, made with openssl in `dir`. */
+export function selfSignedCert(dir: string, ip = '127.0.0.1'): { cert: string; key: string } {
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
   execFileSync(
@@ -18,7 +18,7 @@ export function selfSignedCert(dir: string): { cert: string; key: string } {
       '-subj',
       '/CN=localhost',
       '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      `subjectAltName=IP:${ip},DNS:localhost`,
       '-keyout',
       key,
       '-out',
