@@ -5,6 +5,7 @@ import { MemoryBackend } from '../src/buffer/memory/memory-store.ts';
 import { type BufferOverrides, resolveBufferSettings } from '../src/config/schema.ts';
 import { makeBatch } from '../src/core/batch.ts';
 import type { Entry } from '../src/core/entry.ts';
+import { BackpressureError } from '../src/core/errors.ts';
 import { EventTime } from '../src/core/event-time.ts';
 import { TagPattern } from '../src/core/tag-pattern.ts';
 import type { Filter, Release } from '../src/filters/filter.ts';
@@ -320,6 +321,11 @@ describe('pipeline', () => {
     await pipeline.emit(lines('START a', 'a-2'), { wait: false }); // held by concat: acknowledged
     // Fill the buffer behind a held write.
     for (let n = 0; n < 3; n++) await pipeline.emit(batch('other.x', n), { wait: true }).catch(() => {});
+    await assert.rejects(
+      pipeline.emit(batch('other.x', 9), { wait: false }),
+      BackpressureError,
+      'the buffer is full now',
+    );
     // This batch starts a new event, so the held one is complete: it waits for room on its own,
     // while this batch (nothing of it to buffer yet) is acknowledged.
     await pipeline.emit(lines('START c'), { wait: false });
